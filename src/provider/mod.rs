@@ -1,0 +1,114 @@
+//! Providers observe live state and carry out plan steps. Plan and apply do
+//! not know which provider runs.
+
+use std::collections::BTreeMap;
+
+use crate::live::Live;
+use crate::plan::Step;
+
+/// What a step did, so re-running it is visibly harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Created,
+    Updated,
+    Deleted,
+    /// Already as the step wanted.
+    NotNeeded,
+}
+
+/// Secret values resolved for this apply, by secret name. Never serialised,
+/// never printed; `Debug` shows names only.
+#[derive(Clone, Default)]
+pub struct SecretValues {
+    values: BTreeMap<String, String>,
+}
+
+impl SecretValues {
+    pub fn new(values: BTreeMap<String, String>) -> Self {
+        SecretValues { values }
+    }
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
+}
+
+/// What a step may use besides its own resource.
+pub struct StepContext<'a> {
+    pub app: &'a str,
+    pub secrets: &'a SecretValues,
+}
+
+/// Errors of the provider layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{what}: {message}")]
+    Failed { what: String, message: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {provider} provider cannot {what}")]
+    Unsupported {
+        provider: &'static str,
+        what: String,
+    },
+    #[error("another apply of app {app} is running ({holder})")]
+    Locked { app: String, holder: String },
+}
+
+impl ProviderError {
+    pub fn failed(what: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError::Failed {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        ProviderError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// A held lock; dropping it releases the lock.
+pub trait LockGuard: Send {}
+
+/// A place where clusters live.
+///
+/// # Guarantees
+/// `perform` is idempotent: performing a step whose effect is already there
+/// returns [`Outcome::NotNeeded`] and changes nothing.
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Observe what really exists for `app` (processes, catalogs, API objects).
+    ///
+    /// # Errors
+    /// When the live state cannot be read; an app that does not exist is an
+    /// empty [`Live`], not an error.
+    fn observe(&self, app: &str) -> Result<Live, ProviderError>;
+
+    /// Carry out one step of a plan.
+    ///
+    /// # Errors
+    /// When the step could not be completed; dependants must not run, and a
+    /// later apply re-plans from what was observed.
+    fn perform(&self, step: &Step, ctx: &StepContext<'_>) -> Result<Outcome, ProviderError>;
+
+    /// Take the per-app apply lock, failing fast with
+    /// [`ProviderError::Locked`] naming the holder.
+    fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError>;
+}
