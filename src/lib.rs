@@ -1,8 +1,15 @@
 //! flyplan keeps Fly.io Postgres clusters equal to a fly.toml: it reads the
 //! desired state, observes the live state, plans, and applies.
 
+pub mod apply;
+pub mod cli;
 pub mod config;
+pub mod desired;
 pub mod live;
+pub mod logging;
 pub mod model;
 pub mod plan;
+pub mod planfile;
 pub mod provider;
+pub mod render;
+pub mod secrets;

@@ -83,8 +83,13 @@ impl Live {
     /// A digest of the whole observed state. A saved plan applies only while
     /// the live state still has this fingerprint.
     pub fn fingerprint(&self) -> String {
-        // BTreeMap keys and attrs serialise in sorted order, so this is canonical.
-        let bytes = serde_json::to_vec(self).expect("live state serialises");
+        // BTreeMap keys and attrs serialise in sorted order, so this is
+        // canonical. `status` holds volatile observations and is left out.
+        let mut stable = self.clone();
+        for r in stable.resources.values_mut() {
+            r.status.clear();
+        }
+        let bytes = serde_json::to_vec(&stable).expect("live state serialises");
         let digest = Sha256::digest(&bytes);
         format!("sha256:{}", hex::encode(digest))
     }

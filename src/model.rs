@@ -110,6 +110,10 @@ pub struct Resource {
     pub attrs: Attrs,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub sensitive: BTreeSet<String>,
+    /// Observations that are shown but never compared nor fingerprinted
+    /// (pids, ports, replication lag...).
+    #[serde(default, skip_serializing_if = "Attrs::is_empty")]
+    pub status: Attrs,
 }
 
 impl Resource {
@@ -119,6 +123,7 @@ impl Resource {
             kind,
             attrs: Attrs::new(),
             sensitive: BTreeSet::new(),
+            status: Attrs::new(),
         }
     }
 
@@ -132,6 +137,12 @@ impl Resource {
     pub fn with_sensitive(mut self, key: &str, digest: impl Into<Value>) -> Self {
         self.attrs.insert(key.to_string(), digest.into());
         self.sensitive.insert(key.to_string());
+        self
+    }
+
+    /// Builder: record an observation that is never compared.
+    pub fn with_status(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.status.insert(key.to_string(), value.into());
         self
     }
 
@@ -212,4 +223,10 @@ pub mod attr {
     pub const LEADER: &str = "leader";
     /// Live only: attachment/users created by an attachment are managed.
     pub const MANAGED_BY: &str = "managed_by";
+    /// Desired only: the secret that holds a user's password (an input for
+    /// apply; the comparison uses the `password` digest).
+    pub const PASSWORD_SECRET: &str = "password_secret";
+
+    /// Attributes that carry instructions for apply and are never compared.
+    pub const INPUT_ONLY: &[&str] = &[PASSWORD_SECRET];
 }

@@ -1,5 +1,8 @@
-//! The plan engine: a pure function of desired and live state.
+//! The plan engine: a pure function of desired and live state, and the
+//! plan's types.
 
+pub mod engine;
 pub mod types;
 
+pub use engine::{plan, show_value, PlanOptions};
 pub use types::*;

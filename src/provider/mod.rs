@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod file;
+
 use crate::live::Live;
 use crate::plan::Step;
 

@@ -1,0 +1,132 @@
+//! What the user typed: the command line, parsed by clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::render::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flyplan",
+    version,
+    about = "Keep Fly.io Postgres clusters equal to a fly.toml: plan, review, apply."
+)]
+pub struct Cli {
+    /// Where clusters live: `local` (this machine) or `fly` (Fly Machines API).
+    #[arg(
+        long,
+        global = true,
+        env = "FLYPLAN_PROVIDER",
+        value_enum,
+        default_value = "local"
+    )]
+    pub provider: ProviderName,
+
+    /// State directory (default $XDG_DATA_HOME/flyplan; /var/lib/flyplan for root).
+    #[arg(long, global = true, env = "FLYPLAN_HOME")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Read and write the live state as a JSON file instead of a provider.
+    #[arg(long, global = true, hide = true, env = "FLYPLAN_LIVE_FILE")]
+    pub live: Option<PathBuf>,
+
+    /// More log output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderName {
+    Local,
+    Fly,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Path of the fly.toml.
+    #[arg(short = 'c', long = "config", default_value = "fly.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a fly.toml and print what it describes.
+    Validate(ConfigArg),
+    /// Show what apply would change.
+    Plan(PlanArgs),
+    /// Make the live state equal to fly.toml (or carry out a saved plan).
+    Apply(ApplyArgs),
+    /// Nodes, roles, checks and the leader endpoint.
+    Status(StatusArgs),
+    /// The variables an attached app receives (reveals secrets, on purpose).
+    Env(EnvArgs),
+    /// Destroy everything of the app.
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Save the plan for `flyplan apply FILE`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Exit 0 with no changes, 2 with changes, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Plan destroys of volumes, databases or the app as allowed.
+    #[arg(long)]
+    pub allow_destroy: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `plan --out`; without it, fly.toml is planned afresh.
+    pub planfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Allow destroying volumes, databases or the app.
+    #[arg(long)]
+    pub allow_destroy: bool,
+    /// Steps run at the same time at most.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The attached (consumer) app.
+    #[arg(short = 'a', long = "app")]
+    pub app: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Required: destroying deletes all data of the app.
+    #[arg(long)]
+    pub allow_destroy: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+}

@@ -1,0 +1,417 @@
+//! `plan(desired, live)`: a pure, deterministic function from the two states
+//! to ordered steps with reasons. No I/O happens here.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::types::*;
+use crate::desired::Desired;
+use crate::live::Live;
+use crate::model::{attr, role, Address, Kind, Resource};
+
+/// Choices the user made on the command line that change the plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    pub allow_destroy: bool,
+}
+
+/// Compute the plan that turns `live` into `desired`.
+pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut unchanged = Vec::new();
+
+    for (address, want) in &desired.resources {
+        match live.get(address) {
+            None => pending.push(Pending::new(
+                Action::Create,
+                address,
+                want.kind,
+                None,
+                Some(want),
+                vec![],
+                create_reason(live, want),
+            )),
+            Some(have) => {
+                let changed = changed_attrs(want, have);
+                if changed.is_empty() {
+                    unchanged.push(address.clone());
+                    continue;
+                }
+                let action = if changed.iter().any(|a| needs_replace(want.kind, a)) {
+                    Action::Replace
+                } else {
+                    Action::Update
+                };
+                let reason = update_reason(want, have, &changed, action);
+                pending.push(Pending::new(
+                    action,
+                    address,
+                    want.kind,
+                    Some(have),
+                    Some(want),
+                    changed,
+                    reason,
+                ));
+            }
+        }
+    }
+
+    for (address, have) in &live.resources {
+        if desired.resources.contains_key(address) {
+            continue;
+        }
+        let declared_absent = desired.absent.contains(address);
+        // Roles and databases that fly.toml never named are left alone.
+        if matches!(have.kind, Kind::User | Kind::Database) && !declared_absent {
+            continue;
+        }
+        let reason = if declared_absent {
+            "declared absent in fly.toml".to_string()
+        } else {
+            "not in fly.toml".to_string()
+        };
+        pending.push(Pending::new(
+            Action::Delete,
+            address,
+            have.kind,
+            Some(have),
+            None,
+            vec![],
+            reason,
+        ));
+    }
+
+    for p in &mut pending {
+        decorate(p, live, opts);
+    }
+    order(pending, live, desired, live.fingerprint(), opts, unchanged)
+}
+
+/// A step before it has its place in the order.
+struct Pending {
+    step: Step,
+}
+
+impl Pending {
+    fn new(
+        action: Action,
+        address: &Address,
+        kind: Kind,
+        before: Option<&Resource>,
+        after: Option<&Resource>,
+        changed: Vec<String>,
+        reason: String,
+    ) -> Self {
+        Pending {
+            step: Step {
+                id: 0,
+                address: address.clone(),
+                kind,
+                action,
+                reason,
+                before: before.cloned(),
+                after: after.cloned(),
+                changed,
+                blocked: None,
+                depends_on: vec![],
+                notes: vec![],
+            },
+        }
+    }
+}
+
+/// Attributes of `want` that `have` does not match. Inputs for apply (such
+/// as which secret holds a password) are not compared.
+fn changed_attrs(want: &Resource, have: &Resource) -> Vec<String> {
+    want.attrs
+        .iter()
+        .filter(|(k, _)| !attr::INPUT_ONLY.contains(&k.as_str()))
+        .filter(|(k, v)| have.attrs.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Attributes that cannot change in place.
+fn needs_replace(kind: Kind, attribute: &str) -> bool {
+    matches!(
+        (kind, attribute),
+        (Kind::Machine, attr::ROLE)
+            | (Kind::Attachment, attr::DATABASE)
+            | (Kind::Attachment, attr::USER)
+    )
+}
+
+fn create_reason(live: &Live, want: &Resource) -> String {
+    let app_exists = live.of_kind(Kind::App).next().is_some();
+    match want.kind {
+        Kind::Machine | Kind::Volume if app_exists => {
+            "not in live state (new in fly.toml, or lost)".to_string()
+        }
+        Kind::Attachment => format!(
+            "attach: database {}, user {}, {} set on app {}",
+            want.str(attr::DATABASE).unwrap_or("?"),
+            want.str(attr::USER).unwrap_or("?"),
+            want.str(attr::VARIABLE).unwrap_or("DATABASE_URL"),
+            want.address.as_str().trim_start_matches("attachment.")
+        ),
+        _ => "not in live state".to_string(),
+    }
+}
+
+fn update_reason(want: &Resource, have: &Resource, changed: &[String], action: Action) -> String {
+    if changed.len() == 1 && changed[0] == attr::STATE {
+        return format!(
+            "drift: {} is {}, fly.toml wants {}",
+            want.kind.as_str(),
+            have.str(attr::STATE).unwrap_or("unknown"),
+            want.str(attr::STATE).unwrap_or("running")
+        );
+    }
+    let what: Vec<String> = changed
+        .iter()
+        .map(|a| {
+            if want.is_sensitive(a) || have.is_sensitive(a) {
+                format!("{a} (sensitive value) changed")
+            } else {
+                format!("{a} changed")
+            }
+        })
+        .collect();
+    let mut reason = what.join(", ");
+    if action == Action::Replace {
+        reason.push_str("; cannot change in place");
+    }
+    reason
+}
+
+/// Blocks, notes, and kind-specific rules.
+fn decorate(p: &mut Pending, live: &Live, opts: PlanOptions) {
+    let step = &mut p.step;
+    match (step.kind, step.action) {
+        (Kind::Volume, Action::Update) if step.changed.iter().any(|c| c == attr::SIZE_GB) => {
+            let before = step.before.as_ref().and_then(|r| r.u64(attr::SIZE_GB));
+            let after = step.after.as_ref().and_then(|r| r.u64(attr::SIZE_GB));
+            if let (Some(b), Some(a)) = (before, after) {
+                if a < b {
+                    step.blocked = Some(Blocked {
+                        reason: format!(
+                            "volumes cannot shrink ({b} GB -> {a} GB); keep initial_size at {b}gb or larger"
+                        ),
+                        needs_allow_destroy: false,
+                    });
+                } else {
+                    step.reason = format!("grow from {b} GB to {a} GB");
+                }
+            }
+        }
+        (Kind::Volume | Kind::Database | Kind::App, Action::Delete | Action::Replace) => {
+            let what = match step.kind {
+                Kind::Volume => "destroying a volume deletes its data",
+                Kind::Database => "dropping a database deletes its data",
+                _ => "destroying the app deletes the whole cluster",
+            };
+            if !opts.allow_destroy {
+                step.blocked = Some(Blocked {
+                    reason: format!("{what}; needs --allow-destroy"),
+                    needs_allow_destroy: true,
+                });
+            }
+        }
+        (Kind::Attachment, Action::Delete) => {
+            let b = step.before.as_ref();
+            let db = b.and_then(|r| r.str(attr::DATABASE)).unwrap_or("?");
+            let user = b.and_then(|r| r.str(attr::USER)).unwrap_or("?");
+            let var = b
+                .and_then(|r| r.str(attr::VARIABLE))
+                .unwrap_or("DATABASE_URL");
+            step.reason = "detach: attachment removed from fly.toml".to_string();
+            step.notes.push(format!(
+                "objects of user {user} are reassigned and dropped, the role is dropped and {var} is unset"
+            ));
+            step.notes
+                .push(format!("database {db} is kept with its data"));
+        }
+        (Kind::Machine, Action::Update | Action::Replace) => {
+            if step.before.as_ref().and_then(|r| r.bool(attr::LEADER)) == Some(true)
+                && step.changed.iter().any(|c| c != attr::STATE)
+            {
+                step.notes.push(
+                    "current leader: updated last, after a switchover to a standby".to_string(),
+                );
+            }
+        }
+        (Kind::Machine, Action::Delete) => {
+            step.notes
+                .push("drained from the formation before it stops".to_string());
+            if step.before.as_ref().and_then(|r| r.bool(attr::LEADER)) == Some(true) {
+                step.notes
+                    .push("current leader: a standby is promoted first".to_string());
+            }
+        }
+        (Kind::Formation, Action::Update) => {
+            let n = step
+                .after
+                .as_ref()
+                .and_then(|r| r.u64(attr::SYNC_STANDBYS))
+                .unwrap_or(0);
+            step.notes.push(if n == 0 {
+                "commits no longer wait for a standby".to_string()
+            } else {
+                format!("commits wait for {n} standby(s)")
+            });
+        }
+        _ => {}
+    }
+    let _ = live;
+}
+
+/// Phases in execution order; each step depends on the steps of the
+/// nearest earlier phase that has any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    App,
+    Secret,
+    Volume,
+    FirstMachine,
+    Machines,
+    LeaderMachine,
+    Formation,
+    Endpoint,
+    User,
+    Database,
+    Attachment,
+    SnapshotPolicy,
+    DeleteAttachment,
+    DeleteDatabase,
+    DeleteUser,
+    DeleteSnapshotPolicy,
+    DeleteEndpoint,
+    DeleteFormation,
+    DeleteMachine,
+    DeleteVolume,
+    DeleteSecret,
+    DeleteApp,
+}
+
+fn phase(step: &Step, live: &Live, first_machine: Option<&Address>) -> Phase {
+    let deleting = step.action == Action::Delete;
+    match (step.kind, deleting) {
+        (Kind::App, false) => Phase::App,
+        (Kind::Secret, false) => Phase::Secret,
+        (Kind::Volume, false) => Phase::Volume,
+        (Kind::Machine, false) => {
+            if Some(&step.address) == first_machine {
+                Phase::FirstMachine
+            } else if live.get(&step.address).and_then(|r| r.bool(attr::LEADER)) == Some(true) {
+                Phase::LeaderMachine
+            } else {
+                Phase::Machines
+            }
+        }
+        (Kind::Formation, false) => Phase::Formation,
+        (Kind::Endpoint, false) => Phase::Endpoint,
+        (Kind::User, false) => Phase::User,
+        (Kind::Database, false) => Phase::Database,
+        (Kind::Attachment, false) => Phase::Attachment,
+        (Kind::SnapshotPolicy, false) => Phase::SnapshotPolicy,
+        (Kind::Attachment, true) => Phase::DeleteAttachment,
+        (Kind::Database, true) => Phase::DeleteDatabase,
+        (Kind::User, true) => Phase::DeleteUser,
+        (Kind::SnapshotPolicy, true) => Phase::DeleteSnapshotPolicy,
+        (Kind::Endpoint, true) => Phase::DeleteEndpoint,
+        (Kind::Formation, true) => Phase::DeleteFormation,
+        (Kind::Machine, true) => Phase::DeleteMachine,
+        (Kind::Volume, true) => Phase::DeleteVolume,
+        (Kind::Secret, true) => Phase::DeleteSecret,
+        (Kind::App, true) => Phase::DeleteApp,
+    }
+}
+
+/// When no node of the cluster is running, the lowest candidate is created
+/// (or brought back) alone first: it becomes the leader the others clone.
+fn first_machine(steps: &[Pending], live: &Live, desired: &Desired) -> Option<Address> {
+    let leader_alive = live
+        .of_kind(Kind::Machine)
+        .any(|m| m.str(attr::STATE) == Some("running") && desired.get(&m.address).is_some());
+    if leader_alive {
+        return None;
+    }
+    steps
+        .iter()
+        .map(|p| &p.step)
+        .filter(|s| s.kind == Kind::Machine && s.action != Action::Delete)
+        .filter(|s| s.after.as_ref().and_then(|r| r.str(attr::ROLE)) == Some(role::CANDIDATE))
+        .min_by_key(|s| {
+            s.after
+                .as_ref()
+                .and_then(|r| r.u64(attr::INDEX))
+                .unwrap_or(u64::MAX)
+        })
+        .map(|s| s.address.clone())
+}
+
+fn order(
+    pending: Vec<Pending>,
+    live: &Live,
+    desired: &Desired,
+    fingerprint: String,
+    opts: PlanOptions,
+    unchanged: Vec<Address>,
+) -> Plan {
+    let first = first_machine(&pending, live, desired);
+    let mut by_phase: BTreeMap<Phase, Vec<Step>> = BTreeMap::new();
+    for p in pending {
+        let ph = phase(&p.step, live, first.as_ref());
+        by_phase.entry(ph).or_default().push(p.step);
+    }
+    let mut steps: Vec<Step> = Vec::new();
+    let mut previous: Vec<usize> = Vec::new();
+    for (_, mut group) in by_phase {
+        group.sort_by(|a, b| a.address.cmp(&b.address));
+        let start = steps.len();
+        for mut s in group {
+            s.id = steps.len();
+            s.depends_on = previous.clone();
+            steps.push(s);
+        }
+        previous = (start..steps.len()).collect();
+    }
+
+    let mut summary = Summary::default();
+    for s in &steps {
+        match s.action {
+            Action::Create => summary.add += 1,
+            Action::Update => summary.change += 1,
+            Action::Delete => summary.destroy += 1,
+            Action::Replace => {
+                summary.add += 1;
+                summary.destroy += 1;
+            }
+            Action::NoOp => {}
+        }
+        if s.blocked.is_some() {
+            summary.blocked += 1;
+        }
+    }
+    Plan {
+        format_version: FORMAT_VERSION,
+        app: desired.app.clone(),
+        live_fingerprint: fingerprint,
+        allow_destroy: opts.allow_destroy,
+        steps,
+        unchanged,
+        summary,
+    }
+}
+
+/// Render an attribute value for people; sensitive ones are masked.
+pub fn show_value(r: &Resource, key: &str) -> String {
+    if r.is_sensitive(key) {
+        return "(sensitive value)".to_string();
+    }
+    match r.attrs.get(key) {
+        None | Some(Value::Null) => "null".to_string(),
+        Some(v) => v.to_string(),
+    }
+}
