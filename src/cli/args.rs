@@ -83,6 +83,9 @@ pub struct PlanArgs {
     /// Plan destroys of volumes, databases or the app as allowed.
     #[arg(long)]
     pub allow_destroy: bool,
+    /// Plan the destruction of everything of the app.
+    #[arg(long)]
+    pub destroy: bool,
 }
 
 #[derive(Debug, Args)]

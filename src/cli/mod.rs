@@ -111,7 +111,11 @@ fn color_stdout() -> bool {
 
 fn plan_cmd(cli: &Cli, a: &PlanArgs) -> Result<ExitCode> {
     let config = load_config(&a.config)?;
-    let desired = desired_of(&config)?;
+    let desired = if a.destroy {
+        Desired::nothing(&config.app)
+    } else {
+        desired_of(&config)?
+    };
     let provider = open_provider(cli)?;
     let live = provider.observe(&desired.app)?;
     let plan = plan::plan(

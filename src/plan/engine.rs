@@ -232,14 +232,13 @@ fn decorate(p: &mut Pending, live: &Live, opts: PlanOptions) {
             step.notes
                 .push(format!("database {db} is kept with its data"));
         }
-        (Kind::Machine, Action::Update | Action::Replace) => {
+        (Kind::Machine, Action::Update | Action::Replace)
             if step.before.as_ref().and_then(|r| r.bool(attr::LEADER)) == Some(true)
-                && step.changed.iter().any(|c| c != attr::STATE)
-            {
-                step.notes.push(
-                    "current leader: updated last, after a switchover to a standby".to_string(),
-                );
-            }
+                && step.changed.iter().any(|c| c != attr::STATE) =>
+        {
+            step.notes.push(
+                "current leader: updated last, after a switchover to a standby".to_string(),
+            );
         }
         (Kind::Machine, Action::Delete) => {
             step.notes
