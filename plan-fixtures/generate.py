@@ -77,11 +77,11 @@ USERS = '''
 
 BASE = toml()
 
-def live_from(config_text, edit=None, env=None, name="fly.toml"):
+def live_from(config_text, edit=None, env=None, name="fly.toml", case="pg-fixture"):
     """Apply config_text to an empty file live state; return the live JSON."""
     with tempfile.TemporaryDirectory() as d:
         # The app name comes from the directory in the services dialect.
-        sub = os.path.join(d, "pg-fixture")
+        sub = os.path.join(d, case)
         os.mkdir(sub)
         cfg = os.path.join(sub, name)
         open(cfg, "w").write(config_text)
@@ -126,7 +126,7 @@ def both(*fs):
             g(data)
     return f
 
-EMPTY = {"app": "pg-fixture", "resources": []}
+EMPTY = {"app": "", "resources": []}
 ROT = dict(ENV, PG_PASSWORD="fixture-secret-value-rotated")
 
 CASES = {
@@ -183,9 +183,9 @@ def main():
         if isinstance(live, dict):
             data = live
         elif isinstance(live, tuple):
-            data = live_from(live[0], live[1])
+            data = live_from(live[0], live[1], case=name)
         else:
-            data = live_from(live)
+            data = live_from(live, case=name)
         with open(os.path.join(d, "live.json"), "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
