@@ -1,6 +1,7 @@
 //! Reading fly.toml: parse with spans (toml_edit), validate, and produce a
 //! typed [`Config`] or located diagnostics.
 
+mod detect;
 pub mod diag;
 mod keys;
 pub mod model;

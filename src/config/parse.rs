@@ -10,6 +10,7 @@ use std::path::Path;
 
 use toml_edit::{Document, Item, TableLike, Value};
 
+use super::detect;
 use super::diag::Diagnostic;
 use super::keys::{self, KeyTable, KeyUse};
 use super::model::*;
@@ -52,7 +53,7 @@ pub(crate) fn walk(path: &Path, source: &str) -> Result<Walked, Diagnostic> {
         shown: "fly.toml".to_string(),
         span: 0..0,
     };
-    let config = reader.read_root(&root);
+    let config = reader.read_root(&root, detect::looks_like_ordinary_app(doc.as_table()));
     Ok(Walked {
         config,
         diagnostics: reader.diags,
@@ -203,7 +204,10 @@ impl<'s> Reader<'s> {
             match table.lookup(name) {
                 Some(KeyUse::Read) => {}
                 Some(KeyUse::Ignored) => self.ignored_note(key_span, &t.child(name)),
-                None => self.unknown_key(t, table, name, key_span),
+                None => {
+                    self.poisoned.insert(t.path.clone());
+                    self.unknown_key(t, table, name, key_span);
+                }
             }
         }
     }
@@ -447,7 +451,7 @@ impl<'s> Reader<'s> {
 
     // ----- tables ----------------------------------------------------------
 
-    fn read_root(&mut self, root: &Tbl) -> Config {
+    fn read_root(&mut self, root: &Tbl, ordinary_app: bool) -> Config {
         self.check_keys(root, &keys::TOP);
         let services_pg = self.read_services(root);
         let dialect = if services_pg.is_some() {
@@ -457,6 +461,14 @@ impl<'s> Reader<'s> {
         };
         let mut secrets = self.read_secrets(root);
         let app = self.read_app(root, dialect);
+        if dialect == Dialect::Native && ordinary_app {
+            let span = self.spans.get("app").unwrap_or(0..0);
+            self.error_help(
+                span,
+                "this is the fly.toml of an ordinary Fly app, not of a Postgres cluster",
+                "flyplan manages Postgres clusters; add a [postgres] section if this app is meant to be one",
+            );
+        }
         let primary_region = self.read_primary_region(root, dialect);
         let build_image = self.read_build(root);
         let (mut postgres, instances_set) = self.read_postgres(root, &primary_region);
@@ -1060,7 +1072,12 @@ impl<'s> Reader<'s> {
         match sources.len() {
             1 => sources.pop().map(|(s, _)| s),
             0 => {
-                if !self.poisoned.iter().any(|p| p.starts_with(&t.path)) {
+                let inner = format!("{}.", t.path);
+                if !self
+                    .poisoned
+                    .iter()
+                    .any(|p| *p == t.path || p.starts_with(&inner))
+                {
                     self.error_help(
                         t.span.clone(),
                         format!("secret `{name}` has no source"),
