@@ -1,0 +1,89 @@
+//! Sizes, memory amounts and times of day as fly.toml writes them
+//! (`"10gb"`, `"512mb"`, `2048`, `"03:30"`), turned into numbers.
+
+/// Parse `"<number><unit>"` (unit case-insensitive, optional spaces between)
+/// into a number of mebibytes. `default_unit_mb` is used for a bare number.
+fn parse_mb(text: &str, default_unit_mb: u64) -> Option<u64> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    if digits_end == 0 {
+        return None;
+    }
+    let number: u64 = text[..digits_end].parse().ok()?;
+    let unit = text[digits_end..].trim().to_ascii_lowercase();
+    let factor = match unit.as_str() {
+        "" => default_unit_mb,
+        "m" | "mb" | "mib" => 1,
+        "g" | "gb" | "gib" => 1024,
+        "t" | "tb" | "tib" => 1024 * 1024,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// A volume size in whole GB, rounded up: `"10gb"`, `"500mb"` (1), `"1g"`,
+/// `"10"`. Zero is rejected.
+pub fn parse_size_gb(text: &str) -> Option<u64> {
+    let mb = parse_mb(text, 1024)?;
+    (mb > 0).then(|| mb.div_ceil(1024))
+}
+
+/// A memory amount in MB: `"512mb"`, `"1gb"`, `"2048"`. Zero is rejected.
+pub fn parse_memory_mb(text: &str) -> Option<u32> {
+    let mb = parse_mb(text, 1)?;
+    u32::try_from(mb).ok().filter(|mb| *mb > 0)
+}
+
+/// A time of day `"HH:MM"` (24-hour clock).
+pub fn is_hh_mm(text: &str) -> bool {
+    let Some((h, m)) = text.split_once(':') else {
+        return false;
+    };
+    let two_digits = |s: &str| s.len() == 2 && s.chars().all(|c| c.is_ascii_digit());
+    two_digits(h)
+        && two_digits(m)
+        && h.parse::<u8>().is_ok_and(|h| h < 24)
+        && m.parse::<u8>().is_ok_and(|m| m < 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_round_up_to_whole_gb() {
+        assert_eq!(parse_size_gb("10gb"), Some(10));
+        assert_eq!(parse_size_gb("10GB"), Some(10));
+        assert_eq!(parse_size_gb("1g"), Some(1));
+        assert_eq!(parse_size_gb("500mb"), Some(1));
+        assert_eq!(parse_size_gb("1025mb"), Some(2));
+        assert_eq!(parse_size_gb("3"), Some(3));
+        assert_eq!(parse_size_gb("1 tb"), Some(1024));
+        for bad in ["ten gb", "", "gb", "0gb", "10 parsecs", "-1gb", "1.5gb"] {
+            assert_eq!(parse_size_gb(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn memory_is_read_in_mb() {
+        assert_eq!(parse_memory_mb("512mb"), Some(512));
+        assert_eq!(parse_memory_mb("1gb"), Some(1024));
+        assert_eq!(parse_memory_mb("1GB"), Some(1024));
+        assert_eq!(parse_memory_mb("2048"), Some(2048));
+        assert_eq!(parse_memory_mb("16gb"), Some(16384));
+        for bad in ["lots", "0mb", "99999999gb", "512 kb"] {
+            assert_eq!(parse_memory_mb(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn times_of_day_are_hh_mm() {
+        assert!(is_hh_mm("00:00"));
+        assert!(is_hh_mm("23:59"));
+        for bad in ["24:00", "7:30", "12:60", "noon", "12:3", "12:30:00"] {
+            assert!(!is_hh_mm(bad), "{bad:?}");
+        }
+    }
+}
