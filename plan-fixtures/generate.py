@@ -162,6 +162,7 @@ CASES = {
     "30-attachment-database-change": (toml(attachments=(), extra_attach='\n[[attachments]]\n  app = "myapp"\n  database = "myapp_v2"\n'), BASE),
     "31-development-from-nothing": (toml(instances=1, sync=0, replicas="{}", attachments=()), EMPTY),
     "32-seed-dialect-no-op": (SEED, SEED),
+    "34-user-membership-change": (toml(users=USERS.replace('["pg_read_all_data"]', '["pg_read_all_data", "pg_monitor"]')), toml(users=USERS)),
     "33-restore-from-snapshot": (toml(restore='\n  restore_from = "snap-pg-fixture-pg_data-20261120T000000Z"'), EMPTY),
 }
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Map, Value};
 use similar::{ChangeTag, TextDiff};
 
-use crate::model::Resource;
+use crate::model::{attr, Resource};
 use crate::plan::{show_value, Action, Plan, Step};
 
 /// Output formats of `flyplan plan`.
@@ -132,6 +132,10 @@ fn attr_lines(step: &Step) -> (Vec<AttrLine>, usize) {
                 if changed.contains(k.as_str()) {
                     let value = if after.is_sensitive(k) || before.is_sensitive(k) {
                         "(sensitive value)".to_string()
+                    } else if let (Some(Value::Array(b)), Some(Value::Array(a))) =
+                        (before.attrs.get(k), after.attrs.get(k))
+                    {
+                        list_diff(b, a)
                     } else {
                         format!("{} -> {}", show_value(before, k), show_value(after, k))
                     };
@@ -147,6 +151,23 @@ fn attr_lines(step: &Step) -> (Vec<AttrLine>, usize) {
         }
     }
     (lines, hidden)
+}
+
+/// A changed list, one element a line, marked with similar's line diff.
+fn list_diff(before: &[Value], after: &[Value]) -> String {
+    let lines = |v: &[Value]| v.iter().map(|x| format!("{x}\n")).collect::<String>();
+    let (b, a) = (lines(before), lines(after));
+    let mut out = String::from("[");
+    for change in TextDiff::from_lines(&b, &a).iter_all_changes() {
+        let sign = match change.tag() {
+            ChangeTag::Delete => "-",
+            ChangeTag::Insert => "+",
+            ChangeTag::Equal => " ",
+        };
+        let _ = write!(out, "\n              {sign} {},", change.value().trim_end());
+    }
+    out.push_str("\n            ]");
+    out
 }
 
 fn header(step: &Step) -> String {
@@ -204,15 +225,37 @@ fn text(plan: &Plan, color: bool) -> String {
     out
 }
 
-/// `key = value` lines of a resource, for diffs.
-fn resource_lines(r: Option<&Resource>) -> String {
-    let mut s = String::new();
-    if let Some(r) = r {
+/// `key = value` lines of both sides of a step, for diffs. Inputs for apply
+/// count as unchanged; a changed sensitive value says so without showing it.
+fn diff_sides(step: &Step) -> (String, String) {
+    let mut before = String::new();
+    let mut after = String::new();
+    let changed: BTreeSet<&str> = step.changed.iter().map(String::as_str).collect();
+    if let Some(r) = &step.before {
         for k in r.attrs.keys() {
-            let _ = writeln!(s, "{k} = {}", show_value(r, k));
+            let _ = writeln!(before, "{k} = {}", show_value(r, k));
         }
     }
-    s
+    if let Some(r) = &step.after {
+        for k in r.attrs.keys() {
+            let value = show_value(r, k);
+            if step.before.is_some() && attr::INPUT_ONLY.contains(&k.as_str()) {
+                let _ = writeln!(before, "{k} = {value}");
+            }
+            if r.is_sensitive(k) && changed.contains(k.as_str()) {
+                let _ = writeln!(after, "{k} = (sensitive value, changed)");
+            } else {
+                let _ = writeln!(after, "{k} = {value}");
+            }
+        }
+    }
+    // Keep both sides in key order so the diff pairs lines up.
+    let sort = |s: String| {
+        let mut lines: Vec<&str> = s.lines().collect();
+        lines.sort_unstable();
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>()
+    };
+    (sort(before), sort(after))
 }
 
 fn markdown(plan: &Plan) -> String {
@@ -259,8 +302,7 @@ fn markdown(plan: &Plan) -> String {
             let _ = writeln!(out);
         }
         let _ = writeln!(out, "```diff");
-        let before = resource_lines(s.before.as_ref());
-        let after = resource_lines(s.after.as_ref());
+        let (before, after) = diff_sides(s);
         let diff = TextDiff::from_lines(&before, &after);
         for change in diff.iter_all_changes() {
             let sign = match change.tag() {

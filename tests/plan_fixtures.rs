@@ -75,7 +75,11 @@ fn every_fixture_plan_matches_its_golden_files() {
     let update = std::env::var_os("FLYPLAN_UPDATE_FIXTURES").is_some();
     let mut failures = Vec::new();
     let all = cases();
-    assert!(all.len() >= 25, "expected at least 25 fixtures, found {}", all.len());
+    assert!(
+        all.len() >= 25,
+        "expected at least 25 fixtures, found {}",
+        all.len()
+    );
     for dir in &all {
         let out = run_case(dir);
         for (file, got) in [
@@ -112,7 +116,11 @@ fn no_secret_value_appears_in_any_fixture_output() {
         let env = read_env(&dir);
         let out = run_case(&dir);
         for (name, value) in &env {
-            for (format, text) in [("text", &out.text), ("json", &out.json), ("markdown", &out.markdown)] {
+            for (format, text) in [
+                ("text", &out.text),
+                ("json", &out.json),
+                ("markdown", &out.markdown),
+            ] {
                 assert!(
                     !text.contains(value.as_str()),
                     "{}: the value of {name} appears in the {format} plan",

@@ -170,12 +170,9 @@ fn update_reason(want: &Resource, have: &Resource, changed: &[String], action: A
     }
     let what: Vec<String> = changed
         .iter()
-        .map(|a| {
-            if want.is_sensitive(a) || have.is_sensitive(a) {
-                format!("{a} (sensitive value) changed")
-            } else {
-                format!("{a} changed")
-            }
+        .map(|a| match (want.kind, a.as_str()) {
+            (Kind::Secret, attr::DIGEST) => "value changed".to_string(),
+            _ => format!("{a} changed"),
         })
         .collect();
     let mut reason = what.join(", ");
@@ -236,9 +233,8 @@ fn decorate(p: &mut Pending, live: &Live, opts: PlanOptions) {
             if step.before.as_ref().and_then(|r| r.bool(attr::LEADER)) == Some(true)
                 && step.changed.iter().any(|c| c != attr::STATE) =>
         {
-            step.notes.push(
-                "current leader: updated last, after a switchover to a standby".to_string(),
-            );
+            step.notes
+                .push("current leader: updated last, after a switchover to a standby".to_string());
         }
         (Kind::Machine, Action::Delete) => {
             step.notes
