@@ -62,8 +62,10 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
             continue;
         }
         let declared_absent = desired.absent.contains(address);
-        // Roles and databases that fly.toml never named are left alone.
-        if matches!(have.kind, Kind::User | Kind::Database) && !declared_absent {
+        // Roles and databases that fly.toml never named are left alone,
+        // unless the whole app goes.
+        let app_stays = desired.resources.contains_key(&Address::app(&desired.app));
+        if app_stays && matches!(have.kind, Kind::User | Kind::Database) && !declared_absent {
             continue;
         }
         let reason = if declared_absent {
