@@ -83,3 +83,18 @@ fn most_fly_postgres_files_parse() {
         failed.join("\n")
     );
 }
+
+#[test]
+fn ordinary_app_files_are_refused_with_located_errors() {
+    let mut parsed = Vec::new();
+    for path in files("app") {
+        if let Ok(Ok(_)) = check(&path) {
+            parsed.push(path.display().to_string());
+        }
+    }
+    assert!(
+        parsed.is_empty(),
+        "ordinary app files taken for Postgres clusters:\n{}",
+        parsed.join("\n")
+    );
+}
