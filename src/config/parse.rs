@@ -251,7 +251,7 @@ impl<'s> Reader<'s> {
         }
     }
 
-    /// An integer in `min..=max`; `what` completes "must be ..." on error.
+    /// An integer in `min..=max`.
     fn integer_in(&mut self, f: &Field, min: i64, max: i64) -> Option<i64> {
         let n = self.integer(f)?;
         if n < min {
@@ -333,8 +333,10 @@ impl<'s> Reader<'s> {
                 let found = a_type(f.item);
                 let help = if f.item.is_array_of_tables() {
                     format!("write {shown}, not [{shown}]")
-                } else {
+                } else if shown.starts_with('[') {
                     format!("write it as {shown} with keys below it")
+                } else {
+                    format!("write it as {shown}")
                 };
                 self.invalid_help(
                     f,
@@ -595,7 +597,7 @@ impl<'s> Reader<'s> {
             let Some(code) = self.string(&f) else {
                 return String::new();
             };
-            self.check_region(&f, &code, f.span.clone());
+            self.check_region(&f, &code);
             return code;
         }
         // Fly Postgres apps made before `primary_region` existed name their
@@ -636,13 +638,11 @@ impl<'s> Reader<'s> {
         String::new()
     }
 
-    fn check_region(&mut self, f: &Field, code: &str, span: Span) -> bool {
-        if regions::is_region(code) {
-            return true;
+    fn check_region(&mut self, f: &Field, code: &str) {
+        if !regions::is_region(code) {
+            self.poisoned.insert(f.path.clone());
+            self.unknown_region(code, f.span.clone());
         }
-        self.poisoned.insert(f.path.clone());
-        self.unknown_region(code, span);
-        false
     }
 
     fn unknown_region(&mut self, code: &str, span: Span) {
@@ -768,7 +768,7 @@ impl<'s> Reader<'s> {
 
     fn read_replicas(&mut self, f: &Field, primary_region: &str) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();
-        let Some(t) = self.table(f, "read_replicas") else {
+        let Some(t) = self.table(f, "[postgres.read_replicas]") else {
             return out;
         };
         for (region, _) in t.t.iter() {
@@ -910,7 +910,7 @@ impl<'s> Reader<'s> {
         let canonical = t.child("password_secret");
         let mut found: Option<(String, Span)> = None;
         if let Some(f) = self.field(t, "password") {
-            if let Some(pt) = self.table(&f, "password") {
+            if let Some(pt) = self.table(&f, "password = { secret = \"NAME\" }") {
                 self.check_keys(&pt, &keys::USER_PASSWORD);
                 match self.field(&pt, "secret") {
                     Some(sf) => {
