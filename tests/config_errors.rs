@@ -599,3 +599,10 @@ fn only_the_first_vm_sizes_the_nodes() {
         .any(|n| n.line == 6 && n.message.contains("first [[vm]]")));
     assert!(cfg.spans.get("vm.memory").is_some());
 }
+
+#[test]
+fn missing_app_after_blank_lines_shows_the_first_written_line() {
+    let src = "\n\n# the cluster\nprimary_region = \"iad\"\n";
+    assert_eq!(err(src), "fly.toml:3:1: missing key `app`");
+    assert_eq!(diagnostics(src)[0].source_line, "# the cluster");
+}

@@ -166,6 +166,14 @@ impl<'s> Reader<'s> {
         });
     }
 
+    /// Where problems of the whole file are shown: the start of its first
+    /// line that is not blank, so the caret has a line to stand under.
+    fn start(&self) -> Span {
+        let at = self.source.find(|c: char| !c.is_whitespace()).unwrap_or(0);
+        let line_start = self.source[..at].rfind('\n').map_or(0, |i| i + 1);
+        line_start..line_start
+    }
+
     fn ignored_note(&mut self, span: Span, path: &str) {
         self.note(
             span,
@@ -464,7 +472,7 @@ impl<'s> Reader<'s> {
         let mut secrets = self.read_secrets(root);
         let app = self.read_app(root, dialect);
         if dialect == Dialect::Native && ordinary_app {
-            let span = self.spans.get("app").unwrap_or(0..0);
+            let span = self.spans.get("app").unwrap_or_else(|| self.start());
             self.error_help(
                 span,
                 "this is the fly.toml of an ordinary Fly app, not of a Postgres cluster",
@@ -551,13 +559,13 @@ impl<'s> Reader<'s> {
             if dialect == Dialect::Services {
                 let name = self.app_from_directory();
                 self.note(
-                    0..0,
+                    self.start(),
                     format!("`app` is not set; using `{name}`, from the directory of the file"),
                 );
                 return name;
             }
             self.error_help(
-                0..0,
+                self.start(),
                 "missing key `app`",
                 "add app = \"<name>\", the Fly app of the cluster",
             );
@@ -609,7 +617,7 @@ impl<'s> Reader<'s> {
             .and_then(|env| env.get("PRIMARY_REGION"))
             .and_then(|item| item.as_str().map(|s| (s.to_string(), item.span())));
         if let Some((code, span)) = env {
-            let span = span.unwrap_or(0..0);
+            let span = span.unwrap_or_else(|| self.start());
             self.spans.insert("primary_region", span.clone());
             let f_path = "env.PRIMARY_REGION".to_string();
             if regions::is_region(&code) {
@@ -625,13 +633,13 @@ impl<'s> Reader<'s> {
         }
         if dialect == Dialect::Services {
             self.note(
-                0..0,
+                self.start(),
                 format!("`primary_region` is not set; using {SERVICES_DEFAULT_REGION:?}"),
             );
             return SERVICES_DEFAULT_REGION.to_string();
         }
         self.error_help(
-            0..0,
+            self.start(),
             "missing key `primary_region`",
             "add primary_region = \"<region>\", where the leader and its failover candidates run, e.g. \"iad\"",
         );
