@@ -466,7 +466,7 @@ impl<'s> Reader<'s> {
         Some(name.to_string())
     }
 
-    // ----- tables ----------------------------------------------------------
+    // ----- the whole file ----------------------------------------------------
 
     fn read_root(&mut self, root: &Tbl, ordinary_app: bool) -> Config {
         self.check_keys(root, &keys::TOP);
