@@ -83,3 +83,43 @@ fn most_fly_postgres_files_parse() {
         failed.join("\n")
     );
 }
+
+#[test]
+fn ordinary_app_files_are_refused_with_located_errors() {
+    let mut parsed = Vec::new();
+    for path in files("app") {
+        if let Ok(Ok(_)) = check(&path) {
+            parsed.push(path.display().to_string());
+        }
+    }
+    assert!(
+        parsed.is_empty(),
+        "ordinary app files taken for Postgres clusters:\n{}",
+        parsed.join("\n")
+    );
+}
+
+/// Cut every corpus file short at many places (mid-key, mid-string,
+/// mid-header): each prefix must give a config or located diagnostics.
+#[test]
+fn truncated_corpus_files_never_panic() {
+    let mut problems = Vec::new();
+    for path in files("pg").into_iter().chain(files("app")) {
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let cuts = text.char_indices().map(|(i, _)| i).filter(|i| i % 13 == 0);
+        for cut in cuts {
+            let prefix = &text[..cut];
+            let outcome = catch_unwind(|| config::parse(Path::new("fly.toml"), prefix));
+            match outcome {
+                Err(_) => problems.push(format!("{} cut at {cut}: panicked", path.display())),
+                Ok(Err(ConfigError::Invalid { diagnostics })) => {
+                    if diagnostics.iter().any(|d| d.line < 1 || d.column < 1) {
+                        problems.push(format!("{} cut at {cut}: unlocated", path.display()));
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -500,3 +500,109 @@ fn users_and_databases_take_their_defaults() {
     assert_eq!(cfg.mounts.len(), 1, "one default mount");
     assert_eq!(cfg.vm.memory_mb, 256);
 }
+
+#[test]
+fn attachments_as_a_single_table_ask_for_an_array() {
+    let src = with_head("[attachments]\n  app = \"myapp\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:3:1: `attachments` must be an array of tables, found a table"
+    );
+    assert_eq!(help(&src), "write each entry as [[attachments]]");
+}
+
+#[test]
+fn secret_with_two_sources_points_at_the_second() {
+    let src =
+        with_head("[secrets]\nPG_PASSWORD = { from_env = \"PG_PASSWORD\", generate = true }\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:43: secret `PG_PASSWORD` has more than one source"
+    );
+    assert_eq!(caret(&src), "generate");
+}
+
+#[test]
+fn secret_names_are_uppercase() {
+    let src = with_head("[secrets]\npg_password = { generate = true }\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:1: invalid secret name \"pg_password\""
+    );
+}
+
+#[test]
+fn memory_and_memory_mb_together_are_refused() {
+    let src = with_head("[[vm]]\nmemory = \"1gb\"\nmemory_mb = 1024\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:5:13: memory is set twice, by `memory` and `memory_mb`"
+    );
+}
+
+#[test]
+fn services_dialect_keys_are_checked_too() {
+    let src = "[services.postgres]\n  image = \"flyio/postgres:14\"\n  restart_policy = \"sometimes\"\n  internal_prot = 5432\n";
+    let d = diagnostics(src);
+    assert_eq!(d[0].to_string().lines().next(), Some("fly.toml:3:20: `services.postgres.restart_policy` must be one of \"no\", \"always\", \"on-failure\", \"fail\""));
+    assert_eq!(
+        d[1].message,
+        "unknown key `internal_prot` in `[services.postgres]`"
+    );
+    assert_eq!(d[1].help.as_deref(), Some("did you mean `internal_port`?"));
+}
+
+// ----- more that must parse ---------------------------------------------------
+
+fn ok(src: &str) -> flyplan::config::Config {
+    config::parse(Path::new("fly.toml"), src).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn services_dialect_honours_postgres_instances_and_braced_references() {
+    let cfg = ok("app = \"pg-one\"\nprimary_region = \"fra\"\n[postgres]\ninstances = 3\n[services.postgres]\nimage = \"postgres:16\"\n[[services.postgres.env]]\nPG_PASSWORD = \"${ROOT_PW}\"\n");
+    assert_eq!(cfg.dialect, Dialect::Services);
+    assert_eq!(cfg.postgres.instances, 3);
+    assert_eq!(cfg.postgres.operator_user, "postgres");
+    assert_eq!(cfg.postgres.operator_password.as_deref(), Some("ROOT_PW"));
+    assert_eq!(cfg.pg_major, 16);
+    assert!(cfg.notes.is_empty(), "{:?}", cfg.notes);
+}
+
+#[test]
+fn a_legacy_file_takes_its_region_from_env_with_a_note() {
+    let cfg = ok("app = \"old-pg\"\nkill_timeout = 300\n[env]\n  PRIMARY_REGION = \"ord\"\n[mounts]\n  destination = \"/data\"\n");
+    assert_eq!(cfg.primary_region, "ord");
+    assert_eq!(cfg.mounts[0].source, "pg_data");
+    assert!(cfg.spans.get("mounts[0].destination").is_some());
+    let messages: Vec<&str> = cfg.notes.iter().map(|n| n.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "`kill_timeout` is an ordinary Fly app key; flyplan ignores it",
+            "`env` is an ordinary Fly app key; flyplan ignores it",
+            "`primary_region` is not set; using env.PRIMARY_REGION = \"ord\"",
+        ]
+    );
+    assert_eq!((cfg.notes[0].line, cfg.notes[0].column), (2, 1));
+}
+
+#[test]
+fn only_the_first_vm_sizes_the_nodes() {
+    let cfg = ok(&with_head(
+        "[[vm]]\nmemory = \"2gb\"\ncpus = 2\n[[vm]]\nmemory_mb = 256\nprocesses = [\"cron\"]\n",
+    ));
+    assert_eq!((cfg.vm.memory_mb, cfg.vm.cpus), (2048, 2));
+    assert!(cfg
+        .notes
+        .iter()
+        .any(|n| n.line == 6 && n.message.contains("first [[vm]]")));
+    assert!(cfg.spans.get("vm.memory").is_some());
+}
+
+#[test]
+fn missing_app_after_blank_lines_shows_the_first_written_line() {
+    let src = "\n\n# the cluster\nprimary_region = \"iad\"\n";
+    assert_eq!(err(src), "fly.toml:3:1: missing key `app`");
+    assert_eq!(diagnostics(src)[0].source_line, "# the cluster");
+}
