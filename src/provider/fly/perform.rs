@@ -460,7 +460,7 @@ impl Performer<'_> {
                 if existing.is_some() {
                     return Ok(Outcome::NotNeeded);
                 }
-                self.create_volume().await?;
+                self.create_volume(&snap).await?;
                 Ok(Outcome::Created)
             }
             Action::Update => {
@@ -505,7 +505,7 @@ impl Performer<'_> {
         }
     }
 
-    async fn create_volume(&self) -> Result<Volume, ProviderError> {
+    async fn create_volume(&self, snap: &Snapshot) -> Result<Volume, ProviderError> {
         let after = self.after()?;
         let (addr_name, addr_region, index) = parse_volume_address(&self.step.address)
             .ok_or_else(|| self.fail("not a volume address"))?;
@@ -514,6 +514,26 @@ impl Performer<'_> {
         let size_gb = after
             .u64(attr::SIZE_GB)
             .ok_or_else(|| self.fail("no size_gb in the desired volume"))?;
+        // A new node's volume takes the snapshot policy its siblings have
+        // (the desired volume does not carry it), so that scaling out does
+        // not leave one volume on Fly's defaults.
+        let siblings: Vec<&Volume> = snap.volumes.iter().filter(|v| v.name == name).collect();
+        let agreed = |values: Vec<Option<u64>>| -> Option<u64> {
+            let first = *values.first()?;
+            values
+                .iter()
+                .all(|v| *v == first)
+                .then_some(first)
+                .flatten()
+        };
+        let sibling_retention = agreed(siblings.iter().map(|v| v.snapshot_retention).collect());
+        let sibling_backups = agreed(
+            siblings
+                .iter()
+                .map(|v| Some(u64::from(v.auto_backup_enabled.unwrap_or(true))))
+                .collect(),
+        )
+        .map(|b| b == 1);
         let body = CreateVolumeRequest {
             name,
             region,
@@ -522,10 +542,12 @@ impl Performer<'_> {
             require_unique_zone: true,
             snapshot_retention: after
                 .u64("snapshot_retention")
-                .or_else(|| after.u64(attr::RETENTION_DAYS)),
+                .or_else(|| after.u64(attr::RETENTION_DAYS))
+                .or(sibling_retention),
             auto_backup_enabled: after
                 .bool("auto_backup_enabled")
-                .or_else(|| after.bool(attr::SCHEDULED)),
+                .or_else(|| after.bool(attr::SCHEDULED))
+                .or(sibling_backups),
             // A cluster restored from a snapshot: the first node's volume
             // starts from it, as `fly pg create --snapshot-id` does.
             snapshot_id: after
@@ -673,11 +695,22 @@ impl Performer<'_> {
         self.wait_started(&m.id, &m.instance_id, None).await
     }
 
-    /// Wait until the machine is `started`, in slices the API serves.
+    /// Wait until the machine is `started`.
     async fn wait_started(
         &self,
         id: &str,
         instance_id: &str,
+        nonce: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        self.wait_state(id, instance_id, "started", nonce).await
+    }
+
+    /// Wait until the machine is in `state`, in slices the API serves.
+    async fn wait_state(
+        &self,
+        id: &str,
+        instance_id: &str,
+        state: &str,
         nonce: Option<&str>,
     ) -> Result<(), ProviderError> {
         let deadline = Instant::now() + self.p.timeouts.machine_start;
@@ -691,7 +724,7 @@ impl Performer<'_> {
                     Method::GET,
                     &["apps", self.app, "machines", id, "wait"],
                 )
-                .query("state", "started")
+                .query("state", state)
                 .query("timeout", slice.to_string())
                 .nonce(nonce)
                 .timeout(std::time::Duration::from_secs(slice + 10));
@@ -704,7 +737,7 @@ impl Performer<'_> {
             }
             if Instant::now() >= deadline {
                 return Err(self.fail(format!(
-                    "machine {id} did not start within {} s",
+                    "machine {id} did not reach {state} within {} s",
                     self.p.timeouts.machine_start.as_secs()
                 )));
             }
@@ -828,7 +861,25 @@ impl Performer<'_> {
         result.map(|()| Outcome::Updated)
     }
 
+    /// Stop, wait for `stopped`, then destroy. The 2024 API description has
+    /// no `force`/`kill` parameter on delete (flyctl sends `kill=true`), so
+    /// the machine is stopped first, which any API version accepts.
     async fn delete_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
+        if m.state != "stopped" {
+            let stopped = self
+                .client()
+                .request(
+                    &self.label,
+                    Method::POST,
+                    &["apps", self.app, "machines", &m.id, "stop"],
+                )
+                .send_status(&[StatusCode::NOT_FOUND])
+                .await?;
+            if stopped == StatusCode::NOT_FOUND {
+                return Ok(Outcome::NotNeeded);
+            }
+            self.wait_state(&m.id, "", "stopped", None).await?;
+        }
         let status = self
             .client()
             .request(
@@ -836,7 +887,6 @@ impl Performer<'_> {
                 Method::DELETE,
                 &["apps", self.app, "machines", &m.id],
             )
-            .query("force", "true")
             .send_status(&[StatusCode::NOT_FOUND])
             .await?;
         Ok(if status == StatusCode::NOT_FOUND {
@@ -855,7 +905,8 @@ impl Performer<'_> {
                 if let Some(v) = topo.volume_at(&snap, &self.step.address) {
                     self.delete_volume(v).await?;
                 }
-                self.create_volume().await?;
+                let (snap, _) = self.snapshot().await?;
+                self.create_volume(&snap).await?;
             }
             _ => {
                 if let Some(m) = topo.machine_at(&snap, &self.step.address) {
