@@ -361,3 +361,29 @@ pub const GONE_VOLUME_STATES: &[&str] = &[
     "destroying",
     "destroyed",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_nonce_is_read_from_either_answer_shape() {
+        let described: LeaseReply =
+            serde_json::from_str(r#"{"nonce":"n1","expires_at":1}"#).unwrap();
+        assert_eq!(described.nonce(), Some("n1"));
+        let today: LeaseReply =
+            serde_json::from_str(r#"{"status":"success","data":{"nonce":"n2"}}"#).unwrap();
+        assert_eq!(today.nonce(), Some("n2"));
+        let none: LeaseReply = serde_json::from_str(r#"{"status":"success"}"#).unwrap();
+        assert_eq!(none.nonce(), None);
+    }
+
+    #[test]
+    fn machine_configs_keep_fields_flyplan_does_not_model() {
+        let text = r#"{"image":"i","init":{"cmd":["x"]},"guest":{"cpus":1,"memory_mb":256,"cpu_kind":"shared","kernel_args":["a"]}}"#;
+        let c: MachineConfig = serde_json::from_str(text).unwrap();
+        let back = serde_json::to_value(&c).unwrap();
+        assert_eq!(back["init"]["cmd"][0], "x");
+        assert_eq!(back["guest"]["kernel_args"][0], "a");
+    }
+}

@@ -85,7 +85,10 @@ impl AppRec {
     pub fn machine_at(&self, region: &str, index: u32) -> Option<&MachineRec> {
         self.live_machines().find(|m| {
             m.region() == region
-                && m.json["config"]["metadata"]["flyplan-index"] == index.to_string()
+                && m.json["config"]["metadata"]["flyplan-index"]
+                    .as_str()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    == Some(index)
         })
     }
 }
