@@ -1,6 +1,8 @@
 //! Providers observe live state and carry out plan steps. Plan and apply do
 //! not know which provider runs.
 
+pub mod fly;
+
 use std::collections::BTreeMap;
 
 pub mod file;

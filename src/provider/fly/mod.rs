@@ -1,0 +1,302 @@
+//! The fly provider: Fly.io Postgres (postgres-flex) clusters through the
+//! Fly Machines REST API, doing what `fly pg create` and `fly image update`
+//! do, one plan step at a time. See `docs/fly-provider.md` for what is and
+//! is not possible through that API.
+
+mod api;
+mod client;
+mod ledger;
+mod observe;
+mod perform;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub use client::RetryPolicy;
+
+use crate::live::Live;
+use crate::plan::Step;
+use crate::provider::{LockGuard, Outcome, Provider, ProviderError, StepContext};
+use client::FlyClient;
+use ledger::Ledger;
+
+/// The Machines API's public address.
+pub const DEFAULT_BASE_URL: &str = "https://api.machines.dev";
+/// Fly's proxy port for clients (haproxy on the machines sends it to the leader).
+pub const PG_PROXY_PORT: u16 = 5432;
+/// Each node's own PostgreSQL port.
+pub const PG_DIRECT_PORT: u16 = 5433;
+/// Fly schedules daily snapshots itself; this is what flyplan reports.
+pub const DEFAULT_SNAPSHOT_TIME: &str = "00:00";
+
+/// Machine metadata keys flyplan reads and writes.
+pub mod meta {
+    /// The node index of a machine within its region.
+    pub const INDEX: &str = "flyplan-index";
+    /// The `sync_standbys` flyplan applied (bookkeeping only: postgres-flex
+    /// has no synchronous-standby setting).
+    pub const SYNC_STANDBYS: &str = "flyplan-sync-standbys";
+    /// Marks the machine as a Fly Postgres member for `fly pg` commands.
+    pub const FLY_MANAGED_POSTGRES: &str = "fly-managed-postgres";
+    pub const FLY_PLATFORM_VERSION: &str = "fly_platform_version";
+    pub const MANAGED_BY_FLY_DEPLOY: &str = "managed-by-fly-deploy";
+    pub const FLYPLAN_VERSION: &str = "flyplan-version";
+}
+
+/// Time limits of the fly provider.
+#[derive(Debug, Clone)]
+pub struct FlyTimeouts {
+    /// One HTTP request.
+    pub request: Duration,
+    /// A new or updated machine reaching `started`.
+    pub machine_start: Duration,
+    /// Lease held on a machine while it is updated.
+    pub lease_ttl: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for FlyTimeouts {
+    fn default() -> Self {
+        FlyTimeouts {
+            request: Duration::from_secs(30),
+            machine_start: Duration::from_secs(300),
+            lease_ttl: Duration::from_secs(600),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// How to reach Fly.
+#[derive(Clone)]
+pub struct FlyOptions {
+    /// Without `/v1`; default [`DEFAULT_BASE_URL`] (env `FLY_API_BASE_URL`).
+    pub base_url: String,
+    /// API token (env `FLY_API_TOKEN`). Never logged.
+    pub token: String,
+    /// Organization new apps go to (env `FLY_ORG`, default `personal`).
+    pub org_slug: String,
+    /// flyplan's state directory; the ledger lives in `fly/<app>/` under it.
+    pub state_dir: PathBuf,
+    pub timeouts: FlyTimeouts,
+}
+
+impl std::fmt::Debug for FlyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlyOptions")
+            .field("base_url", &self.base_url)
+            .field("token", &"(redacted)")
+            .field("org_slug", &self.org_slug)
+            .field("state_dir", &self.state_dir)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
+}
+
+impl FlyOptions {
+    /// Options from `FLY_API_TOKEN`, `FLY_API_BASE_URL` and `FLY_ORG`.
+    ///
+    /// # Errors
+    /// When `FLY_API_TOKEN` is unset or empty.
+    pub fn from_env(state_dir: PathBuf) -> Result<Self, ProviderError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let token = var("FLY_API_TOKEN").ok_or_else(|| {
+            ProviderError::failed(
+                "fly provider",
+                "FLY_API_TOKEN is not set (create one with `fly tokens create org`)",
+            )
+        })?;
+        Ok(FlyOptions {
+            base_url: var("FLY_API_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+            token: token.trim().to_string(),
+            org_slug: var("FLY_ORG").unwrap_or_else(|| "personal".to_string()),
+            state_dir,
+            timeouts: FlyTimeouts::default(),
+        })
+    }
+}
+
+/// The fly provider. Synchronous to its callers; runs its HTTP calls on a
+/// private single-threaded tokio runtime.
+pub struct FlyProvider {
+    client: FlyClient,
+    org_slug: String,
+    state_dir: PathBuf,
+    timeouts: FlyTimeouts,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for FlyProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlyProvider")
+            .field("client", &self.client)
+            .field("org_slug", &self.org_slug)
+            .field("state_dir", &self.state_dir)
+            .finish()
+    }
+}
+
+impl FlyProvider {
+    /// # Errors
+    /// When the base URL is invalid or the runtime cannot start.
+    pub fn new(options: FlyOptions) -> Result<Self, ProviderError> {
+        let client = FlyClient::new(
+            &options.base_url,
+            options.token,
+            options.timeouts.request,
+            options.timeouts.retry.clone(),
+        )?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ProviderError::io("start the fly provider's runtime", e))?;
+        Ok(FlyProvider {
+            client,
+            org_slug: options.org_slug,
+            state_dir: options.state_dir,
+            timeouts: options.timeouts,
+            runtime,
+        })
+    }
+
+    fn ledger(&self, app: &str) -> Ledger {
+        Ledger::new(&self.state_dir, app)
+    }
+
+    /// Run a future to completion on the private runtime, also when called
+    /// from inside another tokio runtime (then on a scoped thread).
+    fn block_on<F>(&self, fut: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| {
+                s.spawn(|| self.runtime.block_on(fut))
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+        } else {
+            self.runtime.block_on(fut)
+        }
+    }
+}
+
+/// flyplan's digest of a secret value, the same on every machine and never
+/// reversible to the value.
+fn secret_digest(app: &str, name: &str, value: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("flyplan-secret-v1\0{app}\0{name}\0{value}").as_bytes());
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+impl Provider for FlyProvider {
+    fn name(&self) -> &'static str {
+        "fly"
+    }
+
+    fn observe(&self, app: &str) -> Result<Live, ProviderError> {
+        let label = format!("observe app {app}");
+        let ledger = self.ledger(app);
+        let secrets_ledger = ledger.secrets()?;
+        let app_ledger = ledger.app()?;
+        let snap = self.block_on(observe::fetch(&self.client, app, &label))?;
+        let Some(snap) = snap else {
+            return Ok(Live::empty(app));
+        };
+        let topo = observe::topology(&snap, &app_ledger);
+        Ok(observe::to_live(app, &snap, &topo, &secrets_ledger))
+    }
+
+    fn perform(&self, step: &Step, ctx: &StepContext<'_>) -> Result<Outcome, ProviderError> {
+        let _span =
+            tracing::info_span!("perform", step = step.id, address = %step.address).entered();
+        self.block_on(perform::perform(self, step, ctx))
+    }
+
+    fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError> {
+        use fs4::fs_std::FileExt;
+        use std::io::{Read, Seek, Write};
+
+        let ledger = self.ledger(app);
+        ledger.ensure_dir()?;
+        let path = ledger.dir().join("apply.lock");
+        let what = format!("lock {}", path.display());
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| ProviderError::io(&what, e))?;
+        let got = FileExt::try_lock_exclusive(&file).map_err(|e| ProviderError::io(&what, e))?;
+        if !got {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(ProviderError::Locked {
+                app: app.to_string(),
+                holder: if holder.is_empty() {
+                    format!("lock file {}", path.display())
+                } else {
+                    holder.to_string()
+                },
+            });
+        }
+        let since = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let note = format!("pid {} since {since}", std::process::id());
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(note.as_bytes()))
+            .and_then(|()| file.flush())
+            .map_err(|e| ProviderError::io(&what, e))?;
+        Ok(Box::new(FlyLock { file }))
+    }
+}
+
+/// The held apply lock of one app; released on drop (or process exit).
+struct FlyLock {
+    file: std::fs::File,
+}
+
+impl LockGuard for FlyLock {}
+
+impl Drop for FlyLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = fs4::fs_std::FileExt::unlock(&self.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_digest_is_namespaced_by_app_and_name() {
+        let d = secret_digest("pg", "PG_PASSWORD", "s3cret");
+        assert!(d.starts_with("sha256:") && d.len() == 7 + 64);
+        assert_ne!(d, secret_digest("pg2", "PG_PASSWORD", "s3cret"));
+        assert_ne!(d, secret_digest("pg", "OTHER", "s3cret"));
+        assert!(!d.contains("s3cret"));
+    }
+
+    #[test]
+    fn the_provider_is_send_and_sync_and_hides_its_token() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<FlyProvider>();
+        let p = FlyProvider::new(FlyOptions {
+            base_url: "http://127.0.0.1:9".into(),
+            token: "tok-very-secret".into(),
+            org_slug: "personal".into(),
+            state_dir: std::env::temp_dir(),
+            timeouts: FlyTimeouts::default(),
+        })
+        .unwrap();
+        assert!(!format!("{p:?}").contains("tok-very-secret"));
+    }
+}

@@ -1,0 +1,675 @@
+//! The fly provider against a scripted Fly Machines API whose every request
+//! is checked against the published OpenAPI description (see
+//! `tests/support/fly_api/`). Steps are built by hand in the order the plan
+//! engine produces them.
+
+#[path = "support/fly_api/mod.rs"]
+mod fly_api;
+
+use fly_api::cluster::*;
+use fly_api::{Fault, FlyApi, Recorded};
+use flyplan::model::{attr, Address, Kind, Resource};
+use flyplan::plan::Action;
+use flyplan::provider::{Outcome, Provider, ProviderError, SecretValues, StepContext};
+
+const APP: &str = "pg-test";
+
+fn setup() -> (
+    FlyApi,
+    tempfile::TempDir,
+    flyplan::provider::fly::FlyProvider,
+    Cluster,
+) {
+    let api = FlyApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(&api, dir.path());
+    (api, dir, p, Cluster::example(APP))
+}
+
+fn ops(reqs: &[Recorded]) -> Vec<String> {
+    reqs.iter().map(|r| r.op().to_string()).collect()
+}
+
+fn machine_id(api: &FlyApi, region: &str, i: u32) -> String {
+    api.state()
+        .model
+        .app(APP)
+        .machine_at(region, i)
+        .unwrap_or_else(|| panic!("no machine[{region}:{i}]"))
+        .id()
+        .to_string()
+}
+
+#[test]
+fn an_app_that_does_not_exist_is_observed_as_empty() {
+    let (api, _dir, p, _c) = setup();
+    let live = p.observe(APP).unwrap();
+    assert!(live.resources.is_empty());
+    assert_eq!(ops(&api.requests()), vec!["GET /apps/{app_name}"]);
+    api.assert_conformant();
+}
+
+#[test]
+fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machine_and_starts_the_first_node_alone(
+) {
+    let (api, _dir, p, c) = setup();
+    let done = apply(&p, &c, &create_steps(&c.desired())).unwrap();
+
+    let outcome = |a: &str| done.iter().find(|(x, _)| x.as_str() == a).unwrap().1;
+    assert_eq!(outcome("app.pg-test"), Outcome::Created);
+    // The first secret step sets both; the second finds its value in place.
+    assert_eq!(outcome("secret.OPERATOR_PASSWORD"), Outcome::Created);
+    assert_eq!(outcome("secret.SU_PASSWORD"), Outcome::NotNeeded);
+    assert_eq!(outcome("machine[iad:0]"), Outcome::Created);
+    assert_eq!(outcome("formation.pg-test"), Outcome::Created);
+    assert_eq!(outcome("endpoint.pg-test"), Outcome::NotNeeded);
+    assert_eq!(outcome("snapshot_policy.pg_data"), Outcome::Created);
+
+    // What changed, in order.
+    let changes = api.changes();
+    let mut expected = vec!["POST /apps", "POST /apps/{app_name}/secrets"];
+    expected.extend(["POST /apps/{app_name}/volumes"; 4]);
+    expected.extend(["POST /apps/{app_name}/machines"; 4]);
+    expected.extend(["POST /apps/{app_name}/machines/{machine_id}/metadata/{key}"; 4]);
+    expected.extend(["POST /apps/{app_name}/volumes/{volume_id}"; 4]);
+    assert_eq!(ops(&changes), expected);
+
+    // The app is a Postgres cluster in the chosen org.
+    assert_eq!(
+        changes[0].body.as_ref().unwrap(),
+        &serde_json::json!({"app_name": APP, "org_slug": "personal", "app_role_id": "postgres_cluster"})
+    );
+    // One secrets call with every value.
+    let values = &changes[1].body.as_ref().unwrap()["values"];
+    assert_eq!(values["OPERATOR_PASSWORD"], "op-pass-1");
+    assert_eq!(values["SU_PASSWORD"], "su-pass-1");
+
+    // The first machine is started before the second is created.
+    let all = api.requests();
+    let creates: Vec<usize> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.op() == "POST /apps/{app_name}/machines")
+        .map(|(i, _)| i)
+        .collect();
+    let first_id = machine_id(&api, "iad", 0);
+    let waited = all
+        .iter()
+        .position(|r| {
+            r.op() == "GET /apps/{app_name}/machines/{machine_id}/wait"
+                && r.path.contains(&first_id)
+                && r.query("state") == Some("started")
+        })
+        .expect("the first machine is waited for");
+    assert!(creates[0] < waited && waited < creates[1]);
+
+    // Each machine is a postgres-flex node on its own volume.
+    let st = api.state();
+    let app = st.model.app(APP);
+    assert_eq!(app.role.as_deref(), Some("postgres_cluster"));
+    for (region, i, _) in c.nodes() {
+        let m = &app.machine_at(&region, i).unwrap().json;
+        let config = &m["config"];
+        assert_eq!(config["image"], c.image);
+        assert_eq!(config["env"]["PRIMARY_REGION"], "iad");
+        assert_eq!(config["guest"]["memory_mb"], 1024);
+        assert_eq!(config["metadata"]["fly-managed-postgres"], "true");
+        assert_eq!(config["metadata"]["flyplan-sync-standbys"], "1");
+        assert_eq!(config["services"][0]["internal_port"], 5432);
+        assert_eq!(config["services"][1]["internal_port"], 5433);
+        assert_eq!(config["checks"]["role"]["path"], "/flycheck/role");
+        let vol = config["mounts"][0]["volume"].as_str().unwrap();
+        assert_eq!(app.volumes[vol]["attached_machine_id"], m["id"]);
+        assert_eq!(app.volumes[vol]["region"], region.as_str());
+        assert_eq!(app.volumes[vol]["snapshot_retention"], 7);
+    }
+    let machine_bodies: Vec<&Recorded> = changes
+        .iter()
+        .filter(|r| r.op() == "POST /apps/{app_name}/machines")
+        .collect();
+    assert!(machine_bodies
+        .iter()
+        .all(|r| r.body.as_ref().unwrap()["min_secrets_version"] == 1));
+    drop(st);
+
+    // Live state now equals the desired state, and knows the leader.
+    let live = p.observe(APP).unwrap();
+    assert_eq!(drift(&c.desired(), &live), Vec::<String>::new());
+    assert_eq!(live.leader().unwrap().address, Address::machine("iad", 0));
+    api.assert_conformant();
+}
+
+#[test]
+fn observing_a_converged_cluster_shows_no_drift_and_only_reads() {
+    let (api, _dir, p, c) = setup();
+    converge(&api, &p, &c);
+    let live = p.observe(APP).unwrap();
+    assert!(plan(&c.desired(), &live).is_empty());
+    let reqs = api.requests();
+    assert!(
+        !reqs.is_empty() && reqs.iter().all(Recorded::is_get),
+        "{:?}",
+        ops(&reqs)
+    );
+    api.assert_conformant();
+}
+
+#[test]
+fn performing_the_create_plan_again_changes_nothing() {
+    let (api, _dir, p, c) = setup();
+    converge(&api, &p, &c);
+    let done = apply(&p, &c, &create_steps(&c.desired())).unwrap();
+    assert!(
+        done.iter().all(|(_, o)| *o == Outcome::NotNeeded),
+        "{done:?}"
+    );
+    assert_eq!(ops(&api.changes()), Vec::<String>::new());
+    api.assert_conformant();
+}
+
+#[test]
+fn scaling_out_creates_one_volume_and_one_machine_on_it() {
+    let (api, _dir, p, mut c) = setup();
+    converge(&api, &p, &c);
+    c.instances = 4;
+    let steps = plan(&c.desired(), &p.observe(APP).unwrap());
+    let addrs: Vec<&str> = steps.iter().map(|s| s.address.as_str()).collect();
+    assert_eq!(addrs, vec!["volume.pg_data[iad:3]", "machine[iad:3]"]);
+
+    apply(&p, &c, &steps).unwrap();
+    let changes = api.changes();
+    assert_eq!(
+        ops(&changes),
+        vec![
+            "POST /apps/{app_name}/volumes",
+            "POST /apps/{app_name}/machines"
+        ]
+    );
+    // The new volume has the snapshot policy of the others.
+    assert_eq!(changes[0].body.as_ref().unwrap()["snapshot_retention"], 7);
+    assert_eq!(
+        changes[0].body.as_ref().unwrap()["auto_backup_enabled"],
+        true
+    );
+    let st = api.state();
+    let app = st.model.app(APP);
+    let m = app.machine_at("iad", 3).unwrap();
+    let vol = m.json["config"]["mounts"][0]["volume"].as_str().unwrap();
+    assert_eq!(app.volumes[vol]["attached_machine_id"], m.id());
+    assert_eq!(m.json["config"]["metadata"]["flyplan-sync-standbys"], "1");
+    assert_eq!(m.json["checks"][1]["output"], "replica");
+    drop(st);
+    assert_eq!(
+        drift(&c.desired(), &p.observe(APP).unwrap()),
+        Vec::<String>::new()
+    );
+    api.assert_conformant();
+}
+
+#[test]
+fn an_image_upgrade_updates_each_machine_under_a_lease_with_the_leader_last() {
+    let (api, _dir, p, mut c) = setup();
+    converge(&api, &p, &c);
+    // The leader moved to iad:1 (a failover happened).
+    let (m0, m1) = (machine_id(&api, "iad", 0), machine_id(&api, "iad", 1));
+    api.state().model.set_role(APP, &m0, "replica");
+    api.state().model.set_role(APP, &m1, "primary");
+    let live = p.observe(APP).unwrap();
+    let leader = live.leader().unwrap().address.clone();
+    assert_eq!(leader, Address::machine("iad", 1));
+
+    // As the plan engine orders them: replicas first, the leader last.
+    c.image = "flyio/postgres-flex:15.8".into();
+    let mut steps = plan(&c.desired(), &live);
+    assert!(steps
+        .iter()
+        .all(|s| s.kind == Kind::Machine && s.changed == vec!["image"]));
+    steps.sort_by_key(|s| s.address == leader);
+    let done = apply(&p, &c, &steps).unwrap();
+    assert!(done.iter().all(|(_, o)| *o == Outcome::Updated));
+
+    // lease → update with its nonce → release, machine after machine.
+    let changes = api.changes();
+    assert_eq!(changes.len(), 3 * 4);
+    for (chunk, step) in changes.chunks(3).zip(&steps) {
+        let id = step.before.as_ref().unwrap().str("id").unwrap();
+        assert_eq!(
+            ops(chunk),
+            vec![
+                "POST /apps/{app_name}/machines/{machine_id}/lease",
+                "POST /apps/{app_name}/machines/{machine_id}",
+                "DELETE /apps/{app_name}/machines/{machine_id}/lease",
+            ]
+        );
+        assert!(chunk.iter().all(|r| r.path.contains(id)));
+        assert_eq!(chunk[0].body.as_ref().unwrap()["ttl"], 30);
+        assert!(chunk[1].nonce.is_some());
+        assert_eq!(chunk[1].nonce, chunk[2].nonce);
+        assert_eq!(chunk[1].body.as_ref().unwrap()["config"]["image"], c.image);
+    }
+    assert!(changes.last().unwrap().path.contains(&m1));
+    // Updated machines are waited for under the lease too.
+    assert!(api
+        .requests()
+        .iter()
+        .filter(|r| r.op().ends_with("/wait"))
+        .all(|r| r.nonce.is_some()));
+    let live = p.observe(APP).unwrap();
+    assert_eq!(drift(&c.desired(), &live), Vec::<String>::new());
+    assert!(api
+        .state()
+        .model
+        .app(APP)
+        .machines
+        .values()
+        .all(|m| m.lease.is_none()));
+    api.assert_conformant();
+}
+
+#[test]
+fn changing_the_snapshot_policy_updates_every_volume_of_that_name() {
+    let (api, _dir, p, mut c) = setup();
+    converge(&api, &p, &c);
+    c.retention_days = 14;
+    c.scheduled = false;
+    let steps = plan(&c.desired(), &p.observe(APP).unwrap());
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].address.as_str(), "snapshot_policy.pg_data");
+    assert_eq!(apply(&p, &c, &steps).unwrap()[0].1, Outcome::Updated);
+
+    let changes = api.changes();
+    assert_eq!(changes.len(), 4);
+    for r in &changes {
+        assert_eq!(r.op(), "POST /apps/{app_name}/volumes/{volume_id}");
+        assert_eq!(
+            r.body.as_ref().unwrap(),
+            &serde_json::json!({"snapshot_retention": 14, "auto_backup_enabled": false})
+        );
+    }
+    let live = p.observe(APP).unwrap();
+    assert_eq!(drift(&c.desired(), &live), Vec::<String>::new());
+    let vol = live.get(&Address::volume("pg_data", "ams", 0)).unwrap();
+    assert_eq!(vol.u64("snapshot_retention"), Some(14));
+    api.assert_conformant();
+}
+
+#[test]
+fn an_api_error_mid_apply_stops_the_apply_and_the_rerun_creates_only_what_is_missing() {
+    let (api, _dir, p, c) = setup();
+    api.fail(Fault::new(
+        "POST /apps/{app_name}/machines",
+        3,
+        1,
+        422,
+        "insufficient capacity in iad",
+    ));
+    let (at, err) = apply(&p, &c, &create_steps(&c.desired())).unwrap_err();
+    assert_eq!(at, Address::machine("iad", 2));
+    assert_eq!(
+        err.to_string(),
+        "create machine[iad:2] (POST /apps/pg-test/machines): HTTP 422: insufficient capacity in iad"
+    );
+    assert!(matches!(err, ProviderError::Failed { .. }));
+
+    // Observe again: all volumes, two machines.
+    api.clear_requests();
+    let live = p.observe(APP).unwrap();
+    let steps = plan(&c.desired(), &live);
+    let addrs: Vec<&str> = steps.iter().map(|s| s.address.as_str()).collect();
+    assert_eq!(
+        addrs,
+        vec![
+            "machine[iad:2]",
+            "machine[ams:0]",
+            "formation.pg-test",
+            "snapshot_policy.pg_data"
+        ]
+    );
+    apply(&p, &c, &steps).unwrap();
+    let creates: Vec<String> = ops(&api.changes())
+        .into_iter()
+        .filter(|o| !o.contains("metadata") && !o.ends_with("{volume_id}"))
+        .collect();
+    assert_eq!(
+        creates,
+        vec![
+            "POST /apps/{app_name}/machines",
+            "POST /apps/{app_name}/machines"
+        ]
+    );
+    // Each new machine took the volume left for it.
+    let st = api.state();
+    let app = st.model.app(APP);
+    assert_eq!(app.live_volumes().count(), 4);
+    assert!(app
+        .live_volumes()
+        .all(|v| !v["attached_machine_id"].is_null()));
+    drop(st);
+    assert_eq!(
+        drift(&c.desired(), &p.observe(APP).unwrap()),
+        Vec::<String>::new()
+    );
+    api.assert_conformant();
+}
+
+#[test]
+fn server_errors_are_retried_with_backoff_and_the_create_succeeds() {
+    let (api, _dir, p, c) = setup();
+    api.fail(Fault::new(
+        "POST /apps/{app_name}/machines",
+        3,
+        3,
+        500,
+        "flaps hiccup",
+    ));
+    apply(&p, &c, &create_steps(&c.desired())).unwrap();
+    let statuses: Vec<u16> = api
+        .requests()
+        .iter()
+        .filter(|r| r.op() == "POST /apps/{app_name}/machines")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, vec![200, 200, 500, 500, 500, 200, 200]);
+    assert_eq!(api.state().model.app(APP).live_machines().count(), 4);
+    api.assert_conformant();
+}
+
+#[test]
+fn retries_are_bounded_and_the_error_says_how_many_were_made() {
+    let (api, _dir, p, c) = setup();
+    api.fail(Fault::new(
+        "GET /apps/{app_name}",
+        1,
+        100,
+        503,
+        "unavailable",
+    ));
+    let err = p.observe(&c.app).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "observe app pg-test (GET /apps/pg-test): HTTP 503: unavailable (after 5 attempts)"
+    );
+    assert_eq!(api.requests().len(), 5);
+    api.assert_conformant();
+}
+
+#[test]
+fn a_429_with_retry_after_is_retried_after_the_given_delay() {
+    let (api, _dir, p, c) = setup();
+    api.fail(Fault::new("GET /apps/{app_name}", 1, 1, 429, "rate limited").retry_after("1"));
+    let live = p.observe(&c.app).unwrap();
+    assert!(live.resources.is_empty());
+    let reqs = api.requests();
+    assert_eq!(reqs[0].status, 429);
+    assert_eq!(reqs[1].status, 404);
+    // Retry-After: 1 s, capped at 80 ms for the tests; the backoff alone is 1 ms.
+    let gap = reqs[1].at - reqs[0].at;
+    assert!(gap.as_millis() >= 75, "retried after {gap:?}");
+    assert!(gap.as_millis() < 900, "the cap was not applied: {gap:?}");
+    api.assert_conformant();
+}
+
+#[test]
+fn client_errors_other_than_429_are_not_retried() {
+    let (api, _dir, p, c) = setup();
+    api.fail(Fault::new("POST /apps", 1, 1, 400, "invalid org"));
+    let (_, err) = apply(&p, &c, &create_steps(&c.desired())[..1]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "create app.pg-test (POST /apps): HTTP 400: invalid org"
+    );
+    assert_eq!(api.changes().len(), 1);
+}
+
+#[test]
+fn secrets_changed_outside_flyplan_are_reported_and_reset_in_one_call() {
+    let (api, dir, p, c) = setup();
+    converge(&api, &p, &c);
+    api.state()
+        .model
+        .set_secret_outside(APP, "OPERATOR_PASSWORD", "typed-by-hand");
+    api.state()
+        .model
+        .set_secret_outside(APP, "FLY_CONSUL_URL", "https://consul");
+    let live = p.observe(APP).unwrap();
+    let op = live.get(&Address::secret("OPERATOR_PASSWORD")).unwrap();
+    assert_eq!(op.str("digest"), Some("sha256:changed-outside-flyplan"));
+    assert!(op.is_sensitive("digest"));
+    let su = live.get(&Address::secret("SU_PASSWORD")).unwrap();
+    assert_eq!(
+        su.str("digest").unwrap(),
+        digest(APP, "SU_PASSWORD", "su-pass-1")
+    );
+    let consul = live.get(&Address::secret("FLY_CONSUL_URL")).unwrap();
+    assert_eq!(consul.str("managed_by"), Some("outside-flyplan"));
+
+    let steps = plan(&c.desired(), &live);
+    assert_eq!(steps.len(), 1);
+    assert_eq!(apply(&p, &c, &steps).unwrap()[0].1, Outcome::Updated);
+    let changes = api.changes();
+    assert_eq!(ops(&changes), vec!["POST /apps/{app_name}/secrets"]);
+    assert_eq!(
+        changes[0].body.as_ref().unwrap(),
+        &serde_json::json!({"values": {"OPERATOR_PASSWORD": "op-pass-1"}})
+    );
+    assert_eq!(
+        drift(&c.desired(), &p.observe(APP).unwrap()),
+        Vec::<String>::new()
+    );
+
+    // The ledger holds digests only, never a value.
+    let ledger = std::fs::read_to_string(dir.path().join("fly/pg-test/secrets.json")).unwrap();
+    assert!(!ledger.contains("op-pass-1") && !ledger.contains("su-pass-1"));
+    api.assert_conformant();
+}
+
+#[test]
+fn a_stopped_machine_is_started_under_a_lease() {
+    let (api, _dir, p, c) = setup();
+    converge(&api, &p, &c);
+    let id = machine_id(&api, "ams", 0);
+    api.state().model.set_state(APP, &id, "stopped");
+    let live = p.observe(APP).unwrap();
+    assert_eq!(
+        live.get(&Address::machine("ams", 0))
+            .unwrap()
+            .str(attr::STATE),
+        Some("stopped")
+    );
+    let steps = plan(&c.desired(), &live);
+    assert_eq!(steps.len(), 1);
+    apply(&p, &c, &steps).unwrap();
+    assert_eq!(
+        ops(&api.changes()),
+        vec![
+            "POST /apps/{app_name}/machines/{machine_id}/lease",
+            "POST /apps/{app_name}/machines/{machine_id}/start",
+            "DELETE /apps/{app_name}/machines/{machine_id}/lease",
+        ]
+    );
+    assert_eq!(
+        drift(&c.desired(), &p.observe(APP).unwrap()),
+        Vec::<String>::new()
+    );
+    api.assert_conformant();
+}
+
+#[test]
+fn growing_a_volume_extends_it_and_shrinking_is_refused() {
+    let (api, _dir, p, c) = setup();
+    converge(&api, &p, &c);
+    let live = p.observe(APP).unwrap();
+    let addr = Address::volume("pg_data", "iad", 1);
+    let before = live.get(&addr).unwrap().clone();
+    let grow = step(
+        0,
+        Action::Update,
+        Some(before.clone()),
+        Some(
+            c.desired()
+                .into_iter()
+                .find(|r| r.address == addr)
+                .unwrap()
+                .with(attr::SIZE_GB, 20),
+        ),
+        vec!["size_gb".into()],
+    );
+    assert_eq!(apply(&p, &c, &[grow]).unwrap()[0].1, Outcome::Updated);
+    let changes = api.changes();
+    assert_eq!(
+        ops(&changes),
+        vec!["PUT /apps/{app_name}/volumes/{volume_id}/extend"]
+    );
+    assert_eq!(changes[0].body.as_ref().unwrap()["size_gb"], 20);
+
+    let shrink = step(
+        0,
+        Action::Update,
+        Some(before),
+        Some(Resource::new(addr, Kind::Volume).with(attr::SIZE_GB, 5)),
+        vec!["size_gb".into()],
+    );
+    let (_, err) = apply(&p, &c, &[shrink]).unwrap_err();
+    assert!(err.to_string().contains("volumes cannot shrink"), "{err}");
+    api.assert_conformant();
+}
+
+#[test]
+fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_last() {
+    let (api, dir, p, c) = setup();
+    converge(&api, &p, &c);
+    let live = p.observe(APP).unwrap();
+    let m = live.get(&Address::machine("ams", 0)).unwrap().clone();
+    let v = live
+        .get(&Address::volume("pg_data", "ams", 0))
+        .unwrap()
+        .clone();
+    let steps = vec![
+        step(0, Action::Delete, Some(m), None, vec![]),
+        step(1, Action::Delete, Some(v), None, vec![]),
+    ];
+    let done = apply(&p, &c, &steps).unwrap();
+    assert!(done.iter().all(|(_, o)| *o == Outcome::Deleted));
+    let changes = api.changes();
+    assert_eq!(
+        ops(&changes),
+        vec![
+            "POST /apps/{app_name}/machines/{machine_id}/stop",
+            "DELETE /apps/{app_name}/machines/{machine_id}",
+            "DELETE /apps/{app_name}/volumes/{volume_id}"
+        ]
+    );
+    assert!(api
+        .requests()
+        .iter()
+        .any(|r| r.op().ends_with("/wait") && r.query("state") == Some("stopped")));
+    // Again: nothing left to do.
+    let done = apply(&p, &c, &steps).unwrap();
+    assert!(done.iter().all(|(_, o)| *o == Outcome::NotNeeded));
+
+    let app = p
+        .observe(APP)
+        .unwrap()
+        .get(&Address::app(APP))
+        .unwrap()
+        .clone();
+    let del = step(0, Action::Delete, Some(app), None, vec![]);
+    assert_eq!(
+        apply(&p, &c, std::slice::from_ref(&del)).unwrap()[0].1,
+        Outcome::Deleted
+    );
+    assert_eq!(apply(&p, &c, &[del]).unwrap()[0].1, Outcome::NotNeeded);
+    assert!(p.observe(APP).unwrap().resources.is_empty());
+    assert!(!dir.path().join("fly/pg-test/secrets.json").exists());
+    api.assert_conformant();
+}
+
+#[test]
+fn roles_databases_and_attachments_are_unsupported_for_now() {
+    let (_api, _dir, p, c) = setup();
+    let secrets = SecretValues::default();
+    let ctx = StepContext {
+        app: &c.app,
+        secrets: &secrets,
+    };
+    for r in [
+        Resource::new(Address::user("app"), Kind::User),
+        Resource::new(Address::database("app"), Kind::Database),
+        Resource::new(Address::attachment("app"), Kind::Attachment),
+    ] {
+        let s = step(0, Action::Create, None, Some(r), vec![]);
+        let err = p.perform(&s, &ctx).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProviderError::Unsupported {
+                    provider: "fly",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_snapshot_time_other_than_midnight_is_unsupported() {
+    let (api, _dir, p, mut c) = setup();
+    converge(&api, &p, &c);
+    c.retention_days = 3;
+    let policy = c
+        .desired()
+        .into_iter()
+        .find(|r| r.kind == Kind::SnapshotPolicy)
+        .unwrap()
+        .with(attr::SNAPSHOT_TIME, "03:00");
+    let s = step(
+        0,
+        Action::Update,
+        None,
+        Some(policy),
+        vec!["snapshot_time".into()],
+    );
+    let (_, err) = apply(&p, &c, &[s]).unwrap_err();
+    assert!(matches!(err, ProviderError::Unsupported { .. }), "{err}");
+    assert!(api.changes().is_empty());
+}
+
+#[test]
+fn a_second_apply_of_the_same_app_is_refused_while_the_lock_is_held() {
+    let (_api, _dir, p, _c) = setup();
+    let guard = p.lock(APP).unwrap();
+    match p.lock(APP) {
+        Err(ProviderError::Locked { app, holder }) => {
+            assert_eq!(app, APP);
+            assert!(
+                holder.contains(&format!("pid {}", std::process::id())),
+                "{holder}"
+            );
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("the lock was taken twice"),
+    }
+    drop(guard);
+    p.lock(APP).expect("the lock is free again");
+    p.lock("other-app").expect("other apps have their own lock");
+}
+
+#[test]
+fn errors_never_carry_the_token_or_a_secret_value() {
+    let (api, _dir, p, c) = setup();
+    api.fail(Fault::new(
+        "POST /apps/{app_name}/secrets",
+        1,
+        1,
+        422,
+        "bad value",
+    ));
+    let (_, err) = apply(&p, &c, &create_steps(&c.desired())[..2]).unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(fly_api::TOKEN));
+    assert!(!shown.contains("op-pass-1") && !shown.contains("su-pass-1"));
+    assert!(shown.contains(
+        "create secret.OPERATOR_PASSWORD (POST /apps/pg-test/secrets): HTTP 422: bad value"
+    ));
+}

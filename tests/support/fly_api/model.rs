@@ -1,0 +1,577 @@
+//! The in-memory Fly the scripted API answers from: apps, machines with
+//! leases and postgres-flex role checks, volumes that attach to machines,
+//! and versioned secrets. It refuses what the API refuses (a volume in use,
+//! an update without the lease's nonce, a shrink).
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// An answer: status, JSON body, extra headers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Option<Value>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            body: Some(body),
+            headers: Vec::new(),
+        }
+    }
+    pub fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+    pub fn error(status: u16, message: &str) -> Reply {
+        Reply::json(status, json!({ "error": message }))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MachineRec {
+    /// The machine as the API shows it (`Machine`).
+    pub json: Value,
+    pub lease: Option<String>,
+}
+
+impl MachineRec {
+    pub fn id(&self) -> &str {
+        self.json["id"].as_str().unwrap()
+    }
+    pub fn state(&self) -> &str {
+        self.json["state"].as_str().unwrap_or("")
+    }
+    pub fn region(&self) -> &str {
+        self.json["region"].as_str().unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretRec {
+    pub value: String,
+    pub digest: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppRec {
+    pub name: String,
+    pub org: String,
+    pub role: Option<String>,
+    pub machines: BTreeMap<String, MachineRec>,
+    /// Volumes as the API shows them (`Volume`).
+    pub volumes: BTreeMap<String, Value>,
+    pub secrets: BTreeMap<String, SecretRec>,
+    pub secrets_version: u64,
+}
+
+impl AppRec {
+    pub fn live_machines(&self) -> impl Iterator<Item = &MachineRec> {
+        self.machines.values().filter(|m| m.state() != "destroyed")
+    }
+    pub fn live_volumes(&self) -> impl Iterator<Item = &Value> {
+        self.volumes.values().filter(|v| v["state"] != "destroyed")
+    }
+    /// The machine in `region` whose config says `flyplan-index` = `index`.
+    pub fn machine_at(&self, region: &str, index: u32) -> Option<&MachineRec> {
+        self.live_machines().find(|m| {
+            m.region() == region
+                && m.json["config"]["metadata"]["flyplan-index"]
+                    .as_str()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    == Some(index)
+        })
+    }
+}
+
+/// Fly, in memory.
+#[derive(Debug, Default)]
+pub struct Model {
+    pub apps: BTreeMap<String, AppRec>,
+    seq: u64,
+}
+
+/// Fly's own digest of a secret value (not flyplan's).
+pub fn fly_digest(value: &str) -> String {
+    hex::encode(&Sha256::digest(format!("fly:{value}").as_bytes())[..8])
+}
+
+impl Model {
+    fn next(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// A stamp that grows by one second per object.
+    fn now(&mut self) -> String {
+        let s = self.next();
+        format!(
+            "2024-06-01T{:02}:{:02}:{:02}Z",
+            s / 3600,
+            (s / 60) % 60,
+            s % 60
+        )
+    }
+
+    /// Ids that look random, so that sorting by id is not creation order.
+    fn id(&mut self, prefix: &str, len: usize) -> String {
+        let n = self.next();
+        let h = hex::encode(Sha256::digest(n.to_le_bytes()));
+        format!("{prefix}{}", &h[..len])
+    }
+
+    pub fn app(&self, name: &str) -> &AppRec {
+        &self.apps[name]
+    }
+
+    pub fn app_mut(&mut self, name: &str) -> &mut AppRec {
+        self.apps.get_mut(name).unwrap()
+    }
+
+    /// Set a secret as `fly secrets set` would (outside flyplan).
+    pub fn set_secret_outside(&mut self, app: &str, name: &str, value: &str) {
+        let now = self.now();
+        let a = self.app_mut(app);
+        a.secrets.insert(
+            name.to_string(),
+            SecretRec {
+                value: value.to_string(),
+                digest: fly_digest(value),
+                created_at: now,
+            },
+        );
+        a.secrets_version += 1;
+    }
+
+    /// Make the role check of a machine report `output` (`primary`, `replica`).
+    pub fn set_role(&mut self, app: &str, machine_id: &str, output: &str) {
+        let m = self.app_mut(app).machines.get_mut(machine_id).unwrap();
+        for c in m.json["checks"].as_array_mut().unwrap() {
+            if c["name"] == "role" {
+                c["output"] = json!(output);
+            }
+        }
+    }
+
+    pub fn set_state(&mut self, app: &str, machine_id: &str, state: &str) {
+        let m = self.app_mut(app).machines.get_mut(machine_id).unwrap();
+        m.json["state"] = json!(state);
+    }
+
+    /// Answer a request the checker matched to `op`.
+    pub fn handle(
+        &mut self,
+        op: &str,
+        segs: &[String],
+        query: &[(String, String)],
+        body: Option<&Value>,
+        nonce: Option<&str>,
+    ) -> Reply {
+        let q = |k: &str| query.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
+        let app_name = segs.get(1).cloned().unwrap_or_default();
+        if op == "POST /apps" {
+            return self.create_app(body.unwrap());
+        }
+        if op == "GET /apps" {
+            let org = q("org_slug").unwrap_or("");
+            let apps: Vec<Value> = self
+                .apps
+                .values()
+                .filter(|a| a.org == org)
+                .map(|a| json!({"id": a.name, "name": a.name, "machine_count": a.live_machines().count()}))
+                .collect();
+            return Reply::json(200, json!({"apps": apps, "total_apps": apps.len()}));
+        }
+        if !self.apps.contains_key(&app_name) {
+            return Reply::error(404, &format!("app {app_name} not found"));
+        }
+        let id = segs.get(3).cloned().unwrap_or_default();
+        match op {
+            "GET /apps/{app_name}" => {
+                let a = self.app(&app_name);
+                let status = if a.live_machines().next().is_some() {
+                    "deployed"
+                } else {
+                    "pending"
+                };
+                let mut v = json!({"id": a.name, "name": a.name, "status": status,
+                    "organization": {"name": a.org, "slug": a.org}});
+                if let Some(r) = &a.role {
+                    v["app_role"] = json!(r);
+                }
+                Reply::json(200, v)
+            }
+            "DELETE /apps/{app_name}" => {
+                self.apps.remove(&app_name);
+                Reply::empty(202)
+            }
+            "GET /apps/{app_name}/secrets" => {
+                let list: Vec<Value> = self
+                    .app(&app_name)
+                    .secrets
+                    .iter()
+                    .map(
+                        |(n, s)| json!({"name": n, "digest": s.digest, "created_at": s.created_at}),
+                    )
+                    .collect();
+                Reply::json(200, json!({ "secrets": list }))
+            }
+            "POST /apps/{app_name}/secrets" => self.update_secrets(&app_name, body.unwrap()),
+            "GET /apps/{app_name}/machines" => {
+                let list: Vec<Value> = self
+                    .app(&app_name)
+                    .live_machines()
+                    .map(|m| m.json.clone())
+                    .collect();
+                Reply::json(200, Value::Array(list))
+            }
+            "POST /apps/{app_name}/machines" => self.create_machine(&app_name, body.unwrap()),
+            _ if op.starts_with("GET /apps/{app_name}/volumes") && segs.len() == 3 => {
+                let list: Vec<Value> = self.app(&app_name).live_volumes().cloned().collect();
+                Reply::json(200, Value::Array(list))
+            }
+            "POST /apps/{app_name}/volumes" => self.create_volume(&app_name, body.unwrap()),
+            "GET /apps/{app_name}/volumes/{volume_id}" => {
+                match self.app(&app_name).volumes.get(&id) {
+                    Some(v) if v["state"] != "destroyed" => Reply::json(200, v.clone()),
+                    _ => Reply::error(404, "volume not found"),
+                }
+            }
+            "POST /apps/{app_name}/volumes/{volume_id}" => {
+                self.update_volume(&app_name, &id, body.unwrap())
+            }
+            "PUT /apps/{app_name}/volumes/{volume_id}/extend" => {
+                self.extend_volume(&app_name, &id, body.unwrap())
+            }
+            "DELETE /apps/{app_name}/volumes/{volume_id}" => self.delete_volume(&app_name, &id),
+            _ if op.starts_with("GET /apps/{app_name}/machines/{machine_id}")
+                || op.starts_with("POST /apps/{app_name}/machines/{machine_id}")
+                || op.starts_with("DELETE /apps/{app_name}/machines/{machine_id}") =>
+            {
+                self.machine_op(
+                    op,
+                    &app_name,
+                    &id,
+                    segs,
+                    q("state"),
+                    q("instance_id"),
+                    q("force"),
+                    body,
+                    nonce,
+                )
+            }
+            _ => Reply::error(501, &format!("the scripted API does not model {op}")),
+        }
+    }
+
+    fn create_app(&mut self, body: &Value) -> Reply {
+        let (Some(name), Some(org)) = (body["app_name"].as_str(), body["org_slug"].as_str()) else {
+            return Reply::error(422, "app_name and org_slug are required");
+        };
+        if self.apps.contains_key(name) {
+            return Reply::error(422, "Name has already been taken");
+        }
+        self.apps.insert(
+            name.to_string(),
+            AppRec {
+                name: name.to_string(),
+                org: org.to_string(),
+                role: body["app_role_id"].as_str().map(str::to_string),
+                ..Default::default()
+            },
+        );
+        Reply::empty(201)
+    }
+
+    fn update_secrets(&mut self, app: &str, body: &Value) -> Reply {
+        let now = self.now();
+        let a = self.app_mut(app);
+        for (name, value) in body["values"].as_object().unwrap() {
+            match value.as_str() {
+                Some(v) => {
+                    a.secrets.insert(
+                        name.clone(),
+                        SecretRec {
+                            value: v.to_string(),
+                            digest: fly_digest(v),
+                            created_at: now.clone(),
+                        },
+                    );
+                }
+                None => {
+                    a.secrets.remove(name);
+                }
+            }
+        }
+        a.secrets_version += 1;
+        let list: Vec<Value> = a
+            .secrets
+            .iter()
+            .map(|(n, s)| json!({"name": n, "digest": s.digest, "created_at": s.created_at}))
+            .collect();
+        Reply::json(200, json!({"secrets": list, "version": a.secrets_version}))
+    }
+
+    fn create_volume(&mut self, app: &str, body: &Value) -> Reply {
+        let (Some(name), Some(region), Some(size)) = (
+            body["name"].as_str(),
+            body["region"].as_str(),
+            body["size_gb"].as_u64(),
+        ) else {
+            return Reply::error(422, "name, region and size_gb are required");
+        };
+        let retention = body["snapshot_retention"].as_u64().unwrap_or(5);
+        if !(1..=60).contains(&retention) {
+            return Reply::error(422, "snapshot_retention must be between 1 and 60");
+        }
+        let id = self.id("vol_", 16);
+        let now = self.now();
+        let v = json!({
+            "id": id, "name": name, "state": "created", "region": region,
+            "zone": "z1", "size_gb": size, "encrypted": body["encrypted"].as_bool().unwrap_or(true),
+            "fstype": "ext4", "snapshot_retention": retention,
+            "auto_backup_enabled": body["auto_backup_enabled"].as_bool().unwrap_or(true),
+            "attached_machine_id": null, "attached_alloc_id": null, "created_at": now,
+        });
+        self.app_mut(app).volumes.insert(id, v.clone());
+        Reply::json(200, v)
+    }
+
+    fn update_volume(&mut self, app: &str, id: &str, body: &Value) -> Reply {
+        let Some(v) = self.app_mut(app).volumes.get_mut(id) else {
+            return Reply::error(404, "volume not found");
+        };
+        if let Some(r) = body["snapshot_retention"].as_u64() {
+            if !(1..=60).contains(&r) {
+                return Reply::error(422, "snapshot_retention must be between 1 and 60");
+            }
+            v["snapshot_retention"] = json!(r);
+        }
+        if let Some(b) = body["auto_backup_enabled"].as_bool() {
+            v["auto_backup_enabled"] = json!(b);
+        }
+        Reply::json(200, v.clone())
+    }
+
+    fn extend_volume(&mut self, app: &str, id: &str, body: &Value) -> Reply {
+        let Some(v) = self.app_mut(app).volumes.get_mut(id) else {
+            return Reply::error(404, "volume not found");
+        };
+        let want = body["size_gb"].as_u64().unwrap_or(0);
+        if want <= v["size_gb"].as_u64().unwrap() {
+            return Reply::error(422, "size_gb must be larger than the current size");
+        }
+        v["size_gb"] = json!(want);
+        let attached = !v["attached_machine_id"].is_null();
+        Reply::json(200, json!({"volume": v.clone(), "needs_restart": attached}))
+    }
+
+    fn delete_volume(&mut self, app: &str, id: &str) -> Reply {
+        let Some(v) = self.app_mut(app).volumes.get_mut(id) else {
+            return Reply::error(404, "volume not found");
+        };
+        if v["state"] == "destroyed" {
+            return Reply::error(404, "volume not found");
+        }
+        if !v["attached_machine_id"].is_null() {
+            return Reply::error(422, "volume is attached to a machine");
+        }
+        v["state"] = json!("destroyed");
+        Reply::json(200, v.clone())
+    }
+
+    fn checks(role: &str) -> Value {
+        json!([
+            {"name": "pg", "status": "passing", "output": "[✓] connections: 10 used", "updated_at": "2024-06-01T00:00:00Z"},
+            {"name": "role", "status": "passing", "output": role, "updated_at": "2024-06-01T00:00:00Z"},
+            {"name": "vm", "status": "passing", "output": "[✓] checkDisk", "updated_at": "2024-06-01T00:00:00Z"},
+        ])
+    }
+
+    fn create_machine(&mut self, app: &str, body: &Value) -> Reply {
+        let config = body["config"].clone();
+        let Some(region) = body["region"].as_str().map(str::to_string) else {
+            return Reply::error(422, "region is required");
+        };
+        if config["image"].as_str().unwrap_or("").is_empty() {
+            return Reply::error(422, "config.image is required");
+        }
+        let a = self.app(app);
+        if let Some(v) = body["min_secrets_version"].as_u64() {
+            if v > a.secrets_version {
+                return Reply::error(422, &format!("secrets version {v} does not exist yet"));
+            }
+        }
+        let mut mounted = Vec::new();
+        for m in config["mounts"].as_array().into_iter().flatten() {
+            let vid = m["volume"].as_str().unwrap_or("");
+            match a.volumes.get(vid) {
+                Some(v) if v["state"] != "destroyed" => {
+                    if !v["attached_machine_id"].is_null() {
+                        return Reply::error(422, &format!("volume {vid} is already attached"));
+                    }
+                    if v["region"] != region.as_str() {
+                        return Reply::error(422, &format!("volume {vid} is in another region"));
+                    }
+                    mounted.push(vid.to_string());
+                }
+                _ => return Reply::error(422, &format!("volume {vid} not found")),
+            }
+        }
+        let primary_region = config["env"]["PRIMARY_REGION"].as_str().unwrap_or("");
+        let has_primary = a.live_machines().any(|m| {
+            m.json["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == "role" && c["output"] == "primary")
+        });
+        let role = if region == primary_region && !has_primary {
+            "primary"
+        } else {
+            "replica"
+        };
+        let id = self.id("", 14);
+        let instance = self.id("01J", 23).to_uppercase();
+        let now = self.now();
+        let m = json!({
+            "id": id, "name": format!("machine-{}", &id[..4]), "state": "started",
+            "region": region, "instance_id": instance, "private_ip": "fdaa::1",
+            "created_at": now, "updated_at": now, "config": config,
+            "image_ref": {"registry": "registry-1.docker.io", "repository": "flyio/postgres-flex",
+                          "tag": "15", "labels": {"fly.pg-manager": "repmgr"}},
+            "checks": Self::checks(role),
+        });
+        let a = self.app_mut(app);
+        for vid in mounted {
+            a.volumes.get_mut(&vid).unwrap()["attached_machine_id"] = json!(id);
+        }
+        a.machines.insert(
+            id.clone(),
+            MachineRec {
+                json: m.clone(),
+                lease: None,
+            },
+        );
+        let mut shown = m;
+        shown["state"] = json!("created");
+        Reply::json(200, shown)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn machine_op(
+        &mut self,
+        op: &str,
+        app: &str,
+        id: &str,
+        segs: &[String],
+        state: Option<&str>,
+        instance_id: Option<&str>,
+        force: Option<&str>,
+        body: Option<&Value>,
+        nonce: Option<&str>,
+    ) -> Reply {
+        let new_instance = self.id("01J", 23).to_uppercase();
+        let a = self.app_mut(app);
+        let Some(m) = a.machines.get_mut(id).filter(|m| m.state() != "destroyed") else {
+            return Reply::error(404, &format!("machine {id} not found"));
+        };
+        let lease_ok = |m: &MachineRec| m.lease.is_none() || m.lease.as_deref() == nonce;
+        match op {
+            "GET /apps/{app_name}/machines/{machine_id}" => Reply::json(200, m.json.clone()),
+            "GET /apps/{app_name}/machines/{machine_id}/wait" => {
+                if let Some(want) = instance_id {
+                    if m.json["instance_id"] != want {
+                        return Reply::error(400, "instance_id does not match the machine's");
+                    }
+                }
+                if m.state() == state.unwrap_or("started") {
+                    Reply::json(200, json!({"ok": true}))
+                } else {
+                    Reply::error(408, "deadline_exceeded: machine did not reach the state")
+                }
+            }
+            "POST /apps/{app_name}/machines/{machine_id}/lease" => {
+                if m.lease.is_some() {
+                    return Reply::error(409, "machine already has an active lease");
+                }
+                let nonce = format!("nonce-{}", &new_instance[3..11].to_lowercase());
+                m.lease = Some(nonce.clone());
+                Reply::json(
+                    200,
+                    json!({"status": "success", "data": {"nonce": nonce, "expires_at": 1717200000,
+                           "owner": "test@example.com", "version": m.json["instance_id"]}}),
+                )
+            }
+            "DELETE /apps/{app_name}/machines/{machine_id}/lease" => {
+                if m.lease.is_none() {
+                    return Reply::error(404, "no lease");
+                }
+                if m.lease.as_deref() != nonce {
+                    return Reply::error(409, "lease nonce mismatch");
+                }
+                m.lease = None;
+                Reply::empty(200)
+            }
+            "POST /apps/{app_name}/machines/{machine_id}" => {
+                if !lease_ok(m) {
+                    return Reply::error(409, "machine has an active lease held by someone else");
+                }
+                let body = body.unwrap();
+                let old_mounts = m.json["config"]["mounts"].clone();
+                if body["config"]["mounts"] != old_mounts {
+                    return Reply::error(422, "the scripted API does not model mount changes");
+                }
+                m.json["config"] = body["config"].clone();
+                m.json["instance_id"] = json!(new_instance);
+                m.json["state"] = json!("started");
+                Reply::json(200, m.json.clone())
+            }
+            "POST /apps/{app_name}/machines/{machine_id}/start" => {
+                if !lease_ok(m) {
+                    return Reply::error(409, "machine has an active lease held by someone else");
+                }
+                let previous = m.state().to_string();
+                m.json["state"] = json!("started");
+                Reply::json(200, json!({"previous_state": previous}))
+            }
+            "POST /apps/{app_name}/machines/{machine_id}/stop" => {
+                m.json["state"] = json!("stopped");
+                Reply::empty(200)
+            }
+            "GET /apps/{app_name}/machines/{machine_id}/metadata" => {
+                Reply::json(200, m.json["config"]["metadata"].clone())
+            }
+            "POST /apps/{app_name}/machines/{machine_id}/metadata/{key}" => {
+                let key = segs[5].clone();
+                m.json["config"]["metadata"][key] = body.unwrap()["value"].clone();
+                Reply::empty(204)
+            }
+            "DELETE /apps/{app_name}/machines/{machine_id}" => {
+                if m.state() == "started" && force != Some("true") {
+                    return Reply::error(
+                        412,
+                        "failed_precondition: machine still active, refusing to delete",
+                    );
+                }
+                m.json["state"] = json!("destroyed");
+                for v in a.volumes.values_mut() {
+                    if v["attached_machine_id"] == id {
+                        v["attached_machine_id"] = Value::Null;
+                    }
+                }
+                Reply::empty(200)
+            }
+            other => Reply::error(501, &format!("the scripted API does not model {other}")),
+        }
+    }
+}
