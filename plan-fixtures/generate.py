@@ -120,6 +120,11 @@ def with_user(name, absent=False):
             "attrs": {"login": True, "superuser": False}})
     return f
 
+def foreign_secret(data):
+    data["resources"].append({"address": "secret.FLY_CONSUL_URL", "kind": "secret",
+        "attrs": {"digest": "sha256:changed-outside-flyplan", "managed_by": "outside-flyplan"},
+        "sensitive": ["digest"]})
+
 def both(*fs):
     def f(data):
         for g in fs:
@@ -163,6 +168,7 @@ CASES = {
     "31-development-from-nothing": (toml(instances=1, sync=0, replicas="{}", attachments=()), EMPTY),
     "32-seed-dialect-no-op": (SEED, SEED),
     "34-user-membership-change": (toml(users=USERS.replace('["pg_read_all_data"]', '["pg_read_all_data", "pg_monitor"]')), toml(users=USERS)),
+    "35-secret-made-outside-flyplan-left-alone": (BASE, (BASE, foreign_secret)),
     "33-restore-from-snapshot": (toml(restore='\n  restore_from = "snap-pg-fixture-pg_data-20261120T000000Z"'), EMPTY),
 }
 

@@ -223,6 +223,8 @@ pub mod attr {
     pub const LEADER: &str = "leader";
     /// Live only: attachment/users created by an attachment are managed.
     pub const MANAGED_BY: &str = "managed_by";
+    /// `managed_by` value of things flyplan did not make (left alone).
+    pub const OUTSIDE_FLYPLAN: &str = "outside-flyplan";
     /// Desired only: the secret that holds a user's password (an input for
     /// apply; the comparison uses the `password` digest).
     pub const PASSWORD_SECRET: &str = "password_secret";

@@ -19,6 +19,7 @@ use crate::desired::Desired;
 use crate::model::{attr, Kind};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::planfile::PlanFile;
+use crate::provider::fly::{FlyOptions, FlyProvider};
 use crate::provider::{file::FileProvider, Provider};
 use crate::render::{self, Format};
 use crate::secrets::ProcessEnv;
@@ -64,7 +65,10 @@ pub fn open_provider(cli: &Cli) -> Result<Box<dyn Provider>> {
     }
     match cli.provider {
         ProviderName::Local => bail!("the local provider is not available in this build"),
-        ProviderName::Fly => bail!("the fly provider is not available in this build"),
+        ProviderName::Fly => {
+            let options = FlyOptions::from_env(state_dir(cli))?;
+            Ok(Box::new(FlyProvider::new(options)?))
+        }
     }
 }
 

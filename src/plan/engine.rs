@@ -62,10 +62,14 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
             continue;
         }
         let declared_absent = desired.absent.contains(address);
-        // Roles and databases that fly.toml never named are left alone,
-        // unless the whole app goes.
+        // Roles and databases that fly.toml never named, and things made
+        // outside flyplan, are left alone unless the whole app goes.
         let app_stays = desired.resources.contains_key(&Address::app(&desired.app));
-        if app_stays && matches!(have.kind, Kind::User | Kind::Database) && !declared_absent {
+        let foreign = have.str(attr::MANAGED_BY) == Some(attr::OUTSIDE_FLYPLAN);
+        if app_stays
+            && (foreign || matches!(have.kind, Kind::User | Kind::Database))
+            && !declared_absent
+        {
             continue;
         }
         let reason = if declared_absent {

@@ -13,8 +13,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 pub use client::RetryPolicy;
 
 use crate::live::Live;
@@ -184,13 +182,7 @@ impl FlyProvider {
     }
 }
 
-/// flyplan's digest of a secret value, the same on every machine and never
-/// reversible to the value.
-fn secret_digest(app: &str, name: &str, value: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(format!("flyplan-secret-v1\0{app}\0{name}\0{value}").as_bytes());
-    format!("sha256:{}", hex::encode(h.finalize()))
-}
+use crate::secrets::digest as secret_digest;
 
 impl Provider for FlyProvider {
     fn name(&self) -> &'static str {

@@ -321,7 +321,7 @@ pub fn to_live(
         let mut r = Resource::new(Address::secret(&s.name), Kind::Secret)
             .with_sensitive(attr::DIGEST, reported_secret_digest(s, secrets_ledger));
         if !secrets_ledger.secrets.contains_key(&s.name) {
-            r = r.with(attr::MANAGED_BY, "outside-flyplan");
+            r = r.with(attr::MANAGED_BY, attr::OUTSIDE_FLYPLAN);
         }
         live.insert(r);
     }
