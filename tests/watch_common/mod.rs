@@ -138,3 +138,108 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Poll `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// The watch's status.json as JSON, when written.
+pub fn status_json(place: &Place, repo: &Repo) -> Option<serde_json::Value> {
+    let path = flyplan::reconcile::status_path(&place.options(repo).dir());
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// A `flyplan watch` process, killed if a test ends without stopping it.
+pub struct WatchProcess {
+    pub child: Option<std::process::Child>,
+}
+
+impl WatchProcess {
+    pub fn spawn(place: &Place, args: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_flyplan"))
+            .arg("--live")
+            .arg(place.live())
+            .arg("--state-dir")
+            .arg(place.state())
+            .arg("watch")
+            .args(args)
+            .env("PG_PASSWORD", SECRET)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("flyplan watch starts");
+        WatchProcess { child: Some(child) }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Send SIGTERM and wait (at most `timeout`) for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        use nix::sys::signal::{kill, Signal};
+        kill(nix::unistd::Pid::from_raw(self.pid()), Signal::SIGTERM).unwrap();
+        let mut child = self.child.take().unwrap();
+        let mut status = None;
+        wait_until(timeout, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    }
+}
+
+impl Drop for WatchProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 request over loopback; returns the whole response.
+pub fn http(addr: &str, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Edit the live JSON by hand, as drift would.
+pub fn edit_live(place: &Place, edit: impl FnOnce(&mut Vec<serde_json::Value>)) {
+    let mut v: serde_json::Value = serde_json::from_str(&place.live_text()).unwrap();
+    edit(v["resources"].as_array_mut().unwrap());
+    std::fs::write(place.live(), serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// The resource at `address` in the live JSON.
+pub fn live_resource(place: &Place, address: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&place.live_text()).ok()?;
+    v["resources"]
+        .as_array()?
+        .iter()
+        .find(|r| r["address"] == address)
+        .cloned()
+}
