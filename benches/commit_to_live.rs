@@ -69,10 +69,9 @@ fn wait(path: &Path, rev: &str, timeout: Duration) -> serde_json::Value {
 }
 
 fn main() {
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fly.toml"),
-    )
-    .unwrap();
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fly.toml"))
+            .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("infra");
     let mut opts = RepositoryInitOptions::new();
@@ -94,8 +93,12 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let status_path =
-        flyplan::reconcile::status_path(&flyplan::reconcile::watch_dir(&state, &src.display().to_string(), "main", "fly.toml"));
+    let status_path = flyplan::reconcile::status_path(&flyplan::reconcile::watch_dir(
+        &state,
+        &src.display().to_string(),
+        "main",
+        "fly.toml",
+    ));
     let st = wait(&status_path, &first, Duration::from_secs(30));
     let addr = st["listen"].as_str().expect("listening").to_string();
 

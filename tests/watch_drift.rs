@@ -75,12 +75,10 @@ fn the_running_loop_heals_a_deleted_machine_on_its_interval_without_a_new_commit
         |_| {},
     ));
 
+    // Wait until the first apply is finished and recorded.
     assert!(
-        wait_until(Duration::from_secs(10), || live_resource(
-            &place,
-            "machine[iad:2]"
-        )
-        .is_some()),
+        wait_until(Duration::from_secs(10), || status_json(&place, &repo)
+            .is_some_and(|s| s["applied_revision"].is_string())),
         "first apply"
     );
     edit_live(&place, |rs| rs.retain(|r| r["address"] != "machine[iad:2]"));

@@ -231,7 +231,10 @@ pub fn http(addr: &str, method: &str, path: &str) -> String {
 pub fn edit_live(place: &Place, edit: impl FnOnce(&mut Vec<serde_json::Value>)) {
     let mut v: serde_json::Value = serde_json::from_str(&place.live_text()).unwrap();
     edit(v["resources"].as_array_mut().unwrap());
-    std::fs::write(place.live(), serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    // Atomically, as the provider writes it, so the loop never reads half.
+    let tmp = place.live().with_extension("edit.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    std::fs::rename(&tmp, place.live()).unwrap();
 }
 
 /// The resource at `address` in the live JSON.
