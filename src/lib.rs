@@ -11,5 +11,6 @@ pub mod model;
 pub mod plan;
 pub mod planfile;
 pub mod provider;
+pub mod reconcile;
 pub mod render;
 pub mod secrets;

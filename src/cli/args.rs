@@ -66,6 +66,8 @@ pub enum Command {
     Env(EnvArgs),
     /// Destroy everything of the app.
     Destroy(DestroyArgs),
+    /// Follow a git branch: apply each new commit's fly.toml, heal drift.
+    Watch(WatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,4 +134,53 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The repository: a local path, file://, https:// or ssh URL.
+    #[arg(long)]
+    pub repo: String,
+    /// The branch to follow.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// The fly.toml in the repository, or a directory: every fly.toml under it is an app.
+    #[arg(long, default_value = "fly.toml")]
+    pub path: String,
+    /// How often to fetch and re-plan to heal drift.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// Reconcile the branch head once and exit (1 if it failed).
+    #[arg(long)]
+    pub once: bool,
+    /// Plan and record, never apply.
+    #[arg(long)]
+    pub plan_only: bool,
+    /// Serve POST /hook (reconcile now) and GET /metrics at this address.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Print the record of this watch and exit.
+    #[arg(long)]
+    pub status: bool,
+    /// With --status: as JSON.
+    #[arg(long, requires = "status")]
+    pub json: bool,
+    /// Stop applying (the loop still fetches, plans and records).
+    #[arg(long, conflicts_with_all = ["resume", "status", "once"])]
+    pub suspend: bool,
+    /// Apply again after --suspend.
+    #[arg(long, conflicts_with_all = ["status", "once"])]
+    pub resume: bool,
+    /// First retry delay of a failing commit; it doubles per failure.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub retry_base: std::time::Duration,
+    /// Longest retry delay.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub retry_max: std::time::Duration,
+    /// Allow plans that destroy volumes, databases or the app.
+    #[arg(long)]
+    pub allow_destroy: bool,
+    /// Apply steps run at the same time at most.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
 }

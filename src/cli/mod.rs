@@ -3,6 +3,7 @@
 
 pub mod args;
 mod progress;
+mod watch;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status(a) => status(&cli, a),
         Command::Env(a) => env_cmd(&cli, a),
         Command::Destroy(a) => destroy(&cli, a),
+        Command::Watch(a) => watch::watch(&cli, a),
     }
 }
 
