@@ -129,9 +129,9 @@ impl Desired {
                 .with(attr::SYNC_STANDBYS, config.postgres.sync_standbys),
         );
         d.add(
-            Resource::new(Address::endpoint(app), Kind::Endpoint)
-                .with(attr::PORT, config.postgres.port)
-                .with(attr::STATE, "running"),
+            // The endpoint's port is the provider's: 5432 on Fly's proxy, an
+            // allocated port on the local machine.
+            Resource::new(Address::endpoint(app), Kind::Endpoint).with(attr::STATE, "running"),
         );
 
         // The operator role, its database, then declared roles and databases.
