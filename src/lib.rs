@@ -6,3 +6,4 @@ pub mod live;
 pub mod model;
 pub mod plan;
 pub mod provider;
+pub mod sql;
