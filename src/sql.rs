@@ -334,10 +334,7 @@ pub async fn drop_database(client: &Client, name: &str) -> Result<bool, Provider
         return Ok(false);
     }
     client
-        .batch_execute(&format!(
-            "DROP DATABASE {} WITH (FORCE)",
-            quote_ident(name)
-        ))
+        .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(name)))
         .await
         .map_err(|e| db_err(&format!("dropping database {name}"), e))?;
     Ok(true)

@@ -58,6 +58,18 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the servers' logs of a failed run for the reader.
+            let logs = self.provider.app_dir(&self.app).join("logs");
+            let keep = std::env::temp_dir().join(format!("{}-logs", self.app));
+            let _ = std::fs::remove_dir_all(&keep);
+            if std::fs::create_dir_all(&keep).is_ok() {
+                for e in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+                    let _ = std::fs::copy(e.path(), keep.join(e.file_name()));
+                }
+                eprintln!("server logs kept in {}", keep.display());
+            }
+        }
         if let Err(e) = self.provider.destroy_all(&self.app) {
             eprintln!("cleanup of {} failed: {e}", self.app);
         }
@@ -228,12 +240,20 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
         .with(attr::STATE, "running");
     let secret_r = Resource::new(Address::secret("PG_PASSWORD"), Kind::Secret)
         .with_sensitive(attr::DIGEST, digest(&app, "PG_PASSWORD", PASSWORD));
-    let nodes = [("iad", 0, "candidate"), ("iad", 1, "candidate"), ("ams", 0, "replica")];
-    let machines: Vec<Resource> = nodes.iter().map(|(r, i, role)| machine(r, *i, role)).collect();
+    let nodes = [
+        ("iad", 0, "candidate"),
+        ("iad", 1, "candidate"),
+        ("ams", 0, "replica"),
+    ];
+    let machines: Vec<Resource> = nodes
+        .iter()
+        .map(|(r, i, role)| machine(r, *i, role))
+        .collect();
     let volumes: Vec<Resource> = nodes.iter().map(|(r, i, _)| volume(r, *i)).collect();
-    let formation_r = Resource::new(Address::formation(&app), Kind::Formation)
-        .with(attr::SYNC_STANDBYS, 1);
-    let endpoint_r = Resource::new(Address::endpoint(&app), Kind::Endpoint).with(attr::STATE, "running");
+    let formation_r =
+        Resource::new(Address::formation(&app), Kind::Formation).with(attr::SYNC_STANDBYS, 1);
+    let endpoint_r =
+        Resource::new(Address::endpoint(&app), Kind::Endpoint).with(attr::STATE, "running");
     let user_r = Resource::new(Address::user("postgres"), Kind::User)
         .with(attr::LOGIN, true)
         .with(attr::SUPERUSER, true)
@@ -244,7 +264,8 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
         .with(attr::MEMBER_OF, Vec::<String>::new())
         .with(PASSWORD_SECRET, "PG_PASSWORD")
         .with_sensitive(attr::PASSWORD, digest(&app, "PG_PASSWORD", PASSWORD));
-    let db_r = Resource::new(Address::database("appdb"), Kind::Database).with(attr::OWNER, "postgres");
+    let db_r =
+        Resource::new(Address::database("appdb"), Kind::Database).with(attr::OWNER, "postgres");
     let policy_r = Resource::new(Address::snapshot_policy("pg_data"), Kind::SnapshotPolicy)
         .with(attr::SCHEDULED, true)
         .with(attr::RETENTION_DAYS, 7)
@@ -253,8 +274,14 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     // Apply from nothing; volumes and machines in parallel, as the apply
     // executor runs independent steps.
     let started = Instant::now();
-    assert_eq!(cluster.perform(&step(0, Action::Create, app_r.clone()), &secrets), Outcome::Created);
-    assert_eq!(cluster.perform(&step(1, Action::Create, secret_r.clone()), &secrets), Outcome::Created);
+    assert_eq!(
+        cluster.perform(&step(0, Action::Create, app_r.clone()), &secrets),
+        Outcome::Created
+    );
+    assert_eq!(
+        cluster.perform(&step(1, Action::Create, secret_r.clone()), &secrets),
+        Outcome::Created
+    );
     std::thread::scope(|s| {
         for v in &volumes {
             s.spawn(|| cluster.perform(&step(2, Action::Create, v.clone()), &secrets));
@@ -274,30 +301,58 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     for r in [&formation_r, &endpoint_r, &user_r, &db_r, &policy_r] {
         cluster.perform(&step(4, Action::Create, r.clone()), &secrets);
     }
-    eprintln!("TIMING apply from nothing to healthy: {:?}", started.elapsed());
+    eprintln!(
+        "TIMING apply from nothing to healthy: {:?}",
+        started.elapsed()
+    );
 
     // Live state equals desired state, observed quickly.
     let _ = cluster.observe();
     let t = Instant::now();
     let live = cluster.observe();
     eprintln!("TIMING observe of a live 3-node cluster: {:?}", t.elapsed());
-    let all: Vec<&Resource> = [&app_r, &secret_r, &formation_r, &endpoint_r, &user_r, &db_r, &policy_r]
-        .into_iter()
-        .chain(&machines)
-        .chain(&volumes)
-        .collect();
+    let all: Vec<&Resource> = [
+        &app_r,
+        &secret_r,
+        &formation_r,
+        &endpoint_r,
+        &user_r,
+        &db_r,
+        &policy_r,
+    ]
+    .into_iter()
+    .chain(&machines)
+    .chain(&volumes)
+    .collect();
     for r in &all {
-        assert!(differing(r, &live).is_empty(), "{}: {:?}", r.address, differing(r, &live));
+        assert!(
+            differing(r, &live).is_empty(),
+            "{}: {:?}",
+            r.address,
+            differing(r, &live)
+        );
     }
-    let leaders: Vec<&Resource> = live.of_kind(Kind::Machine).filter(|m| m.bool(attr::LEADER) == Some(true)).collect();
+    let leaders: Vec<&Resource> = live
+        .of_kind(Kind::Machine)
+        .filter(|m| m.bool(attr::LEADER) == Some(true))
+        .collect();
     assert_eq!(leaders.len(), 1, "exactly one leader: {live:#?}");
     let leader = leaders[0].clone();
     assert_eq!(leader.str(attr::REGION), Some("iad"));
 
     // Doing it again changes nothing.
     for r in &all {
-        let action = if r.kind == Kind::Machine || r.kind == Kind::App { Action::Update } else { Action::Create };
-        assert_eq!(cluster.perform(&step(9, action, (*r).clone()), &secrets), Outcome::NotNeeded, "{}", r.address);
+        let action = if r.kind == Kind::Machine || r.kind == Kind::App {
+            Action::Update
+        } else {
+            Action::Create
+        };
+        assert_eq!(
+            cluster.perform(&step(9, action, (*r).clone()), &secrets),
+            Outcome::NotNeeded,
+            "{}",
+            r.address
+        );
     }
 
     let status = cluster.provider.status(&app).expect("status");
@@ -309,12 +364,21 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     let rt = rt();
     let mut writer = None;
     rt.block_on(async {
-        let c = connect(ep_port, "appdb").await.expect("password login through the endpoint");
-        c.batch_execute("create table t (id bigserial primary key, v text not null)").await.unwrap();
+        let c = connect(ep_port, "appdb")
+            .await
+            .expect("password login through the endpoint");
+        c.batch_execute("create table t (id bigserial primary key, v text not null)")
+            .await
+            .unwrap();
     });
-    let first = rt.block_on(write_row(&mut writer, ep_port, "first")).expect("first write");
+    let first = rt
+        .block_on(write_row(&mut writer, ep_port, "first"))
+        .expect("first write");
     for m in &machines {
-        let port = cluster.provider.node_port(&app, &m.address).expect("node port");
+        let port = cluster
+            .provider
+            .node_port(&app, &m.address)
+            .expect("node port");
         let seen = rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
@@ -337,14 +401,21 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     // Kill the leader (keeper and postgres, -9) while writing.
     let mut acked: BTreeSet<i64> = BTreeSet::from([first]);
     for i in 0..20 {
-        acked.insert(rt.block_on(write_row(&mut writer, ep_port, &format!("before {i}"))).expect("write"));
+        acked.insert(
+            rt.block_on(write_row(&mut writer, ep_port, &format!("before {i}")))
+                .expect("write"),
+        );
     }
     let region = leader.str(attr::REGION).unwrap().to_string();
     let index = leader.u64(attr::INDEX).unwrap() as u32;
     let keeper_pid = leader.i64("pid").expect("keeper pid") as i32;
     let postmaster = first_line_pid(&pgdata(&cluster, &region, index).join("postmaster.pid"));
     for pid in [keeper_pid, postmaster] {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
     }
     let killed = Instant::now();
     let failover = loop {
@@ -352,16 +423,27 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
             acked.insert(id);
             break killed.elapsed();
         }
-        assert!(killed.elapsed() < Duration::from_secs(120), "no write accepted within 120 s of killing the leader");
+        assert!(
+            killed.elapsed() < Duration::from_secs(120),
+            "no write accepted within 120 s of killing the leader"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     eprintln!("TIMING failover (leader killed to first accepted write): {failover:?}");
     for i in 0..10 {
-        acked.insert(rt.block_on(write_row(&mut writer, ep_port, &format!("after {i}"))).expect("write after failover"));
+        acked.insert(
+            rt.block_on(write_row(&mut writer, ep_port, &format!("after {i}")))
+                .expect("write after failover"),
+        );
     }
     let present: BTreeSet<i64> = rt.block_on(async {
         let c = connect(ep_port, "appdb").await.unwrap();
-        c.query("select id from t", &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+        c.query("select id from t", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     });
     let lost: Vec<&i64> = acked.difference(&present).collect();
     assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
@@ -371,7 +453,11 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     let dead = live.get(&leader.address).expect("old leader observed");
     assert_ne!(dead.str(attr::STATE), Some("running"), "{dead:#?}");
     assert_ne!(dead.bool(attr::LEADER), Some(true));
-    let desired = machines.iter().find(|m| m.address == leader.address).unwrap().clone();
+    let desired = machines
+        .iter()
+        .find(|m| m.address == leader.address)
+        .unwrap()
+        .clone();
     let mut repair = step(10, Action::Update, desired.clone());
     repair.before = Some(dead.clone());
     repair.changed = vec![attr::STATE.to_string()];
@@ -383,7 +469,11 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     assert_eq!(back.str(attr::STATE), Some("running"), "{back:#?}");
     assert_eq!(back.bool(attr::LEADER), Some(false));
     assert_eq!(back.str("pg_state"), Some("secondary"), "{back:#?}");
-    assert!(differing(&desired, &live).is_empty(), "{:?}", differing(&desired, &live));
+    assert!(
+        differing(&desired, &live).is_empty(),
+        "{:?}",
+        differing(&desired, &live)
+    );
     let new_leader = live.leader().expect("a leader");
     assert_ne!(new_leader.address, leader.address);
 
@@ -406,11 +496,17 @@ fn a_second_lock_on_the_same_app_fails_fast_naming_the_holder() {
     match second {
         Err(ProviderError::Locked { app, holder }) => {
             assert_eq!(app, cluster.app);
-            assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}");
+            assert!(
+                holder.contains(&format!("pid {}", std::process::id())),
+                "{holder}"
+            );
         }
         Err(e) => panic!("expected Locked, got {e}"),
         Ok(_) => panic!("expected Locked, got a second lock"),
     }
     drop(first);
-    cluster.provider.lock(&cluster.app).expect("lock after release");
+    cluster
+        .provider
+        .lock(&cluster.app)
+        .expect("lock after release");
 }

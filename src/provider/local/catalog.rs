@@ -25,7 +25,10 @@ pub struct ScramCache {
 
 impl ScramCache {
     pub fn matches(&self, verifier: &str, value: &str) -> bool {
-        let key = (verifier.to_string(), Sha256::digest(value.as_bytes()).into());
+        let key = (
+            verifier.to_string(),
+            Sha256::digest(value.as_bytes()).into(),
+        );
         if let Some(m) = self.known.lock().expect("cache lock").get(&key) {
             return *m;
         }
@@ -37,15 +40,13 @@ impl ScramCache {
 
 /// The name in `user.<name>` / `database.<name>`.
 fn name_of(r: &Resource, prefix: &str) -> String {
-    r.str(attr::NAME)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            r.address
-                .as_str()
-                .strip_prefix(prefix)
-                .unwrap_or(r.address.as_str())
-                .to_string()
-        })
+    r.str(attr::NAME).map(str::to_string).unwrap_or_else(|| {
+        r.address
+            .as_str()
+            .strip_prefix(prefix)
+            .unwrap_or(r.address.as_str())
+            .to_string()
+    })
 }
 
 fn role_spec(r: &Resource) -> RoleSpec {
@@ -75,7 +76,11 @@ impl AppCtx<'_> {
 
     /// Connect to the primary as the superuser, waiting up to `wait` for
     /// one (a failover may be under way).
-    pub async fn primary_client(&self, dbname: &str, wait: Duration) -> Result<Client, ProviderError> {
+    pub async fn primary_client(
+        &self,
+        dbname: &str,
+        wait: Duration,
+    ) -> Result<Client, ProviderError> {
         let started = Instant::now();
         loop {
             let attempt = async {
@@ -99,7 +104,10 @@ impl AppCtx<'_> {
                 if writable {
                     Ok(c)
                 } else {
-                    Err(ProviderError::failed("cluster", "the primary is in recovery"))
+                    Err(ProviderError::failed(
+                        "cluster",
+                        "the primary is in recovery",
+                    ))
                 }
             }
             .await;
@@ -131,7 +139,9 @@ impl AppCtx<'_> {
             None => None,
         };
         let change = db::block_on(async {
-            let c = self.primary_client("postgres", Duration::from_secs(60)).await?;
+            let c = self
+                .primary_client("postgres", Duration::from_secs(60))
+                .await?;
             sql::ensure_role(&c, &spec, password.as_deref()).await
         })?;
         Ok(change != Change::None)
@@ -147,12 +157,16 @@ impl AppCtx<'_> {
             ));
         }
         db::block_on(async {
-            let c = self.primary_client("postgres", Duration::from_secs(60)).await?;
+            let c = self
+                .primary_client("postgres", Duration::from_secs(60))
+                .await?;
             if sql::read_role(&c, &name).await?.is_none() {
                 return Ok(false);
             }
             for dbname in sql::connectable_databases(&c).await? {
-                let dc = self.primary_client(&dbname, Duration::from_secs(10)).await?;
+                let dc = self
+                    .primary_client(&dbname, Duration::from_secs(10))
+                    .await?;
                 sql::reassign_and_drop_owned(&dc, &name, &admin).await?;
             }
             sql::drop_role(&c, &name).await
@@ -166,7 +180,9 @@ impl AppCtx<'_> {
             .map(str::to_string)
             .unwrap_or_else(|| self.user().name.clone());
         let change = db::block_on(async {
-            let c = self.primary_client("postgres", Duration::from_secs(60)).await?;
+            let c = self
+                .primary_client("postgres", Duration::from_secs(60))
+                .await?;
             sql::ensure_database(&c, &name, &owner).await
         })?;
         Ok(change != Change::None)
@@ -175,7 +191,9 @@ impl AppCtx<'_> {
     pub fn remove_database(&self, r: &Resource) -> Result<bool, ProviderError> {
         let name = name_of(r, "database.");
         db::block_on(async {
-            let c = self.primary_client("postgres", Duration::from_secs(60)).await?;
+            let c = self
+                .primary_client("postgres", Duration::from_secs(60))
+                .await?;
             sql::drop_database(&c, &name).await
         })
     }

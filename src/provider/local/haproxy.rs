@@ -127,9 +127,15 @@ impl AppCtx<'_> {
         let log = self.paths.logs().join("haproxy.log");
         let mut check = self.server_cmd(&self.tools().haproxy);
         check.arg("-c").arg("-q").arg("-f").arg(&cfg_path);
-        run_logged("checking the haproxy config", check, &log, Duration::from_secs(30))?;
+        run_logged(
+            "checking the haproxy config",
+            check,
+            &log,
+            Duration::from_secs(30),
+        )?;
         let mut cmd = self.server_cmd(&self.tools().haproxy);
-        cmd.arg("-D")
+        cmd.env("FLYPLAN_SERVER", "haproxy")
+            .arg("-D")
             .arg("-p")
             .arg(self.haproxy_pidfile())
             .arg("-f")
@@ -139,7 +145,12 @@ impl AppCtx<'_> {
             // finishes its sessions and exits.
             cmd.arg("-sf").arg(old.to_string());
         }
-        tracing::info!(app = self.name, port = rec.port, reload = running.is_some(), "haproxy");
+        tracing::info!(
+            app = self.name,
+            port = rec.port,
+            reload = running.is_some(),
+            "haproxy"
+        );
         run_logged("starting haproxy", cmd, &log, Duration::from_secs(30))?;
         let started = Instant::now();
         while self.haproxy_pid().is_none_or(|p| Some(p) == running) {
@@ -175,8 +186,19 @@ impl AppCtx<'_> {
     }
 
     pub fn stop_haproxy(&self) {
+        let mut roots: Vec<i32> = super::process::processes_marked(&[
+            super::process::app_marker(&self.paths.root),
+            super::process::server_marker("haproxy"),
+        ])
+        .into_iter()
+        .collect();
         if let Some(pid) = self.haproxy_pid() {
-            super::process::kill_tree(pid, Duration::from_secs(5));
+            if !roots.contains(&pid) {
+                roots.push(pid);
+            }
+        }
+        if !roots.is_empty() {
+            super::process::stop_trees(&roots, Duration::from_secs(5));
         }
     }
 

@@ -152,11 +152,7 @@ impl AppCtx<'_> {
     }
 
     pub fn node_name_of(r: &Resource) -> Option<String> {
-        Some(format!(
-            "{}-{}",
-            r.str(attr::REGION)?,
-            r.u64(attr::INDEX)?
-        ))
+        Some(format!("{}-{}", r.str(attr::REGION)?, r.u64(attr::INDEX)?))
     }
 
     pub fn keeper_running(&self, rec: &MachineRecord) -> bool {
@@ -241,7 +237,9 @@ impl AppCtx<'_> {
 
     fn start_keeper(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
         let mut cmd = self.autoctl();
-        cmd.args(["run", "--pgdata"]).arg(&rec.pgdata);
+        cmd.env("FLYPLAN_SERVER", &rec.node)
+            .args(["run", "--pgdata"])
+            .arg(&rec.pgdata);
         let pid = spawn_daemon(
             &format!("starting node {}", rec.node),
             cmd,
@@ -256,16 +254,24 @@ impl AppCtx<'_> {
         Ok(())
     }
 
-    /// Stop the keeper and its postgres (also an orphaned postgres).
+    /// Stop the keeper and its postgres, and whatever a killed keeper left
+    /// behind (its renamed sub-processes, an orphaned postgres).
     pub fn stop_node(&self, rec: &MachineRecord) {
-        let mut roots = Vec::new();
+        let mut roots: Vec<i32> = process::processes_marked(&[
+            process::app_marker(&self.paths.root),
+            process::server_marker(&rec.node),
+        ])
+        .into_iter()
+        .collect();
         if let Some(pid) = read_pid(&self.paths.keeper_pid(&rec.node)) {
-            if alive_with(pid, "pg_autoctl") {
+            if alive_with(pid, "pg_autoctl") && !roots.contains(&pid) {
                 roots.push(pid);
             }
         }
         if let Some(pid) = postmaster_pid(&rec.pgdata) {
-            roots.push(pid);
+            if !roots.contains(&pid) {
+                roots.push(pid);
+            }
         }
         if !roots.is_empty() {
             process::stop_trees(&roots, Duration::from_secs(20));
@@ -305,8 +311,9 @@ impl AppCtx<'_> {
     fn create_node(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
         let volume_dir = rec.pgdata.parent().expect("pgdata is in a volume dir");
         self.user().mkdir(volume_dir, 0o700)?;
-        // Deciding who is first and creating the first node happen under one
-        // lock, so parallel creates give exactly one primary.
+        // Nodes join one at a time: pg_auto_failover 2.0 refuses (and can
+        // get stuck retrying) a registration while another standby is being
+        // added, and the first node must be the primary before others clone.
         let boot = FileLock::acquire(&self.paths.bootstrap_lock())?;
         let nodes = self.monitor_nodes()?;
         if let Some(stale) = nodes
@@ -318,13 +325,9 @@ impl AppCtx<'_> {
         let first = !nodes
             .iter()
             .any(|n| n.name != rec.node && n.port != rec.port);
-        let boot = if first {
-            Some(boot)
-        } else {
-            drop(boot);
+        if !first {
             self.wait_primary(Duration::from_secs(300))?;
-            None
-        };
+        }
         self.stop_node(rec);
         state::remove_dir(&rec.pgdata)?;
         self.autoctl_files_removed(rec)?;
@@ -334,7 +337,8 @@ impl AppCtx<'_> {
             ("0", "false")
         };
         let mut cmd = self.autoctl();
-        cmd.args(["create", "postgres", "--pgdata"])
+        cmd.env("FLYPLAN_SERVER", &rec.node)
+            .args(["create", "postgres", "--pgdata"])
             .arg(&rec.pgdata)
             .args(["--monitor", &self.monitor_uri()?])
             .args(["--pgport", &rec.port.to_string()])
@@ -348,7 +352,7 @@ impl AppCtx<'_> {
             &format!("creating node {}", rec.node),
             cmd,
             &self.paths.logs().join(format!("{}.log", rec.node)),
-            Duration::from_secs(600),
+            Duration::from_secs(300),
         )?;
         write_server_files(self, &rec.pgdata, NODE_CONF, NODE_HBA)?;
         self.start_keeper(rec)?;
@@ -416,7 +420,11 @@ impl AppCtx<'_> {
         let Some(node) = self.registered(rec)? else {
             return Ok(false);
         };
-        let (priority, quorum) = if rec.candidate() { (50, true) } else { (0, false) };
+        let (priority, quorum) = if rec.candidate() {
+            (50, true)
+        } else {
+            (0, false)
+        };
         let mut changed = false;
         if node.candidate_priority != priority || node.replication_quorum != quorum {
             db::block_on(async {

@@ -260,13 +260,25 @@ impl LocalProvider {
             ctx.stop_node(&m);
         }
         ctx.stop_monitor();
-        let rest: Vec<i32> = process::processes_under(&ctx.paths.root)
-            .into_iter()
-            .collect();
-        if !rest.is_empty() {
-            process::stop_trees(&rest, Duration::from_secs(10));
+        // Then whatever else carries the app's mark (left by a killed
+        // keeper, a check script...), until the directory can go.
+        let mut attempt = 0;
+        loop {
+            let rest: Vec<i32> = process::processes_under(&ctx.paths.root)
+                .into_iter()
+                .collect();
+            if !rest.is_empty() {
+                process::stop_trees(&rest, Duration::from_secs(10));
+            }
+            match state::remove_dir(&ctx.paths.root) {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= 5 => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
         }
-        state::remove_dir(&ctx.paths.root)
     }
 
     /// Nodes of an app with their role, state, lag, connections and disk.
@@ -328,13 +340,15 @@ impl LocalProvider {
     }
 
     fn perform_volume(&self, ctx: &AppCtx<'_>, step: &Step) -> Result<Outcome, ProviderError> {
-        let r = step.after.as_ref().or(step.before.as_ref()).ok_or_else(|| {
-            ProviderError::failed(step.address.as_str(), "a step without a resource")
-        })?;
-        let (name, region, index) = keeper::parse_volume_address(r.address.as_str())
+        let r = step
+            .after
+            .as_ref()
+            .or(step.before.as_ref())
             .ok_or_else(|| {
-                ProviderError::failed(r.address.as_str(), "not a volume address")
+                ProviderError::failed(step.address.as_str(), "a step without a resource")
             })?;
+        let (name, region, index) = keeper::parse_volume_address(r.address.as_str())
+            .ok_or_else(|| ProviderError::failed(r.address.as_str(), "not a volume address"))?;
         let dir = ctx.paths.volume_dir(&name, &region, index);
         match step.action {
             Action::Delete => {
@@ -414,14 +428,11 @@ impl LocalProvider {
             action => {
                 require_app(ctx)?;
                 let after = desired(step)?;
-                let rec: BTreeMap<String, Value> = [
-                    attr::SCHEDULED,
-                    attr::RETENTION_DAYS,
-                    attr::SNAPSHOT_TIME,
-                ]
-                .iter()
-                .filter_map(|k| after.attrs.get(*k).map(|v| (k.to_string(), v.clone())))
-                .collect();
+                let rec: BTreeMap<String, Value> =
+                    [attr::SCHEDULED, attr::RETENTION_DAYS, attr::SNAPSHOT_TIME]
+                        .iter()
+                        .filter_map(|k| after.attrs.get(*k).map(|v| (k.to_string(), v.clone())))
+                        .collect();
                 if all.get(&volume) == Some(&rec) {
                     return Ok(Outcome::NotNeeded);
                 }
@@ -449,9 +460,16 @@ impl LocalProvider {
             Kind::Volume => self.perform_volume(&ctx, step),
             Kind::Machine => match action {
                 Action::Delete => {
-                    let r = step.before.as_ref().or(step.after.as_ref()).ok_or_else(|| {
-                        ProviderError::failed(step.address.as_str(), "a step without a resource")
-                    })?;
+                    let r = step
+                        .before
+                        .as_ref()
+                        .or(step.after.as_ref())
+                        .ok_or_else(|| {
+                            ProviderError::failed(
+                                step.address.as_str(),
+                                "a step without a resource",
+                            )
+                        })?;
                     Ok(not_needed_or(ctx.remove_machine(r)?, Outcome::Deleted))
                 }
                 _ => {
@@ -471,9 +489,16 @@ impl LocalProvider {
             },
             Kind::User => match action {
                 Action::Delete => {
-                    let r = step.before.as_ref().or(step.after.as_ref()).ok_or_else(|| {
-                        ProviderError::failed(step.address.as_str(), "a step without a resource")
-                    })?;
+                    let r = step
+                        .before
+                        .as_ref()
+                        .or(step.after.as_ref())
+                        .ok_or_else(|| {
+                            ProviderError::failed(
+                                step.address.as_str(),
+                                "a step without a resource",
+                            )
+                        })?;
                     Ok(not_needed_or(ctx.remove_user(r)?, Outcome::Deleted))
                 }
                 _ => {
@@ -484,9 +509,16 @@ impl LocalProvider {
             },
             Kind::Database => match action {
                 Action::Delete => {
-                    let r = step.before.as_ref().or(step.after.as_ref()).ok_or_else(|| {
-                        ProviderError::failed(step.address.as_str(), "a step without a resource")
-                    })?;
+                    let r = step
+                        .before
+                        .as_ref()
+                        .or(step.after.as_ref())
+                        .ok_or_else(|| {
+                            ProviderError::failed(
+                                step.address.as_str(),
+                                "a step without a resource",
+                            )
+                        })?;
                     Ok(not_needed_or(ctx.remove_database(r)?, Outcome::Deleted))
                 }
                 _ => {
@@ -506,7 +538,10 @@ impl LocalProvider {
 
 fn desired(step: &Step) -> Result<&Resource, ProviderError> {
     step.after.as_ref().ok_or_else(|| {
-        ProviderError::failed(step.address.as_str(), "a create or update without a desired resource")
+        ProviderError::failed(
+            step.address.as_str(),
+            "a create or update without a desired resource",
+        )
     })
 }
 

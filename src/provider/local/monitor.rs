@@ -166,8 +166,8 @@ impl AppCtx<'_> {
     }
 
     pub fn monitor_running(&self) -> bool {
-        let keeper = read_pid(&self.paths.monitor_pid())
-            .is_some_and(|pid| alive_with(pid, "pg_autoctl"));
+        let keeper =
+            read_pid(&self.paths.monitor_pid()).is_some_and(|pid| alive_with(pid, "pg_autoctl"));
         keeper && postmaster_pid(&self.paths.monitor_pgdata()).is_some()
     }
 
@@ -194,14 +194,20 @@ impl AppCtx<'_> {
         if !pgdata.join("PG_VERSION").exists() || !pgdata.join("flyplan.conf").exists() {
             self.stop_monitor();
             state::remove_dir(&pgdata)?;
+            self.user().mkdir(&pgdata, 0o700)?;
             self.forget_autoctl_files(&pgdata)?;
             let mut cmd = self.autoctl();
-            cmd.args(["create", "monitor", "--pgdata"])
+            cmd.env("FLYPLAN_SERVER", "monitor")
+                .args(["create", "monitor", "--pgdata"])
                 .arg(&pgdata)
                 .args(["--pgport", &port.to_string()])
                 .args(["--hostname", "127.0.0.1", "--listen", "127.0.0.1"])
                 .args(["--auth", "trust", "--no-ssl"]);
-            tracing::info!(app = self.name, port, "creating the pg_auto_failover monitor");
+            tracing::info!(
+                app = self.name,
+                port,
+                "creating the pg_auto_failover monitor"
+            );
             run_logged(
                 "creating the monitor",
                 cmd,
@@ -214,13 +220,19 @@ impl AppCtx<'_> {
         if !self.monitor_running() {
             self.stop_monitor();
             let mut cmd = self.autoctl();
-            cmd.args(["run", "--pgdata"]).arg(&pgdata);
+            cmd.env("FLYPLAN_SERVER", "monitor")
+                .args(["run", "--pgdata"])
+                .arg(&pgdata);
             let pid = spawn_daemon(
                 "starting the monitor",
                 cmd,
                 &self.paths.logs().join("monitor.log"),
             )?;
-            state::write_file(&self.paths.monitor_pid(), format!("{pid}\n").as_bytes(), 0o644)?;
+            state::write_file(
+                &self.paths.monitor_pid(),
+                format!("{pid}\n").as_bytes(),
+                0o644,
+            )?;
             changed = true;
         }
         self.wait_monitor_ready(Duration::from_secs(90))?;
@@ -248,7 +260,10 @@ impl AppCtx<'_> {
                 Err(e) => {
                     return Err(ProviderError::failed(
                         "waiting for the monitor",
-                        format!("{e} (see {})", self.paths.logs().join("monitor.log").display()),
+                        format!(
+                            "{e} (see {})",
+                            self.paths.logs().join("monitor.log").display()
+                        ),
                     ))
                 }
             }
@@ -257,14 +272,21 @@ impl AppCtx<'_> {
 
     /// Stop the monitor's pg_autoctl and its postgres.
     pub fn stop_monitor(&self) {
-        let mut roots = Vec::new();
+        let mut roots: Vec<i32> = process::processes_marked(&[
+            process::app_marker(&self.paths.root),
+            process::server_marker("monitor"),
+        ])
+        .into_iter()
+        .collect();
         if let Some(pid) = read_pid(&self.paths.monitor_pid()) {
-            if alive_with(pid, "pg_autoctl") {
+            if alive_with(pid, "pg_autoctl") && !roots.contains(&pid) {
                 roots.push(pid);
             }
         }
         if let Some(pid) = postmaster_pid(&self.paths.monitor_pgdata()) {
-            roots.push(pid);
+            if !roots.contains(&pid) {
+                roots.push(pid);
+            }
         }
         if !roots.is_empty() {
             process::stop_trees(&roots, Duration::from_secs(20));

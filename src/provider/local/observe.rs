@@ -37,11 +37,7 @@ fn machine_state(keeper: bool, postgres: bool) -> &'static str {
 }
 
 impl AppCtx<'_> {
-    async fn observe_sql(
-        &self,
-        scram: &ScramCache,
-        secrets: &BTreeMap<String, String>,
-    ) -> SqlView {
+    async fn observe_sql(&self, scram: &ScramCache, secrets: &BTreeMap<String, String>) -> SqlView {
         let mut view = SqlView::default();
         let monitor = match self.monitor_client(Duration::from_secs(2)).await {
             Ok(c) => c,
@@ -91,10 +87,8 @@ impl AppCtx<'_> {
             return Ok(live);
         };
         let monitor_up = self.monitor_running();
-        let mut app_r = Resource::new(Address::app(self.name), Kind::App).with(
-            attr::STATE,
-            if monitor_up { "running" } else { "stopped" },
-        );
+        let mut app_r = Resource::new(Address::app(self.name), Kind::App)
+            .with(attr::STATE, if monitor_up { "running" } else { "stopped" });
         if let Some(region) = &app.primary_region {
             app_r = app_r.with(attr::PRIMARY_REGION, region.as_str());
         }
@@ -189,8 +183,8 @@ impl AppCtx<'_> {
             (None, None) => None,
         };
         if let Some(n) = observed {
-            let mut r =
-                Resource::new(Address::formation(self.name), Kind::Formation).with(attr::SYNC_STANDBYS, n);
+            let mut r = Resource::new(Address::formation(self.name), Kind::Formation)
+                .with(attr::SYNC_STANDBYS, n);
             if let Some(m) = view.number_sync_standbys {
                 r = r.with("monitor_number_sync_standbys", m as i64);
             }
@@ -231,7 +225,9 @@ impl AppCtx<'_> {
                 nodes = read_nodes(&m).await.unwrap_or_default();
             }
             if let Some(port) = Self::primary_port(&nodes) {
-                if let Ok(p) = db::connect(&sock, port, &user, "postgres", Duration::from_secs(2)).await {
+                if let Ok(p) =
+                    db::connect(&sock, port, &user, "postgres", Duration::from_secs(2)).await
+                {
                     if let Ok(rows) = p
                         .query(
                             "select application_name, \
@@ -248,7 +244,9 @@ impl AppCtx<'_> {
                 }
             }
             for m in &machines {
-                if let Ok(c) = db::connect(&sock, m.port, &user, "postgres", Duration::from_secs(2)).await {
+                if let Ok(c) =
+                    db::connect(&sock, m.port, &user, "postgres", Duration::from_secs(2)).await
+                {
                     if let Ok(row) = c
                         .query_one(
                             "select (select count(*) from pg_stat_activity where backend_type = 'client backend'), \
@@ -269,7 +267,10 @@ impl AppCtx<'_> {
             let leader = node.is_some_and(|n| n.is_leader());
             let role = if leader {
                 "leader"
-            } else if node.map(|n| n.candidate_priority == 0).unwrap_or(!m.candidate()) {
+            } else if node
+                .map(|n| n.candidate_priority == 0)
+                .unwrap_or(!m.candidate())
+            {
                 "read-replica"
             } else {
                 "replica"
@@ -277,7 +278,10 @@ impl AppCtx<'_> {
             let lag = if leader {
                 Some(0)
             } else {
-                node.and_then(|n| lags.get(&format!("pgautofailover_standby_{}", n.id)).copied())
+                node.and_then(|n| {
+                    lags.get(&format!("pgautofailover_standby_{}", n.id))
+                        .copied()
+                })
             };
             let (connections, max_connections) = conns
                 .get(&m.node)

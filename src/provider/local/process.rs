@@ -103,6 +103,7 @@ pub fn server_command(
         .env("PGHOST", paths.sock())
         .env("LANG", "C.UTF-8")
         .env("LC_ALL", "C.UTF-8")
+        .env("FLYPLAN_APP", &paths.root)
         .current_dir(&paths.root)
         .stdin(Stdio::null());
     if user.switch {
@@ -153,7 +154,11 @@ pub fn run_logged(
             Ok(Some(status)) => {
                 return Err(ProviderError::failed(
                     what,
-                    format!("{status}; last lines of {}:\n{}", log.display(), tail(log, 15)),
+                    format!(
+                        "{status}; last lines of {}:\n{}",
+                        log.display(),
+                        tail(log, 15)
+                    ),
                 ))
             }
             Ok(None) if started.elapsed() > timeout => {
@@ -293,14 +298,54 @@ pub fn with_descendants(roots: &[i32]) -> BTreeSet<i32> {
     }
 }
 
-/// Processes whose command line mentions `path`, and their descendants.
-pub fn processes_under(path: &Path) -> BTreeSet<i32> {
-    let needle = path.to_string_lossy().to_string();
+/// True when the environment of `pid` holds exactly `entry` (`KEY=value`).
+fn has_env(pid: i32, entry: &[u8]) -> bool {
+    fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| env.split(|b| *b == 0).any(|e| e == entry))
+        .unwrap_or(false)
+}
+
+/// The environment entry that marks every process started for an app.
+pub fn app_marker(root: &Path) -> String {
+    format!("FLYPLAN_APP={}", root.display())
+}
+
+/// The environment entry that marks the processes of one server of an app
+/// (`monitor`, `haproxy`, or a node name).
+pub fn server_marker(server: &str) -> String {
+    format!("FLYPLAN_SERVER={server}")
+}
+
+/// Processes that carry all `markers` in their environment (what flyplan
+/// started and everything those started, even after they renamed
+/// themselves or lost their parent), and their descendants.
+pub fn processes_marked(markers: &[String]) -> BTreeSet<i32> {
     let me = std::process::id() as i32;
     let roots: Vec<i32> = all_parents()
         .keys()
         .copied()
-        .filter(|p| *p != me && cmdline(*p).is_some_and(|c| c.contains(&needle)))
+        .filter(|p| *p != me && markers.iter().all(|m| has_env(*p, m.as_bytes())))
+        .collect();
+    with_descendants(&roots)
+        .into_iter()
+        .filter(|p| alive(*p))
+        .collect()
+}
+
+/// Processes of the app at `root`: marked ones, and any whose command line
+/// mentions the directory, with their descendants.
+pub fn processes_under(path: &Path) -> BTreeSet<i32> {
+    let needle = path.to_string_lossy().to_string();
+    let marker = app_marker(path);
+    let me = std::process::id() as i32;
+    let roots: Vec<i32> = all_parents()
+        .keys()
+        .copied()
+        .filter(|p| {
+            *p != me
+                && (has_env(*p, marker.as_bytes())
+                    || cmdline(*p).is_some_and(|c| c.contains(&needle)))
+        })
         .collect();
     with_descendants(&roots)
         .into_iter()
@@ -314,7 +359,14 @@ pub fn processes_under(path: &Path) -> BTreeSet<i32> {
 /// killed.
 pub fn stop_trees(roots: &[i32], grace: Duration) {
     let tree = with_descendants(roots);
-    for root in roots {
+    // Only the tops of the trees are asked: a postmaster stops its own
+    // backends, a pg_autoctl its services.
+    let tops: Vec<i32> = roots
+        .iter()
+        .copied()
+        .filter(|r| proc_stat(*r).is_none_or(|(_, ppid)| !tree.contains(&ppid)))
+        .collect();
+    for root in &tops {
         let postmaster = cmdline(*root).is_some_and(|c| {
             c.split(' ')
                 .next()
