@@ -14,3 +14,4 @@ pub mod provider;
 pub mod reconcile;
 pub mod render;
 pub mod secrets;
+pub mod sql;

@@ -21,6 +21,7 @@ use crate::model::{attr, Kind};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::planfile::PlanFile;
 use crate::provider::fly::{FlyOptions, FlyProvider};
+use crate::provider::local::LocalProvider;
 use crate::provider::{file::FileProvider, Provider};
 use crate::render::{self, Format};
 use crate::secrets::ProcessEnv;
@@ -66,7 +67,7 @@ pub fn open_provider(cli: &Cli) -> Result<Box<dyn Provider>> {
         return Ok(Box::new(FileProvider::new(path.clone())));
     }
     match cli.provider {
-        ProviderName::Local => bail!("the local provider is not available in this build"),
+        ProviderName::Local => Ok(Box::new(LocalProvider::new(state_dir(cli))?)),
         ProviderName::Fly => {
             let options = FlyOptions::from_env(state_dir(cli))?;
             Ok(Box::new(FlyProvider::new(options)?))

@@ -10,6 +10,8 @@ pub mod file;
 use crate::live::Live;
 use crate::plan::Step;
 
+pub mod local;
+
 /// What a step did, so re-running it is visibly harmless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,71 @@
+//! Connections to the app's servers over their unix sockets, and running
+//! async SQL from the synchronous provider on any thread (also one that is
+//! already inside a tokio runtime).
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::provider::ProviderError;
+
+/// Run a future to completion on a private single-threaded runtime, on a
+/// scoped thread so that callers inside an async context do not panic.
+pub fn block_on<F>(fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime can be built")
+                .block_on(fut)
+        })
+        .join()
+        .expect("the SQL thread does not panic")
+    })
+}
+
+/// Connect as `user` to `dbname` through the unix socket in `sock_dir`.
+/// Must be called inside a runtime (see [`block_on`]).
+pub async fn connect(
+    sock_dir: &Path,
+    port: u16,
+    user: &str,
+    dbname: &str,
+    timeout: Duration,
+) -> Result<Client, ProviderError> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(sock_dir)
+        .port(port)
+        .user(user)
+        .dbname(dbname)
+        .application_name("flyplan")
+        .connect_timeout(timeout);
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        ProviderError::failed(
+            format!("connecting to {dbname} on port {port}"),
+            e.to_string(),
+        )
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Map a query error to the layer's error.
+pub fn query_err(what: &str, e: tokio_postgres::Error) -> ProviderError {
+    let message = match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    };
+    ProviderError::failed(what, message)
+}

@@ -1,0 +1,512 @@
+//! The local provider against real servers: a 3-node pg_auto_failover
+//! cluster with haproxy in front, built step by step, written to, failed
+//! over by killing the leader, repaired, and destroyed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flyplan::live::Live;
+use flyplan::model::{attr, Address, Kind, Resource};
+use flyplan::plan::{Action, Step};
+use flyplan::provider::local::{LocalProvider, PASSWORD_SECRET};
+use flyplan::provider::{Outcome, Provider, ProviderError, SecretValues, StepContext};
+use sha2::{Digest, Sha256};
+
+const PASSWORD: &str = "correct horse 'battery' staple";
+
+/// A state dir under /tmp that the `postgres` user can traverse, and an app
+/// whose every process is stopped when the test ends, passed or not.
+struct Cluster {
+    provider: LocalProvider,
+    app: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn new(app: &str) -> Self {
+        init_tracing();
+        require_tools();
+        let dir = tempfile::Builder::new()
+            .prefix("flyplan-test-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let provider = LocalProvider::new(dir.path().to_path_buf()).expect("local provider");
+        Cluster {
+            provider,
+            app: app.to_string(),
+            _dir: dir,
+        }
+    }
+
+    fn perform(&self, step: &Step, secrets: &SecretValues) -> Outcome {
+        let ctx = StepContext {
+            app: &self.app,
+            secrets,
+        };
+        self.provider
+            .perform(step, &ctx)
+            .unwrap_or_else(|e| panic!("{} {}: {e}", step.action.as_str(), step.address))
+    }
+
+    fn observe(&self) -> Live {
+        self.provider.observe(&self.app).expect("observe")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the servers' logs of a failed run for the reader.
+            let logs = self.provider.app_dir(&self.app).join("logs");
+            let keep = std::env::temp_dir().join(format!("{}-logs", self.app));
+            let _ = std::fs::remove_dir_all(&keep);
+            if std::fs::create_dir_all(&keep).is_ok() {
+                for e in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+                    let _ = std::fs::copy(e.path(), keep.join(e.file_name()));
+                }
+                eprintln!("server logs kept in {}", keep.display());
+            }
+        }
+        if let Err(e) = self.provider.destroy_all(&self.app) {
+            eprintln!("cleanup of {} failed: {e}", self.app);
+        }
+    }
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "flyplan=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Fail loudly, never skip, when the servers are not installed.
+fn require_tools() {
+    let found = ["/usr/bin/pg_autoctl", "/usr/lib/postgresql/15/bin/postgres"]
+        .iter()
+        .all(|p| Path::new(p).exists())
+        || std::env::var_os("FLYPLAN_PG_BINDIR").is_some();
+    assert!(
+        found,
+        "pg_autoctl or PostgreSQL 15 is missing: run scripts/install-deps.sh (as root) first"
+    );
+}
+
+fn step(id: usize, action: Action, r: Resource) -> Step {
+    let (before, after) = match action {
+        Action::Delete => (Some(r.clone()), None),
+        _ => (None, Some(r.clone())),
+    };
+    Step {
+        id,
+        address: r.address.clone(),
+        kind: r.kind,
+        action,
+        reason: "test".to_string(),
+        before,
+        after,
+        changed: vec![],
+        blocked: None,
+        depends_on: vec![],
+        notes: vec![],
+    }
+}
+
+fn digest(app: &str, name: &str, value: &str) -> String {
+    let h = Sha256::digest(format!("flyplan-secret-v1\0{app}\0{name}\0{value}").as_bytes());
+    format!("sha256:{}", hex::encode(h))
+}
+
+fn machine(region: &str, index: u32, role: &str) -> Resource {
+    Resource::new(Address::machine(region, index), Kind::Machine)
+        .with(attr::REGION, region)
+        .with(attr::INDEX, index)
+        .with(attr::ROLE, role)
+        .with(attr::IMAGE, "flyio/postgres-flex:15")
+        .with(attr::VM_SIZE, "shared-cpu-1x")
+        .with(attr::MEMORY_MB, 512)
+        .with(attr::CPUS, 1)
+        .with(attr::CPU_KIND, "shared")
+        .with(
+            attr::VOLUME,
+            Address::volume("pg_data", region, index).to_string(),
+        )
+        .with(attr::STATE, "running")
+}
+
+fn volume(region: &str, index: u32) -> Resource {
+    Resource::new(Address::volume("pg_data", region, index), Kind::Volume)
+        .with(attr::NAME, "pg_data")
+        .with(attr::REGION, region)
+        .with(attr::SIZE_GB, 1)
+}
+
+/// The attributes of `desired` that differ in `live` (what a plan compares).
+fn differing(desired: &Resource, live: &Live) -> Vec<String> {
+    let Some(l) = live.get(&desired.address) else {
+        return vec!["<missing>".to_string()];
+    };
+    desired
+        .attrs
+        .iter()
+        .filter(|(k, v)| k.as_str() != PASSWORD_SECRET && l.attrs.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: want {v}, have {:?}", l.attrs.get(k)))
+        .collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(port: u16, dbname: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .password(PASSWORD)
+        .dbname(dbname)
+        .connect_timeout(Duration::from_secs(1))
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Insert one row through the endpoint; the id when the commit was
+/// acknowledged.
+async fn write_row(
+    client: &mut Option<tokio_postgres::Client>,
+    port: u16,
+    value: &str,
+) -> Option<i64> {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        *client = connect(port, "appdb").await.ok();
+    }
+    let c = client.as_ref()?;
+    match c
+        .query_one("insert into t (v) values ($1) returning id", &[&value])
+        .await
+    {
+        Ok(row) => Some(row.get(0)),
+        Err(_) => {
+            *client = None;
+            None
+        }
+    }
+}
+
+fn pgdata(cluster: &Cluster, region: &str, index: u32) -> PathBuf {
+    cluster
+        .provider
+        .app_dir(&cluster.app)
+        .join("volumes")
+        .join(format!("pg_data-{region}-{index}"))
+        .join("pgdata")
+}
+
+fn first_line_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired() {
+    let cluster = Cluster::new("fp-local-test");
+    let app = cluster.app.clone();
+    let secrets = SecretValues::new(BTreeMap::from([(
+        "PG_PASSWORD".to_string(),
+        PASSWORD.to_string(),
+    )]));
+
+    let app_r = Resource::new(Address::app(&app), Kind::App)
+        .with(attr::PRIMARY_REGION, "iad")
+        .with(attr::STATE, "running");
+    let secret_r = Resource::new(Address::secret("PG_PASSWORD"), Kind::Secret)
+        .with_sensitive(attr::DIGEST, digest(&app, "PG_PASSWORD", PASSWORD));
+    let nodes = [
+        ("iad", 0, "candidate"),
+        ("iad", 1, "candidate"),
+        ("ams", 0, "replica"),
+    ];
+    let machines: Vec<Resource> = nodes
+        .iter()
+        .map(|(r, i, role)| machine(r, *i, role))
+        .collect();
+    let volumes: Vec<Resource> = nodes.iter().map(|(r, i, _)| volume(r, *i)).collect();
+    let formation_r =
+        Resource::new(Address::formation(&app), Kind::Formation).with(attr::SYNC_STANDBYS, 1);
+    let endpoint_r =
+        Resource::new(Address::endpoint(&app), Kind::Endpoint).with(attr::STATE, "running");
+    let user_r = Resource::new(Address::user("postgres"), Kind::User)
+        .with(attr::LOGIN, true)
+        .with(attr::SUPERUSER, true)
+        .with(attr::CREATEDB, true)
+        .with(attr::CREATEROLE, true)
+        .with(attr::REPLICATION, true)
+        .with(attr::CONNECTION_LIMIT, -1)
+        .with(attr::MEMBER_OF, Vec::<String>::new())
+        .with(PASSWORD_SECRET, "PG_PASSWORD")
+        .with_sensitive(attr::PASSWORD, digest(&app, "PG_PASSWORD", PASSWORD));
+    let db_r =
+        Resource::new(Address::database("appdb"), Kind::Database).with(attr::OWNER, "postgres");
+    let policy_r = Resource::new(Address::snapshot_policy("pg_data"), Kind::SnapshotPolicy)
+        .with(attr::SCHEDULED, true)
+        .with(attr::RETENTION_DAYS, 7)
+        .with(attr::SNAPSHOT_TIME, "03:00");
+
+    // Apply from nothing; volumes and machines in parallel, as the apply
+    // executor runs independent steps.
+    let started = Instant::now();
+    assert_eq!(
+        cluster.perform(&step(0, Action::Create, app_r.clone()), &secrets),
+        Outcome::Created
+    );
+    assert_eq!(
+        cluster.perform(&step(1, Action::Create, secret_r.clone()), &secrets),
+        Outcome::Created
+    );
+    std::thread::scope(|s| {
+        for v in &volumes {
+            s.spawn(|| cluster.perform(&step(2, Action::Create, v.clone()), &secrets));
+        }
+    });
+    eprintln!("monitor and volumes: {:?}", started.elapsed());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = machines
+            .iter()
+            .map(|m| s.spawn(|| cluster.perform(&step(3, Action::Create, m.clone()), &secrets)))
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), Outcome::Created);
+        }
+    });
+    eprintln!("three machines: {:?}", started.elapsed());
+    for r in [&formation_r, &endpoint_r, &user_r, &db_r, &policy_r] {
+        cluster.perform(&step(4, Action::Create, r.clone()), &secrets);
+    }
+    eprintln!(
+        "TIMING apply from nothing to healthy: {:?}",
+        started.elapsed()
+    );
+
+    // Live state equals desired state, observed quickly.
+    let _ = cluster.observe();
+    let t = Instant::now();
+    let live = cluster.observe();
+    eprintln!("TIMING observe of a live 3-node cluster: {:?}", t.elapsed());
+    let all: Vec<&Resource> = [
+        &app_r,
+        &secret_r,
+        &formation_r,
+        &endpoint_r,
+        &user_r,
+        &db_r,
+        &policy_r,
+    ]
+    .into_iter()
+    .chain(&machines)
+    .chain(&volumes)
+    .collect();
+    for r in &all {
+        assert!(
+            differing(r, &live).is_empty(),
+            "{}: {:?}",
+            r.address,
+            differing(r, &live)
+        );
+    }
+    let leaders: Vec<&Resource> = live
+        .of_kind(Kind::Machine)
+        .filter(|m| m.bool(attr::LEADER) == Some(true))
+        .collect();
+    assert_eq!(leaders.len(), 1, "exactly one leader: {live:#?}");
+    let leader = leaders[0].clone();
+    assert_eq!(leader.str(attr::REGION), Some("iad"));
+
+    // Doing it again changes nothing.
+    for r in &all {
+        let action = if r.kind == Kind::Machine || r.kind == Kind::App {
+            Action::Update
+        } else {
+            Action::Create
+        };
+        assert_eq!(
+            cluster.perform(&step(9, action, (*r).clone()), &secrets),
+            Outcome::NotNeeded,
+            "{}",
+            r.address
+        );
+    }
+
+    let status = cluster.provider.status(&app).expect("status");
+    eprintln!("status: {status:#?}");
+    assert_eq!(status.iter().filter(|n| n.role == "leader").count(), 1);
+
+    // Write through the endpoint, read on every node's direct port.
+    let (_, ep_port) = cluster.provider.endpoint_url(&app).expect("endpoint");
+    let rt = rt();
+    let mut writer = None;
+    rt.block_on(async {
+        let c = connect(ep_port, "appdb")
+            .await
+            .expect("password login through the endpoint");
+        c.batch_execute("create table t (id bigserial primary key, v text not null)")
+            .await
+            .unwrap();
+    });
+    let first = rt
+        .block_on(write_row(&mut writer, ep_port, "first"))
+        .expect("first write");
+    for m in &machines {
+        let port = cluster
+            .provider
+            .node_port(&app, &m.address)
+            .expect("node port");
+        let seen = rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(c) = connect(port, "appdb").await {
+                    if let Ok(rows) = c.query("select v from t where id = $1", &[&first]).await {
+                        if rows.len() == 1 {
+                            return true;
+                        }
+                    }
+                }
+                if Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        assert!(seen, "row visible on {}", m.address);
+    }
+
+    // Kill the leader (keeper and postgres, -9) while writing.
+    let mut acked: BTreeSet<i64> = BTreeSet::from([first]);
+    for i in 0..20 {
+        acked.insert(
+            rt.block_on(write_row(&mut writer, ep_port, &format!("before {i}")))
+                .expect("write"),
+        );
+    }
+    let region = leader.str(attr::REGION).unwrap().to_string();
+    let index = leader.u64(attr::INDEX).unwrap() as u32;
+    let keeper_pid = leader.i64("pid").expect("keeper pid") as i32;
+    let postmaster = first_line_pid(&pgdata(&cluster, &region, index).join("postmaster.pid"));
+    for pid in [keeper_pid, postmaster] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    let killed = Instant::now();
+    let failover = loop {
+        if let Some(id) = rt.block_on(write_row(&mut writer, ep_port, "after")) {
+            acked.insert(id);
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(120),
+            "no write accepted within 120 s of killing the leader"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("TIMING failover (leader killed to first accepted write): {failover:?}");
+    for i in 0..10 {
+        acked.insert(
+            rt.block_on(write_row(&mut writer, ep_port, &format!("after {i}")))
+                .expect("write after failover"),
+        );
+    }
+    let present: BTreeSet<i64> = rt.block_on(async {
+        let c = connect(ep_port, "appdb").await.unwrap();
+        c.query("select id from t", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    });
+    let lost: Vec<&i64> = acked.difference(&present).collect();
+    assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+
+    // The dead node is drift; updating it to running brings it back as a standby.
+    let live = cluster.observe();
+    let dead = live.get(&leader.address).expect("old leader observed");
+    assert_ne!(dead.str(attr::STATE), Some("running"), "{dead:#?}");
+    assert_ne!(dead.bool(attr::LEADER), Some(true));
+    let desired = machines
+        .iter()
+        .find(|m| m.address == leader.address)
+        .unwrap()
+        .clone();
+    let mut repair = step(10, Action::Update, desired.clone());
+    repair.before = Some(dead.clone());
+    repair.changed = vec![attr::STATE.to_string()];
+    let t = Instant::now();
+    assert_eq!(cluster.perform(&repair, &secrets), Outcome::Updated);
+    eprintln!("TIMING old leader back as a standby: {:?}", t.elapsed());
+    let live = cluster.observe();
+    let back = live.get(&leader.address).unwrap();
+    assert_eq!(back.str(attr::STATE), Some("running"), "{back:#?}");
+    assert_eq!(back.bool(attr::LEADER), Some(false));
+    assert_eq!(back.str("pg_state"), Some("secondary"), "{back:#?}");
+    assert!(
+        differing(&desired, &live).is_empty(),
+        "{:?}",
+        differing(&desired, &live)
+    );
+    let new_leader = live.leader().expect("a leader");
+    assert_ne!(new_leader.address, leader.address);
+
+    // Destroy: nothing of the app keeps running.
+    drop(writer);
+    cluster.provider.destroy_all(&app).expect("destroy");
+    let left = cluster.provider.app_processes(&app);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    assert!(!cluster.provider.app_dir(&app).exists());
+    assert!(cluster.observe().resources.is_empty());
+}
+
+#[test]
+fn a_second_lock_on_the_same_app_fails_fast_naming_the_holder() {
+    let cluster = Cluster::new("fp-lock-test");
+    let first = cluster.provider.lock(&cluster.app).expect("first lock");
+    let t = Instant::now();
+    let second = cluster.provider.lock(&cluster.app);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    match second {
+        Err(ProviderError::Locked { app, holder }) => {
+            assert_eq!(app, cluster.app);
+            assert!(
+                holder.contains(&format!("pid {}", std::process::id())),
+                "{holder}"
+            );
+        }
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("expected Locked, got a second lock"),
+    }
+    drop(first);
+    cluster
+        .provider
+        .lock(&cluster.app)
+        .expect("lock after release");
+}
