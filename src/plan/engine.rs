@@ -62,14 +62,13 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
             continue;
         }
         let declared_absent = desired.absent.contains(address);
-        // Roles and databases that fly.toml never named, and things made
-        // outside flyplan, are left alone unless the whole app goes.
+        // Roles and databases that fly.toml never named are left alone (when
+        // the whole app goes, they go with it), and so are things made
+        // outside flyplan while the app stays.
         let app_stays = desired.resources.contains_key(&Address::app(&desired.app));
         let foreign = have.str(attr::MANAGED_BY) == Some(attr::OUTSIDE_FLYPLAN);
-        if app_stays
-            && (foreign || matches!(have.kind, Kind::User | Kind::Database))
-            && !declared_absent
-        {
+        let inside_cluster = matches!(have.kind, Kind::User | Kind::Database);
+        if ((app_stays && foreign) || inside_cluster) && !declared_absent {
             continue;
         }
         let reason = if declared_absent {
@@ -206,6 +205,17 @@ fn decorate(p: &mut Pending, live: &Live, opts: PlanOptions) {
                 } else {
                     step.reason = format!("grow from {b} GB to {a} GB");
                 }
+            }
+        }
+        (Kind::App, Action::Delete) => {
+            step.notes
+                .push("every node, volume, role and database of the app goes with it".to_string());
+            if !opts.allow_destroy {
+                step.blocked = Some(Blocked {
+                    reason: "destroying the app deletes the whole cluster; needs --allow-destroy"
+                        .to_string(),
+                    needs_allow_destroy: true,
+                });
             }
         }
         (Kind::Volume | Kind::Database | Kind::App, Action::Delete | Action::Replace) => {

@@ -9,7 +9,7 @@ use fs4::fs_std::FileExt;
 
 use super::{LockGuard, Outcome, Provider, ProviderError, StepContext};
 use crate::live::Live;
-use crate::model::attr;
+use crate::model::{attr, Kind};
 use crate::plan::{Action, Step};
 
 pub struct FileProvider {
@@ -60,6 +60,11 @@ impl Provider for FileProvider {
         let mut live = self.load(ctx.app)?;
         live.app = ctx.app.to_string();
         let outcome = match (step.action, &step.after) {
+            // The app takes everything of it along.
+            (Action::Delete, _) if step.kind == Kind::App => {
+                live.resources.clear();
+                Outcome::Deleted
+            }
             (Action::Delete, _) => match live.resources.remove(&step.address) {
                 Some(_) => Outcome::Deleted,
                 None => Outcome::NotNeeded,
