@@ -58,9 +58,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let logs = self.provider.app_dir(&self.app).join("logs");
+        if logs.exists() && std::thread::panicking() {
             // Keep the servers' logs of a failed run for the reader.
-            let logs = self.provider.app_dir(&self.app).join("logs");
             let keep = std::env::temp_dir().join(format!("{}-logs", self.app));
             let _ = std::fs::remove_dir_all(&keep);
             if std::fs::create_dir_all(&keep).is_ok() {
@@ -418,6 +418,9 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
         .unwrap();
     }
     let killed = Instant::now();
+    let killed_at_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
     let failover = loop {
         if let Some(id) = rt.block_on(write_row(&mut writer, ep_port, "after")) {
             acked.insert(id);
@@ -479,6 +482,18 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
 
     // Destroy: nothing of the app keeps running.
     drop(writer);
+    if std::env::var_os("FLYPLAN_TEST_KEEP_LOGS").is_some() {
+        let keep = std::env::temp_dir().join(format!("{app}-logs"));
+        let _ = std::fs::remove_dir_all(&keep);
+        std::fs::create_dir_all(&keep).unwrap();
+        for e in std::fs::read_dir(cluster.provider.app_dir(&app).join("logs"))
+            .unwrap()
+            .flatten()
+        {
+            std::fs::copy(e.path(), keep.join(e.file_name())).unwrap();
+        }
+        eprintln!("TIMING killed at {:?} (unix)", killed_at_unix);
+    }
     cluster.provider.destroy_all(&app).expect("destroy");
     let left = cluster.provider.app_processes(&app);
     assert!(left.is_empty(), "processes left: {left:?}");

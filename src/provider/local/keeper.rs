@@ -314,8 +314,27 @@ impl AppCtx<'_> {
         // Nodes join one at a time: pg_auto_failover 2.0 refuses (and can
         // get stuck retrying) a registration while another standby is being
         // added, and the first node must be the primary before others clone.
-        let boot = FileLock::acquire(&self.paths.bootstrap_lock())?;
-        let nodes = self.monitor_nodes()?;
+        // A read replica (candidate priority 0) never starts a formation: it
+        // waits for a candidate to be the first node.
+        let started = Instant::now();
+        let (boot, nodes) = loop {
+            let boot = FileLock::acquire(&self.paths.bootstrap_lock())?;
+            let nodes = self.monitor_nodes()?;
+            let others = nodes
+                .iter()
+                .any(|n| n.name != rec.node && n.port != rec.port);
+            if others || rec.candidate() {
+                break (boot, nodes);
+            }
+            drop(boot);
+            if started.elapsed() > Duration::from_secs(300) {
+                return Err(node_failed(
+                    &rec.node,
+                    "a read replica cannot be the first node; no failover candidate joined",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        };
         if let Some(stale) = nodes
             .iter()
             .find(|n| n.name == rec.node || n.port == rec.port)
