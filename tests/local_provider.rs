@@ -480,6 +480,60 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     let new_leader = live.leader().expect("a leader");
     assert_ne!(new_leader.address, leader.address);
 
+    // A changed image restarts the leader: it hands over first and comes
+    // back as a standby.
+    let leader_now = new_leader.clone();
+    let mut upgraded = machines
+        .iter()
+        .find(|m| m.address == leader_now.address)
+        .unwrap()
+        .clone();
+    upgraded = upgraded.with(attr::IMAGE, "flyio/postgres-flex:15.8");
+    let mut upgrade = step(11, Action::Update, upgraded.clone());
+    upgrade.before = Some(leader_now.clone());
+    upgrade.changed = vec![attr::IMAGE.to_string()];
+    let t = Instant::now();
+    assert_eq!(cluster.perform(&upgrade, &secrets), Outcome::Updated);
+    eprintln!("TIMING leader restart with switchover: {:?}", t.elapsed());
+    let live = cluster.observe();
+    assert!(
+        differing(&upgraded, &live).is_empty(),
+        "{:?}",
+        differing(&upgraded, &live)
+    );
+    assert_eq!(
+        live.get(&leader_now.address).unwrap().bool(attr::LEADER),
+        Some(false)
+    );
+    let leader_after = live.leader().expect("a leader after the switchover");
+    assert_eq!(leader_after.str(attr::REGION), Some("iad"));
+    assert!(
+        rt.block_on(write_row(&mut writer, ep_port, "after switchover"))
+            .is_some()
+            || rt
+                .block_on(write_row(&mut writer, ep_port, "after switchover"))
+                .is_some()
+    );
+
+    // Removing the read replica drops it from the formation.
+    let replica = machines
+        .iter()
+        .find(|m| m.str(attr::REGION) == Some("ams"))
+        .unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        cluster.perform(&step(12, Action::Delete, replica.clone()), &secrets),
+        Outcome::Deleted
+    );
+    eprintln!("TIMING read replica removed: {:?}", t.elapsed());
+    assert_eq!(
+        cluster.perform(&step(12, Action::Delete, replica.clone()), &secrets),
+        Outcome::NotNeeded
+    );
+    let live = cluster.observe();
+    assert!(live.get(&replica.address).is_none());
+    assert_eq!(live.of_kind(Kind::Machine).count(), 2);
+
     // Destroy: nothing of the app keeps running.
     drop(writer);
     if std::env::var_os("FLYPLAN_TEST_KEEP_LOGS").is_some() {

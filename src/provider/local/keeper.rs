@@ -219,15 +219,19 @@ impl AppCtx<'_> {
 
     fn wait_settled(&self, rec: &MachineRecord, timeout: Duration) -> Result<(), ProviderError> {
         let name = rec.node.clone();
+        // The monitor's row may still show the state from before a restart:
+        // the local processes must run too.
         self.wait_nodes(&format!("waiting for node {name}"), timeout, |nodes| {
-            nodes.iter().any(|n| {
-                n.name == name
-                    && n.settled()
-                    && matches!(
-                        n.reported.as_str(),
-                        "single" | "primary" | "wait_primary" | "secondary"
-                    )
-            })
+            self.node_running(rec)
+                && nodes.iter().any(|n| {
+                    n.name == name
+                        && n.pg_running
+                        && n.settled()
+                        && matches!(
+                            n.reported.as_str(),
+                            "single" | "primary" | "wait_primary" | "secondary"
+                        )
+                })
         })
     }
 
@@ -415,15 +419,39 @@ impl AppCtx<'_> {
             return Ok(());
         }
         tracing::info!(app = self.name, node = %rec.node, "switchover before restarting the leader");
-        db::block_on(async {
-            let c = self.monitor_client(Duration::from_secs(5)).await?;
-            c.execute(
-                "select pgautofailover.perform_failover($1, 0)",
-                &[&FORMATION],
-            )
-            .await
-            .map_err(|e| db::query_err("switchover", e))
-        })?;
+        // The monitor accepts a switchover only from a settled formation
+        // whose leader is `primary` (not `wait_primary` while a standby
+        // catches up).
+        let started = Instant::now();
+        loop {
+            self.wait_nodes(
+                "waiting for a settled formation",
+                Duration::from_secs(180),
+                |nodes| {
+                    nodes.iter().all(|n| n.settled())
+                        && nodes
+                            .iter()
+                            .any(|n| n.is_leader() && n.reported == "primary")
+                },
+            )?;
+            let res = db::block_on(async {
+                let c = self.monitor_client(Duration::from_secs(5)).await?;
+                c.execute(
+                    "select pgautofailover.perform_failover($1, 0)",
+                    &[&FORMATION],
+                )
+                .await
+                .map_err(|e| db::query_err("switchover", e))
+            });
+            match res {
+                Ok(_) => break,
+                Err(e) if started.elapsed() > Duration::from_secs(120) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "switchover refused; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
         let name = rec.node.clone();
         self.wait_nodes("switchover", Duration::from_secs(180), |nodes| {
             nodes
