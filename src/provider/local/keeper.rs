@@ -45,6 +45,11 @@ host    all          all                        127.0.0.1/32  scram-sha-256
 host    all          all                        ::1/128       scram-sha-256
 ";
 
+/// Seconds after which a keeper that reaches neither the monitor nor any
+/// standby demotes its primary (pg_autoctl's default is 20); see
+/// `monitor::MONITOR_CONF` for how this bounds `primary_demote_timeout`.
+pub const NETWORK_PARTITION_TIMEOUT: u32 = 2;
+
 /// Attributes recorded as labels: the local machine runs one PostgreSQL,
 /// whatever image and VM size were declared.
 pub const LABELS: &[&str] = &[
@@ -378,6 +383,18 @@ impl AppCtx<'_> {
             Duration::from_secs(300),
         )?;
         write_server_files(self, &rec.pgdata, NODE_CONF, NODE_HBA)?;
+        let mut cmd = self.autoctl();
+        cmd.env("FLYPLAN_SERVER", &rec.node)
+            .args(["config", "set", "--pgdata"])
+            .arg(&rec.pgdata)
+            .arg("timeout.network_partition_timeout")
+            .arg(NETWORK_PARTITION_TIMEOUT.to_string());
+        run_logged(
+            &format!("configuring node {}", rec.node),
+            cmd,
+            &self.paths.logs().join(format!("{}.log", rec.node)),
+            Duration::from_secs(30),
+        )?;
         self.start_keeper(rec)?;
         self.wait_settled(rec, Duration::from_secs(300))?;
         drop(boot);
