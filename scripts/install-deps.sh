@@ -1,16 +1,49 @@
-#!/usr/bin/env bash
-# Installs the Debian packages flyplan's local provider and tests need, only
-# when something is missing. Idempotent; needs root (or sudo).
-set -euo pipefail
+#!/bin/sh
+# Installs what the local provider runs: PostgreSQL 15, pg_auto_failover
+# (monitor extension and pg_autoctl) and haproxy, from Debian's packages.
+# Idempotent: does nothing when everything is there. Needs root (or sudo).
+set -eu
 
-packages=(postgresql-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy pkg-config libssl-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+packages="postgresql-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy pkg-config libssl-dev"
+
+have() {
+    dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'
+}
+
+missing=""
+for p in $packages; do
+    have "$p" || missing="$missing $p"
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+if [ -z "$missing" ]; then
+    echo "install-deps: all present ($packages)"
+    exit 0
 fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo -n "$0" "$@"
+    fi
+    echo "install-deps: missing:$missing; run this script as root" >&2
+    exit 1
+fi
+
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+# Install the PostgreSQL packages without creating the default cluster:
+# flyplan makes its own clusters and the default one would take port 5432.
+mkdir -p /etc/postgresql-common/createcluster.d
+if [ ! -e /etc/postgresql-common/createcluster.d/50-flyplan.conf ]; then
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/50-flyplan.conf
+fi
+# shellcheck disable=SC2086
+apt-get install -y --no-install-recommends $missing
+
+# Servers started by flyplan as root run as the `postgres` user, which the
+# packages create; check that it exists.
+id postgres >/dev/null
+test -x /usr/lib/postgresql/15/bin/postgres
+command -v pg_autoctl >/dev/null
+command -v haproxy >/dev/null || test -x /usr/sbin/haproxy
+echo "install-deps: done"

@@ -58,9 +58,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let logs = self.provider.app_dir(&self.app).join("logs");
+        if logs.exists() && std::thread::panicking() {
             // Keep the servers' logs of a failed run for the reader.
-            let logs = self.provider.app_dir(&self.app).join("logs");
             let keep = std::env::temp_dir().join(format!("{}-logs", self.app));
             let _ = std::fs::remove_dir_all(&keep);
             if std::fs::create_dir_all(&keep).is_ok() {
@@ -418,6 +418,9 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
         .unwrap();
     }
     let killed = Instant::now();
+    let killed_at_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
     let failover = loop {
         if let Some(id) = rt.block_on(write_row(&mut writer, ep_port, "after")) {
             acked.insert(id);
@@ -477,8 +480,74 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     let new_leader = live.leader().expect("a leader");
     assert_ne!(new_leader.address, leader.address);
 
+    // A changed image restarts the leader: it hands over first and comes
+    // back as a standby.
+    let leader_now = new_leader.clone();
+    let mut upgraded = machines
+        .iter()
+        .find(|m| m.address == leader_now.address)
+        .unwrap()
+        .clone();
+    upgraded = upgraded.with(attr::IMAGE, "flyio/postgres-flex:15.8");
+    let mut upgrade = step(11, Action::Update, upgraded.clone());
+    upgrade.before = Some(leader_now.clone());
+    upgrade.changed = vec![attr::IMAGE.to_string()];
+    let t = Instant::now();
+    assert_eq!(cluster.perform(&upgrade, &secrets), Outcome::Updated);
+    eprintln!("TIMING leader restart with switchover: {:?}", t.elapsed());
+    let live = cluster.observe();
+    assert!(
+        differing(&upgraded, &live).is_empty(),
+        "{:?}",
+        differing(&upgraded, &live)
+    );
+    assert_eq!(
+        live.get(&leader_now.address).unwrap().bool(attr::LEADER),
+        Some(false)
+    );
+    let leader_after = live.leader().expect("a leader after the switchover");
+    assert_eq!(leader_after.str(attr::REGION), Some("iad"));
+    assert!(
+        rt.block_on(write_row(&mut writer, ep_port, "after switchover"))
+            .is_some()
+            || rt
+                .block_on(write_row(&mut writer, ep_port, "after switchover"))
+                .is_some()
+    );
+
+    // Removing the read replica drops it from the formation.
+    let replica = machines
+        .iter()
+        .find(|m| m.str(attr::REGION) == Some("ams"))
+        .unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        cluster.perform(&step(12, Action::Delete, replica.clone()), &secrets),
+        Outcome::Deleted
+    );
+    eprintln!("TIMING read replica removed: {:?}", t.elapsed());
+    assert_eq!(
+        cluster.perform(&step(12, Action::Delete, replica.clone()), &secrets),
+        Outcome::NotNeeded
+    );
+    let live = cluster.observe();
+    assert!(live.get(&replica.address).is_none());
+    assert_eq!(live.of_kind(Kind::Machine).count(), 2);
+
     // Destroy: nothing of the app keeps running.
     drop(writer);
+    if std::env::var_os("FLYPLAN_TEST_KEEP_LOGS").is_some() {
+        let keep = std::env::temp_dir().join(format!("{app}-logs"));
+        let _ = std::fs::remove_dir_all(&keep);
+        std::fs::create_dir_all(&keep).unwrap();
+        for e in std::fs::read_dir(cluster.provider.app_dir(&app).join("logs"))
+            .unwrap()
+            .flatten()
+        {
+            std::fs::copy(e.path(), keep.join(e.file_name())).unwrap();
+        }
+        eprintln!("TIMING killed at {:?} (unix)", killed_at_unix);
+    }
     cluster.provider.destroy_all(&app).expect("destroy");
     let left = cluster.provider.app_processes(&app);
     assert!(left.is_empty(), "processes left: {left:?}");

@@ -45,6 +45,11 @@ host    all          all                        127.0.0.1/32  scram-sha-256
 host    all          all                        ::1/128       scram-sha-256
 ";
 
+/// Seconds after which a keeper that reaches neither the monitor nor any
+/// standby demotes its primary (pg_autoctl's default is 20); see
+/// `monitor::MONITOR_CONF` for how this bounds `primary_demote_timeout`.
+pub const NETWORK_PARTITION_TIMEOUT: u32 = 2;
+
 /// Attributes recorded as labels: the local machine runs one PostgreSQL,
 /// whatever image and VM size were declared.
 pub const LABELS: &[&str] = &[
@@ -219,15 +224,19 @@ impl AppCtx<'_> {
 
     fn wait_settled(&self, rec: &MachineRecord, timeout: Duration) -> Result<(), ProviderError> {
         let name = rec.node.clone();
+        // The monitor's row may still show the state from before a restart:
+        // the local processes must run too.
         self.wait_nodes(&format!("waiting for node {name}"), timeout, |nodes| {
-            nodes.iter().any(|n| {
-                n.name == name
-                    && n.settled()
-                    && matches!(
-                        n.reported.as_str(),
-                        "single" | "primary" | "wait_primary" | "secondary"
-                    )
-            })
+            self.node_running(rec)
+                && nodes.iter().any(|n| {
+                    n.name == name
+                        && n.pg_running
+                        && n.settled()
+                        && matches!(
+                            n.reported.as_str(),
+                            "single" | "primary" | "wait_primary" | "secondary"
+                        )
+                })
         })
     }
 
@@ -314,8 +323,27 @@ impl AppCtx<'_> {
         // Nodes join one at a time: pg_auto_failover 2.0 refuses (and can
         // get stuck retrying) a registration while another standby is being
         // added, and the first node must be the primary before others clone.
-        let boot = FileLock::acquire(&self.paths.bootstrap_lock())?;
-        let nodes = self.monitor_nodes()?;
+        // A read replica (candidate priority 0) never starts a formation: it
+        // waits for a candidate to be the first node.
+        let started = Instant::now();
+        let (boot, nodes) = loop {
+            let boot = FileLock::acquire(&self.paths.bootstrap_lock())?;
+            let nodes = self.monitor_nodes()?;
+            let others = nodes
+                .iter()
+                .any(|n| n.name != rec.node && n.port != rec.port);
+            if others || rec.candidate() {
+                break (boot, nodes);
+            }
+            drop(boot);
+            if started.elapsed() > Duration::from_secs(300) {
+                return Err(node_failed(
+                    &rec.node,
+                    "a read replica cannot be the first node; no failover candidate joined",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        };
         if let Some(stale) = nodes
             .iter()
             .find(|n| n.name == rec.node || n.port == rec.port)
@@ -355,6 +383,18 @@ impl AppCtx<'_> {
             Duration::from_secs(300),
         )?;
         write_server_files(self, &rec.pgdata, NODE_CONF, NODE_HBA)?;
+        let mut cmd = self.autoctl();
+        cmd.env("FLYPLAN_SERVER", &rec.node)
+            .args(["config", "set", "--pgdata"])
+            .arg(&rec.pgdata)
+            .arg("timeout.network_partition_timeout")
+            .arg(NETWORK_PARTITION_TIMEOUT.to_string());
+        run_logged(
+            &format!("configuring node {}", rec.node),
+            cmd,
+            &self.paths.logs().join(format!("{}.log", rec.node)),
+            Duration::from_secs(30),
+        )?;
         self.start_keeper(rec)?;
         self.wait_settled(rec, Duration::from_secs(300))?;
         drop(boot);
@@ -396,15 +436,39 @@ impl AppCtx<'_> {
             return Ok(());
         }
         tracing::info!(app = self.name, node = %rec.node, "switchover before restarting the leader");
-        db::block_on(async {
-            let c = self.monitor_client(Duration::from_secs(5)).await?;
-            c.execute(
-                "select pgautofailover.perform_failover($1, 0)",
-                &[&FORMATION],
-            )
-            .await
-            .map_err(|e| db::query_err("switchover", e))
-        })?;
+        // The monitor accepts a switchover only from a settled formation
+        // whose leader is `primary` (not `wait_primary` while a standby
+        // catches up).
+        let started = Instant::now();
+        loop {
+            self.wait_nodes(
+                "waiting for a settled formation",
+                Duration::from_secs(180),
+                |nodes| {
+                    nodes.iter().all(|n| n.settled())
+                        && nodes
+                            .iter()
+                            .any(|n| n.is_leader() && n.reported == "primary")
+                },
+            )?;
+            let res = db::block_on(async {
+                let c = self.monitor_client(Duration::from_secs(5)).await?;
+                c.execute(
+                    "select pgautofailover.perform_failover($1, 0)",
+                    &[&FORMATION],
+                )
+                .await
+                .map_err(|e| db::query_err("switchover", e))
+            });
+            match res {
+                Ok(_) => break,
+                Err(e) if started.elapsed() > Duration::from_secs(120) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "switchover refused; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
         let name = rec.node.clone();
         self.wait_nodes("switchover", Duration::from_secs(180), |nodes| {
             nodes

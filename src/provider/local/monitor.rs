@@ -17,12 +17,20 @@ use crate::provider::ProviderError;
 /// The formation and group every node of an app belongs to.
 pub const FORMATION: &str = "default";
 
-/// Monitor settings for fast failover. With 1 s checks, a 1 s timeout and
-/// 3 s before a silent node is unhealthy, a node loss is noticed in about
-/// 4 s; `primary_demote_timeout` stays at 5 s: it is how long the monitor
-/// waits for an unreachable primary to step down on its own before it
-/// promotes a standby, the guard against two primaries. One retry 500 ms
-/// later (instead of two, 2 s apart) only shortens detection.
+/// Monitor settings for fast failover. With 1 s checks, a 1 s timeout, one
+/// retry 500 ms later, and 3 s without a report before a node is unhealthy,
+/// a lost node is noticed in about 3-4 s.
+///
+/// `primary_demote_timeout` is how long the monitor waits for an
+/// unreachable primary to step down before it promotes a standby: the
+/// guard against two primaries. It is 3 s here because every keeper is
+/// configured (see `keeper::NETWORK_PARTITION_TIMEOUT`) to demote its own
+/// primary after 2 s without the monitor and without a standby, and the
+/// standby that is about to be promoted disconnects from the old primary
+/// (at `report_lsn`) at least 3 s before the demote timeout ends: an
+/// isolated old primary has stopped accepting writes before the new one
+/// accepts any. (With pg_autoctl's defaults, 20 s, a 5 s demote timeout
+/// gave no such guarantee.)
 const MONITOR_CONF: &str = "\
 # Written by flyplan; read after pg_autoctl's own settings.
 shared_buffers = '32MB'
@@ -36,7 +44,7 @@ pgautofailover.health_check_timeout = 1000
 pgautofailover.health_check_max_retries = 1
 pgautofailover.health_check_retry_delay = 500
 pgautofailover.node_considered_unhealthy_timeout = 3000
-pgautofailover.primary_demote_timeout = 5000
+pgautofailover.primary_demote_timeout = 3000
 ";
 
 /// Client authentication of the monitor: the keepers (loopback, user
