@@ -311,7 +311,7 @@ fn destroy(cli: &Cli, a: &DestroyArgs) -> Result<ExitCode> {
 fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
     let config = load_config(&a.config)?;
     let provider = open_provider(cli)?;
-    let live = provider.observe(&config.app)?;
+    let live = provider.status(&config.app)?;
     if a.json {
         let nodes: Vec<_> = live
             .of_kind(Kind::Machine)
@@ -325,10 +325,12 @@ fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
                 })
             })
             .collect();
-        let endpoint = live
-            .of_kind(Kind::Endpoint)
-            .next()
-            .map(|e| e.status.clone());
+        let endpoint = live.of_kind(Kind::Endpoint).next().map(|e| {
+            let mut v = serde_json::Map::new();
+            v.insert("state".into(), e.str(attr::STATE).into());
+            v.extend(e.status.clone());
+            v
+        });
         let doc = serde_json::json!({ "app": config.app, "nodes": nodes, "endpoint": endpoint });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -343,22 +345,52 @@ fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
         "NODE", "REGION", "ROLE", "STATE"
     );
     for m in live.of_kind(Kind::Machine) {
-        let checks: Vec<String> = m.status.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
             "{:<16} {:<8} {:<13} {:<10} {}",
-            m.address,
+            m.address.as_str(),
             m.str(attr::REGION).unwrap_or("?"),
             node_role(m),
             m.str(attr::STATE).unwrap_or("?"),
-            checks.join(" ")
+            human_checks(m)
         );
     }
     if let Some(e) = live.of_kind(Kind::Endpoint).next() {
-        if let Some(url) = e.status.get("url").and_then(|v| v.as_str()) {
-            println!("\nLeader endpoint: {url}");
+        if let Some(port) = e.status.get(attr::PORT).and_then(|v| v.as_u64()) {
+            let host = e
+                .status
+                .get("host")
+                .and_then(|v| v.as_str())
+                .unwrap_or("127.0.0.1");
+            let user = &config.postgres.operator_user;
+            println!(
+                "\nLeader endpoint ({}): postgres://{user}:********@{host}:{port}/postgres",
+                e.str(attr::STATE).unwrap_or("unknown")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fly-style checks of a node: replication lag, connections, disk.
+fn human_checks(m: &crate::model::Resource) -> String {
+    let get = |k: &str| m.status.get(k).and_then(|v| v.as_i64());
+    let mut parts = Vec::new();
+    if let Some(s) = m.status.get("pg_state").and_then(|v| v.as_str()) {
+        parts.push(format!("pg={s}"));
+    }
+    if let Some(lag) = get("lag_bytes") {
+        parts.push(format!("lag={lag}B"));
+    }
+    if let (Some(c), Some(max)) = (get("connections"), get("max_connections")) {
+        parts.push(format!("connections={c}/{max}"));
+    }
+    if let Some(d) = get("disk_used_bytes") {
+        parts.push(format!("disk={:.1}MiB", d as f64 / 1_048_576.0));
+    }
+    if let Some(p) = get(attr::PORT) {
+        parts.push(format!("port={p}"));
+    }
+    parts.join(" ")
 }
 
 fn node_role(m: &crate::model::Resource) -> &'static str {

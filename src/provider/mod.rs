@@ -114,6 +114,15 @@ pub trait Provider: Send + Sync {
     /// later apply re-plans from what was observed.
     fn perform(&self, step: &Step, ctx: &StepContext<'_>) -> Result<Outcome, ProviderError>;
 
+    /// Observe with the extra checks `flyplan status` shows (replication
+    /// lag, connections, disk) in each resource's `status`.
+    ///
+    /// # Errors
+    /// As [`Provider::observe`].
+    fn status(&self, app: &str) -> Result<Live, ProviderError> {
+        self.observe(app)
+    }
+
     /// Take the per-app apply lock, failing fast with
     /// [`ProviderError::Locked`] naming the holder.
     fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError>;

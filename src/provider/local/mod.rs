@@ -282,7 +282,7 @@ impl LocalProvider {
     }
 
     /// Nodes of an app with their role, state, lag, connections and disk.
-    pub fn status(&self, app: &str) -> Result<Vec<NodeStatus>, ProviderError> {
+    pub fn node_status(&self, app: &str) -> Result<Vec<NodeStatus>, ProviderError> {
         self.app(app).status()
     }
 
@@ -579,6 +579,30 @@ impl Provider for LocalProvider {
 
     fn observe(&self, app: &str) -> Result<Live, ProviderError> {
         self.app(app).observe(&self.scram)
+    }
+
+    fn status(&self, app: &str) -> Result<Live, ProviderError> {
+        let mut live = self.observe(app)?;
+        for n in self.node_status(app)? {
+            let Some(r) = live.resources.get_mut(&Address(n.address.clone())) else {
+                continue;
+            };
+            let checks = [
+                ("lag_bytes", n.lag_bytes.map(serde_json::Value::from)),
+                ("connections", n.connections.map(serde_json::Value::from)),
+                (
+                    "max_connections",
+                    n.max_connections.map(serde_json::Value::from),
+                ),
+                ("disk_used_bytes", Some(n.disk_used_bytes.into())),
+            ];
+            for (k, v) in checks {
+                if let Some(v) = v {
+                    r.status.insert(k.to_string(), v);
+                }
+            }
+        }
+        Ok(live)
     }
 
     fn perform(&self, step: &Step, ctx: &StepContext<'_>) -> Result<Outcome, ProviderError> {

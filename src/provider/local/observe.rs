@@ -93,7 +93,7 @@ impl AppCtx<'_> {
             app_r = app_r.with(attr::PRIMARY_REGION, region.as_str());
         }
         if let Some(port) = state::recorded_port(&self.paths, "monitor") {
-            app_r = app_r.with("monitor_port", port as u64);
+            app_r = app_r.with_status("monitor_port", port as u64);
         }
         live.insert(app_r);
 
@@ -137,7 +137,8 @@ impl AppCtx<'_> {
         for m in self.machines() {
             let keeper_pid = read_pid(&self.paths.keeper_pid(&m.node));
             let keeper = self.keeper_running(&m);
-            let postgres = postmaster_pid(&m.pgdata).is_some();
+            let postmaster = postmaster_pid(&m.pgdata);
+            let postgres = postmaster.is_some();
             let node = nodes.iter().find(|n| n.name == m.node);
             let role = match node {
                 Some(n) if n.candidate_priority == 0 => role::REPLICA,
@@ -151,24 +152,27 @@ impl AppCtx<'_> {
                 .with(attr::VOLUME, m.volume.as_str())
                 .with(attr::STATE, machine_state(keeper, postgres))
                 .with(attr::LEADER, node.is_some_and(|n| n.is_leader()))
-                .with(attr::PORT, m.port as u64);
+                .with_status(attr::PORT, m.port as u64);
             for (k, v) in &m.labels {
                 r = r.with(k, v.clone());
             }
             if let Some(pid) = keeper_pid.filter(|_| keeper) {
-                r = r.with("pid", pid as i64);
+                r = r.with_status("pid", pid as i64);
+            }
+            if let Some(pid) = postmaster {
+                r = r.with_status("postgres_pid", pid as i64);
             }
             if let Some(n) = node {
                 r = r
-                    .with("pg_state", n.reported.as_str())
-                    .with("goal_state", n.goal.as_str())
-                    .with("health", n.health as i64)
-                    .with("sync_state", n.rep_state.as_str());
+                    .with_status("pg_state", n.reported.as_str())
+                    .with_status("goal_state", n.goal.as_str())
+                    .with_status("health", n.health as i64)
+                    .with_status("sync_state", n.rep_state.as_str());
                 if let Some(p) = primary_lsn {
-                    r = r.with("lag_bytes", (p - n.lsn).max(0));
+                    r = r.with_status("lag_bytes", (p - n.lsn).max(0));
                 }
             } else if view.nodes.is_some() {
-                r = r.with("pg_state", "unregistered");
+                r = r.with_status("pg_state", "unregistered");
             }
             live.insert(r);
         }
@@ -186,10 +190,10 @@ impl AppCtx<'_> {
             let mut r = Resource::new(Address::formation(self.name), Kind::Formation)
                 .with(attr::SYNC_STANDBYS, n);
             if let Some(m) = view.number_sync_standbys {
-                r = r.with("monitor_number_sync_standbys", m as i64);
+                r = r.with_status("monitor_number_sync_standbys", m as i64);
             }
             if let Some(k) = view.sync_effective {
-                r = r.with("sync_effective", k as u64);
+                r = r.with_status("sync_effective", k as u64);
             }
             live.insert(r);
         }
@@ -199,9 +203,9 @@ impl AppCtx<'_> {
             live.insert(
                 Resource::new(Address::endpoint(self.name), Kind::Endpoint)
                     .with(attr::STATE, if running { "running" } else { "stopped" })
-                    .with(attr::PORT, ep.port as u64)
-                    .with("host", "127.0.0.1")
-                    .with("url", format!("postgres://127.0.0.1:{}", ep.port)),
+                    .with_status(attr::PORT, ep.port as u64)
+                    .with_status("host", "127.0.0.1")
+                    .with_status("url", format!("postgres://127.0.0.1:{}", ep.port)),
             );
         }
 

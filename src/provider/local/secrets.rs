@@ -3,24 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-
 use super::state::{self, FileLock};
 use super::AppCtx;
 use crate::provider::ProviderError;
 
-/// The digest that stands for a secret value in plans and live state:
-/// `sha256:` + hex(SHA-256("flyplan-secret-v1\0{app}\0{name}\0{value}")).
-pub(crate) fn secret_digest(app: &str, name: &str, value: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"flyplan-secret-v1\0");
-    h.update(app.as_bytes());
-    h.update(b"\0");
-    h.update(name.as_bytes());
-    h.update(b"\0");
-    h.update(value.as_bytes());
-    format!("sha256:{}", hex::encode(h.finalize()))
-}
+pub(crate) use crate::secrets::digest as secret_digest;
 
 impl AppCtx<'_> {
     /// All stored secrets, by name.
@@ -50,20 +37,5 @@ impl AppCtx<'_> {
         }
         state::write_json(&self.paths.secrets(), &all, 0o600)?;
         Ok(true)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secret_digest_depends_on_app_name_and_value() {
-        let d = secret_digest("a", "N", "v");
-        assert!(d.starts_with("sha256:") && d.len() == 7 + 64);
-        assert_ne!(d, secret_digest("b", "N", "v"));
-        assert_ne!(d, secret_digest("a", "M", "v"));
-        assert_ne!(d, secret_digest("a", "N", "w"));
-        assert_eq!(d, secret_digest("a", "N", "v"));
     }
 }
