@@ -90,7 +90,41 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
     for p in &mut pending {
         decorate(p, live, opts);
     }
-    order(pending, live, desired, live.fingerprint(), opts, unchanged)
+    let folded = fold_into_app_delete(&mut pending);
+    let mut plan = order(pending, live, desired, live.fingerprint(), opts, unchanged);
+    plan.summary.destroy += folded;
+    plan
+}
+
+/// When the app itself goes, its nodes, volumes and settings go with it in
+/// one step (draining nodes one by one would be wasted work, and impossible
+/// with a dead node). Detaching stays a step of its own: it changes the
+/// consumer apps. Returns how many deletions were folded.
+fn fold_into_app_delete(pending: &mut Vec<Pending>) -> usize {
+    let Some(app_at) = pending
+        .iter()
+        .position(|p| p.step.kind == Kind::App && p.step.action == Action::Delete)
+    else {
+        return 0;
+    };
+    let folded: Vec<String> = pending
+        .iter()
+        .filter(|p| {
+            p.step.action == Action::Delete && !matches!(p.step.kind, Kind::App | Kind::Attachment)
+        })
+        .map(|p| p.step.address.to_string())
+        .collect();
+    if folded.is_empty() {
+        return 0;
+    }
+    pending[app_at]
+        .step
+        .notes
+        .push(format!("destroyed with it: {}", folded.join(", ")));
+    pending.retain(|p| {
+        !(p.step.action == Action::Delete && !matches!(p.step.kind, Kind::App | Kind::Attachment))
+    });
+    folded.len()
 }
 
 /// A step before it has its place in the order.
