@@ -122,7 +122,7 @@ fn fold_into_app_delete(pending: &mut Vec<Pending>) -> usize {
         .notes
         .push(format!("destroyed with it: {}", folded.join(", ")));
     pending.retain(|p| {
-        !(p.step.action == Action::Delete && !matches!(p.step.kind, Kind::App | Kind::Attachment))
+        p.step.action != Action::Delete || matches!(p.step.kind, Kind::App | Kind::Attachment)
     });
     folded.len()
 }
