@@ -209,58 +209,9 @@ impl Provider for FlyProvider {
     }
 
     fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError> {
-        use fs4::fs_std::FileExt;
-        use std::io::{Read, Seek, Write};
-
         let ledger = self.ledger(app);
         ledger.ensure_dir()?;
-        let path = ledger.dir().join("apply.lock");
-        let what = format!("lock {}", path.display());
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| ProviderError::io(&what, e))?;
-        let got = FileExt::try_lock_exclusive(&file).map_err(|e| ProviderError::io(&what, e))?;
-        if !got {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(ProviderError::Locked {
-                app: app.to_string(),
-                holder: if holder.is_empty() {
-                    format!("lock file {}", path.display())
-                } else {
-                    holder.to_string()
-                },
-            });
-        }
-        let since = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let note = format!("pid {} since {since}", std::process::id());
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| file.write_all(note.as_bytes()))
-            .and_then(|()| file.flush())
-            .map_err(|e| ProviderError::io(&what, e))?;
-        Ok(Box::new(FlyLock { file }))
-    }
-}
-
-/// The held apply lock of one app; released on drop (or process exit).
-struct FlyLock {
-    file: std::fs::File,
-}
-
-impl LockGuard for FlyLock {}
-
-impl Drop for FlyLock {
-    fn drop(&mut self) {
-        let _ = self.file.set_len(0);
-        let _ = fs4::fs_std::FileExt::unlock(&self.file);
+        super::file::lock_file(&ledger.dir().join("apply.lock"), app)
     }
 }
 
