@@ -25,7 +25,6 @@ mod secrets;
 mod state;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -172,12 +171,6 @@ struct FormationRecord {
     sync_standbys: i64,
     monitor_number_sync_standbys: i32,
 }
-
-struct LocalLock {
-    _lock: FileLock,
-}
-
-impl LockGuard for LocalLock {}
 
 fn not_needed_or(changed: bool, outcome: Outcome) -> Outcome {
     if changed {
@@ -460,16 +453,7 @@ impl LocalProvider {
             Kind::Volume => self.perform_volume(&ctx, step),
             Kind::Machine => match action {
                 Action::Delete => {
-                    let r = step
-                        .before
-                        .as_ref()
-                        .or(step.after.as_ref())
-                        .ok_or_else(|| {
-                            ProviderError::failed(
-                                step.address.as_str(),
-                                "a step without a resource",
-                            )
-                        })?;
+                    let r = existing(step)?;
                     Ok(not_needed_or(ctx.remove_machine(r)?, Outcome::Deleted))
                 }
                 _ => {
@@ -489,16 +473,7 @@ impl LocalProvider {
             },
             Kind::User => match action {
                 Action::Delete => {
-                    let r = step
-                        .before
-                        .as_ref()
-                        .or(step.after.as_ref())
-                        .ok_or_else(|| {
-                            ProviderError::failed(
-                                step.address.as_str(),
-                                "a step without a resource",
-                            )
-                        })?;
+                    let r = existing(step)?;
                     Ok(not_needed_or(ctx.remove_user(r)?, Outcome::Deleted))
                 }
                 _ => {
@@ -509,16 +484,7 @@ impl LocalProvider {
             },
             Kind::Database => match action {
                 Action::Delete => {
-                    let r = step
-                        .before
-                        .as_ref()
-                        .or(step.after.as_ref())
-                        .ok_or_else(|| {
-                            ProviderError::failed(
-                                step.address.as_str(),
-                                "a step without a resource",
-                            )
-                        })?;
+                    let r = existing(step)?;
                     Ok(not_needed_or(ctx.remove_database(r)?, Outcome::Deleted))
                 }
                 _ => {
@@ -543,6 +509,14 @@ fn desired(step: &Step) -> Result<&Resource, ProviderError> {
             "a create or update without a desired resource",
         )
     })
+}
+
+/// The resource a delete removes: what was observed, else what was wanted.
+fn existing(step: &Step) -> Result<&Resource, ProviderError> {
+    step.before
+        .as_ref()
+        .or(step.after.as_ref())
+        .ok_or_else(|| ProviderError::failed(step.address.as_str(), "a step without a resource"))
 }
 
 fn created_or_updated(action: Action) -> Outcome {
@@ -621,35 +595,6 @@ impl Provider for LocalProvider {
     fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError> {
         let paths = AppPaths::new(&self.state_dir, app);
         state::mkdir(&paths.root, 0o755)?;
-        let path = paths.apply_lock();
-        match FileLock::try_acquire(&path)? {
-            Some(lock) => {
-                let mut f = lock.file();
-                let now = time::OffsetDateTime::now_utc()
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default();
-                let io = |e| ProviderError::io(format!("writing {}", path.display()), e);
-                f.set_len(0).map_err(io)?;
-                f.rewind().map_err(io)?;
-                write!(f, "pid {} since {now}", std::process::id()).map_err(io)?;
-                f.flush().map_err(io)?;
-                Ok(Box::new(LocalLock { _lock: lock }))
-            }
-            None => {
-                let mut holder = String::new();
-                if let Ok(mut f) = std::fs::File::open(&path) {
-                    let _ = f.read_to_string(&mut holder);
-                }
-                let holder = holder.trim();
-                Err(ProviderError::Locked {
-                    app: app.to_string(),
-                    holder: if holder.is_empty() {
-                        "unknown holder".to_string()
-                    } else {
-                        holder.to_string()
-                    },
-                })
-            }
-        }
+        super::file::lock_file(&paths.apply_lock(), app)
     }
 }

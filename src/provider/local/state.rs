@@ -209,7 +209,7 @@ impl AppPaths {
 
 /// An exclusive advisory lock on a file, released on drop.
 pub struct FileLock {
-    file: File,
+    _file: File,
 }
 
 impl FileLock {
@@ -218,21 +218,7 @@ impl FileLock {
         let file = open_lock_file(path)?;
         FileExt::lock_exclusive(&file)
             .map_err(|e| ProviderError::io(format!("locking {}", path.display()), e))?;
-        Ok(FileLock { file })
-    }
-
-    /// Take the lock without waiting; `None` when someone else holds it.
-    pub fn try_acquire(path: &Path) -> Result<Option<Self>, ProviderError> {
-        let file = open_lock_file(path)?;
-        match FileExt::try_lock_exclusive(&file) {
-            Ok(true) => Ok(Some(FileLock { file })),
-            Ok(false) => Ok(None),
-            Err(e) => Err(ProviderError::io(format!("locking {}", path.display()), e)),
-        }
-    }
-
-    pub fn file(&self) -> &File {
-        &self.file
+        Ok(FileLock { _file: file })
     }
 }
 
