@@ -14,4 +14,5 @@ pub mod provider;
 pub mod reconcile;
 pub mod render;
 pub mod secrets;
+pub mod snapshot;
 pub mod sql;

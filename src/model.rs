@@ -230,5 +230,7 @@ pub mod attr {
     pub const PASSWORD_SECRET: &str = "password_secret";
 
     /// Attributes that carry instructions for apply and are never compared.
-    pub const INPUT_ONLY: &[&str] = &[PASSWORD_SECRET];
+    /// `restore_from` seeds a cluster when it is created (as `fly pg create
+    /// --snapshot-id` does); on an existing cluster it changes nothing.
+    pub const INPUT_ONLY: &[&str] = &[PASSWORD_SECRET, RESTORE_FROM];
 }

@@ -68,6 +68,9 @@ pub enum Command {
     Destroy(DestroyArgs),
     /// Follow a git branch: apply each new commit's fly.toml, heal drift.
     Watch(WatchArgs),
+    /// Volume snapshots: list, take, run the daily schedule, verify, restore.
+    #[command(subcommand)]
+    Snapshots(SnapshotsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +108,10 @@ pub struct ApplyArgs {
     /// Steps run at the same time at most.
     #[arg(long, default_value_t = 4)]
     pub parallelism: usize,
+    /// Create the cluster from this snapshot (as `fly pg create
+    /// --snapshot-id`); the app must not exist yet.
+    #[arg(long, value_name = "ID", conflicts_with = "planfile")]
+    pub snapshot_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +188,85 @@ pub struct WatchArgs {
     #[arg(long)]
     pub allow_destroy: bool,
     /// Apply steps run at the same time at most.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotsCommand {
+    /// Snapshots of the app (or of one named with -a), oldest first.
+    List(SnapshotListArgs),
+    /// Take a snapshot now, whatever the schedule.
+    Create(SnapshotTakeArgs),
+    /// Take the snapshots that are due and remove expired ones (for cron or CI).
+    Run(SnapshotRunArgs),
+    /// Check a snapshot against its checksums and PostgreSQL's backup manifest.
+    Verify(SnapshotVerifyArgs),
+    /// Create the cluster of fly.toml from a snapshot (the app must not exist).
+    Restore(SnapshotRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotListArgs {
+    /// The app whose snapshots to list (also one that was destroyed).
+    #[arg(short = 'a', long = "app", conflicts_with = "all")]
+    pub app: Option<String>,
+    /// Snapshots of every app.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The time the schedule reads: `--now`, else `FLYPLAN_NOW`, else the clock.
+#[derive(Debug, Args)]
+pub struct NowArg {
+    /// Act as if it were this time (RFC 3339, e.g. 2026-11-21T10:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotTakeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub now: NowArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotRunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Every app of the state directory instead of the one in fly.toml.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub now: NowArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotVerifyArgs {
+    /// The snapshot id.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotRestoreArgs {
+    /// The snapshot id.
+    pub id: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Steps run at the same time at most.
     #[arg(long, default_value_t = 4)]
     pub parallelism: usize,
 }

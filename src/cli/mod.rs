@@ -3,6 +3,7 @@
 
 pub mod args;
 mod progress;
+mod snapshots;
 mod watch;
 
 use std::io::{IsTerminal, Write};
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Env(a) => env_cmd(&cli, a),
         Command::Destroy(a) => destroy(&cli, a),
         Command::Watch(a) => watch::watch(&cli, a),
+        Command::Snapshots(c) => snapshots::snapshots(&cli, c),
     }
 }
 
@@ -197,9 +199,12 @@ fn apply_cmd(cli: &Cli, a: &ApplyArgs) -> Result<ExitCode> {
         );
     }
     let config = load_config(&a.config)?;
-    let desired = desired_of(&config)?;
+    let mut desired = desired_of(&config)?;
     let _lock = provider.lock(&desired.app)?;
     let live = provider.observe(&desired.app)?;
+    if let Some(id) = &a.snapshot_id {
+        snapshots::seed_from(&mut desired, &live, provider.as_ref(), id)?;
+    }
     let plan = plan::plan(
         &desired,
         &live,

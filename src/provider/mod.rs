@@ -126,4 +126,10 @@ pub trait Provider: Send + Sync {
     /// Take the per-app apply lock, failing fast with
     /// [`ProviderError::Locked`] naming the holder.
     fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError>;
+
+    /// The provider's own snapshot store, when flyplan takes the snapshots
+    /// (the local provider); `None` when the platform takes them itself.
+    fn snapshots(&self) -> Option<&dyn crate::snapshot::Snapshots> {
+        None
+    }
 }

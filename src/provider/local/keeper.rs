@@ -168,7 +168,7 @@ impl AppCtx<'_> {
         self.keeper_running(rec) && postmaster_pid(&rec.pgdata).is_some()
     }
 
-    fn monitor_nodes(&self) -> Result<Vec<MonitorNode>, ProviderError> {
+    pub(super) fn monitor_nodes(&self) -> Result<Vec<MonitorNode>, ProviderError> {
         db::block_on(async {
             let c = self.monitor_client(Duration::from_secs(5)).await?;
             read_nodes(&c).await
@@ -359,6 +359,17 @@ impl AppCtx<'_> {
         self.stop_node(rec);
         state::remove_dir(&rec.pgdata)?;
         self.autoctl_files_removed(rec)?;
+        // A cluster created from a snapshot: its first node starts from the
+        // snapshot's data, which `pg_autoctl create postgres` takes as is.
+        let restore = if first && rec.candidate() {
+            self.pending_restore()?
+        } else {
+            None
+        };
+        if let Some(id) = &restore {
+            self.user().mkdir(&rec.pgdata, 0o700)?;
+            self.copy_snapshot_into(id, &rec.pgdata)?;
+        }
         let (priority, quorum) = if rec.candidate() {
             ("50", "true")
         } else {
@@ -397,6 +408,9 @@ impl AppCtx<'_> {
         )?;
         self.start_keeper(rec)?;
         self.wait_settled(rec, Duration::from_secs(300))?;
+        if let Some(id) = &restore {
+            self.restore_done(id, &rec.node)?;
+        }
         drop(boot);
         Ok(())
     }

@@ -11,8 +11,12 @@
 //! - `volumes/<name>-<region>-<i>/`: a volume, `volume.json` and `pgdata/`;
 //! - `machines/<region>-<i>.json` and `.pid`: machine labels, keeper pid;
 //! - `haproxy/`: config and the leader check script;
+//! - `restore.json`: the snapshot the cluster was created from, if any;
 //! - `run/` and `sock/`: server-owned runtime files and unix sockets;
 //! - `logs/`: output of every server.
+//!
+//! Snapshots live beside the apps, in `<state_dir>/snapshots/A/`, so that
+//! destroying an app keeps them (see `snapshot`).
 
 mod catalog;
 mod db;
@@ -21,7 +25,9 @@ mod keeper;
 mod monitor;
 mod observe;
 mod process;
+mod restore;
 mod secrets;
+mod snapshot;
 mod state;
 
 use std::collections::BTreeMap;
@@ -289,7 +295,16 @@ impl LocalProvider {
             _ => {
                 let after = desired(step)?;
                 let existed = ctx.exists();
+                // A new cluster from a snapshot: refuse a snapshot that is
+                // missing or fails verification before anything is made.
+                let restore_from = after.str(attr::RESTORE_FROM).filter(|_| !existed);
+                if let Some(id) = restore_from {
+                    self.check_restorable(ctx.name, id)?;
+                }
                 ctx.make_layout()?;
+                if let Some(id) = restore_from {
+                    ctx.record_restore(id)?;
+                }
                 let rec = AppRecord {
                     primary_region: after.str(attr::PRIMARY_REGION).map(str::to_string),
                 };
@@ -596,5 +611,9 @@ impl Provider for LocalProvider {
         let paths = AppPaths::new(&self.state_dir, app);
         state::mkdir(&paths.root, 0o755)?;
         super::file::lock_file(&paths.apply_lock(), app)
+    }
+
+    fn snapshots(&self) -> Option<&dyn crate::snapshot::Snapshots> {
+        Some(self)
     }
 }

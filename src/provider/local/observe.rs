@@ -95,6 +95,9 @@ impl AppCtx<'_> {
         if let Some(port) = state::recorded_port(&self.paths, "monitor") {
             app_r = app_r.with_status("monitor_port", port as u64);
         }
+        if let Some(id) = self.restored_from() {
+            app_r = app_r.with_status("restored_from", id);
+        }
         live.insert(app_r);
 
         let secrets = self.stored_secrets()?;

@@ -60,6 +60,18 @@ impl Tools {
     pub fn psql(&self) -> PathBuf {
         self.pg_bindir.join("psql")
     }
+
+    /// The major version of the PostgreSQL programs (`15`), from
+    /// `postgres --version`.
+    pub fn pg_major(&self) -> Option<String> {
+        let out = Command::new(self.pg_bindir.join("postgres"))
+            .arg("--version")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let version = text.split_whitespace().nth(2)?;
+        Some(version.split('.').next()?.to_string())
+    }
 }
 
 fn find_program(name: &str, dirs: &[&Path]) -> Option<PathBuf> {

@@ -1,0 +1,231 @@
+//! `flyplan snapshots list|create|run|verify|restore`, and the seed of a
+//! new cluster from a snapshot that `flyplan apply --snapshot-id` shares.
+//! The snapshot store is the provider's ([`crate::snapshot::Snapshots`]).
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Result};
+use time::OffsetDateTime;
+
+use super::args::{
+    ApplyArgs, Cli, ConfigArg, NowArg, SnapshotListArgs, SnapshotRestoreArgs, SnapshotRunArgs,
+    SnapshotTakeArgs, SnapshotsCommand,
+};
+use super::{load_config, open_provider};
+use crate::desired::Desired;
+use crate::live::Live;
+use crate::model::{attr, Address, Kind};
+use crate::provider::Provider;
+use crate::snapshot::{clock, Manifest, Snapshots};
+
+pub(super) fn snapshots(cli: &Cli, command: &SnapshotsCommand) -> Result<ExitCode> {
+    match command {
+        SnapshotsCommand::Restore(a) => restore(cli, a),
+        SnapshotsCommand::List(a) => with_store(cli, |s| list(s, a)),
+        SnapshotsCommand::Create(a) => with_store(cli, |s| create(s, a)),
+        SnapshotsCommand::Run(a) => with_store(cli, |s| run(s, a)),
+        SnapshotsCommand::Verify(a) => with_store(cli, |s| {
+            let m = s.verify(&a.id)?;
+            println!(
+                "Snapshot {} is intact: {} files, {}, taken {} from {} of app {}.",
+                m.id,
+                m.files,
+                human_bytes(m.size_bytes),
+                clock::format(m.taken_at),
+                m.node,
+                m.app
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+fn with_store(cli: &Cli, f: impl FnOnce(&dyn Snapshots) -> Result<ExitCode>) -> Result<ExitCode> {
+    let provider = open_provider(cli)?;
+    let Some(store) = provider.snapshots() else {
+        bail!(
+            "the {} provider does not keep snapshots itself: Fly takes them on its own schedule \
+             (a volume's snapshot_retention and scheduled_snapshots); see `fly volumes snapshots list`",
+            provider.name()
+        );
+    };
+    f(store)
+}
+
+fn now_of(a: &NowArg) -> Result<OffsetDateTime> {
+    Ok(match &a.now {
+        Some(t) => clock::parse("--now", t)?,
+        None => clock::now()?,
+    })
+}
+
+fn app_of(config: &ConfigArg) -> Result<String> {
+    Ok(load_config(config)?.app)
+}
+
+fn list(store: &dyn Snapshots, a: &SnapshotListArgs) -> Result<ExitCode> {
+    let app = match (&a.app, a.all) {
+        (Some(app), _) => Some(app.clone()),
+        (None, true) => None,
+        (None, false) => Some(app_of(&a.config)?),
+    };
+    let all = store.list(app.as_deref())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if all.is_empty() {
+        match app {
+            Some(app) => println!("No snapshots of app {app}."),
+            None => println!("No snapshots."),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<48} {:<9} {:<21} {:>10} {:<16} TRIGGER",
+        "ID", "VOLUME", "TAKEN (UTC)", "SIZE", "FROM"
+    );
+    for m in &all {
+        println!(
+            "{:<48} {:<9} {:<21} {:>10} {:<16} {}",
+            m.id,
+            m.volume,
+            clock::format(m.taken_at),
+            human_bytes(m.size_bytes),
+            m.node,
+            m.trigger.as_str()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn taken_line(m: &Manifest) -> String {
+    format!(
+        "{}: {} from {} ({}), verified, {:.1}s",
+        m.id,
+        human_bytes(m.size_bytes),
+        m.node,
+        m.node_role,
+        m.duration_ms as f64 / 1000.0
+    )
+}
+
+fn create(store: &dyn Snapshots, a: &SnapshotTakeArgs) -> Result<ExitCode> {
+    let app = app_of(&a.config)?;
+    let now = now_of(&a.now)?;
+    let taken = store.create(&app, now)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&taken)?);
+    } else {
+        for m in &taken {
+            println!("Snapshot taken: {}", taken_line(m));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(store: &dyn Snapshots, a: &SnapshotRunArgs) -> Result<ExitCode> {
+    let now = now_of(&a.now)?;
+    let apps = if a.all {
+        store.apps()?
+    } else {
+        vec![app_of(&a.config)?]
+    };
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for app in &apps {
+        match store.run(app, now) {
+            Ok(r) => reports.push(r),
+            // With --all, one app's failure does not keep the others from
+            // their snapshots.
+            Err(e) if a.all => failed.push(e.to_string()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            println!("App {} at {}:", r.app, clock::format(now));
+            for m in &r.taken {
+                println!("  taken   {}", taken_line(m));
+            }
+            for id in &r.pruned {
+                println!("  pruned  {id} (older than the retention)");
+            }
+            for v in &r.not_due {
+                println!("  {v}: no snapshot due");
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `flyplan snapshots restore ID`: `flyplan apply --snapshot-id ID`.
+fn restore(cli: &Cli, a: &SnapshotRestoreArgs) -> Result<ExitCode> {
+    let args = ApplyArgs {
+        planfile: None,
+        config: ConfigArg {
+            config: a.config.config.clone(),
+        },
+        auto_approve: a.auto_approve,
+        allow_destroy: false,
+        parallelism: a.parallelism,
+        snapshot_id: Some(a.id.clone()),
+    };
+    super::apply_cmd(cli, &args)
+}
+
+/// Make the desired cluster start from snapshot `id`: only a cluster that
+/// does not exist yet can (a restore never overwrites live data).
+///
+/// # Errors
+/// When the app already exists.
+pub(super) fn seed_from(
+    desired: &mut Desired,
+    live: &Live,
+    provider: &dyn Provider,
+    id: &str,
+) -> Result<()> {
+    if live.of_kind(Kind::App).next().is_some() {
+        bail!(
+            "app {} already exists: a snapshot restores into a new cluster; set another `app` \
+             in fly.toml (or destroy this one first)",
+            desired.app
+        );
+    }
+    if let Some(store) = provider.snapshots() {
+        // Fail before planning when the id is unknown; verification
+        // happens when the app is created.
+        if !store.list(None)?.iter().any(|m| m.id == id) {
+            return Err(anyhow!(
+                "no snapshot {id} (see `flyplan snapshots list --all`)"
+            ));
+        }
+    }
+    let app = desired
+        .resources
+        .get_mut(&Address::app(&desired.app))
+        .ok_or_else(|| anyhow!("the desired state has no app resource"))?;
+    app.attrs
+        .insert(attr::RESTORE_FROM.to_string(), serde_json::Value::from(id));
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
