@@ -175,6 +175,11 @@ pub fn reconcile(ctx: &Context<'_>, target: &Target) -> Result<Outcome, Reconcil
     };
     for (f, desired) in &apps {
         let (plan, report) = plan_and_apply(ctx.provider, desired, ctx.mode, &ctx.apply)?;
+        let snapshots = if ctx.mode == Mode::Apply {
+            run_snapshot_schedule(ctx.provider, &plan.app)
+        } else {
+            None
+        };
         outcome.changed |= plan.has_changes();
         if let Some(r) = report {
             *outcome.apply_time.get_or_insert(Duration::ZERO) += r.elapsed;
@@ -187,12 +192,35 @@ pub fn reconcile(ctx: &Context<'_>, target: &Target) -> Result<Outcome, Reconcil
             add: plan.summary.add,
             change: plan.summary.change,
             destroy: plan.summary.destroy,
+            snapshots,
         });
     }
     if ctx.mode != Mode::Apply && outcome.changed {
         outcome.result = ResultKind::Planned;
     }
     Ok(outcome)
+}
+
+/// After an app was applied (or found equal to its fly.toml), take the
+/// daily snapshots that are due and remove expired ones, on a provider that
+/// keeps snapshots itself; `None` on one that does not. A failure is
+/// recorded and logged, not a failed reconcile: the next pass tries again,
+/// because the snapshot is still due.
+fn run_snapshot_schedule(provider: &dyn Provider, app: &str) -> Option<String> {
+    let store = provider.snapshots()?;
+    let result = crate::snapshot::clock::now()
+        .map_err(|e| e.to_string())
+        .and_then(|now| store.run(app, now).map_err(|e| e.to_string()));
+    Some(match result {
+        Ok(report) => {
+            tracing::info!(app, "snapshots: {}", report.summary());
+            report.summary()
+        }
+        Err(e) => {
+            tracing::warn!(app, error = %e, "the snapshot schedule failed");
+            format!("failed: {e}")
+        }
+    })
 }
 
 /// Desired → lock → observe → plan → apply for one app, as `flyplan apply

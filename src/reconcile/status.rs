@@ -56,6 +56,11 @@ pub struct AppPlan {
     pub add: usize,
     pub change: usize,
     pub destroy: usize,
+    /// What the daily snapshot schedule did after the apply, on a provider
+    /// that keeps snapshots itself (`took <id>`, `no snapshot due`,
+    /// `failed: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<String>,
 }
 
 /// Everything known about one commit.
@@ -237,6 +242,9 @@ impl WatchStatus {
             );
             for p in &c.plans {
                 let _ = writeln!(s, "  {} ({}): {}", p.file, p.app, p.summary);
+                if let Some(snap) = &p.snapshots {
+                    let _ = writeln!(s, "    snapshots: {snap}");
+                }
             }
             if c.drift_found > 0 {
                 let _ = writeln!(s, "  drift found and healed {} time(s)", c.drift_found);
