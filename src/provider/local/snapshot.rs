@@ -567,7 +567,7 @@ impl AppCtx<'_> {
             .iter()
             .filter(healthy)
             .find(|n| n.is_leader())
-            .and_then(|n| local(n));
+            .and_then(&local);
         let mut standbys: Vec<&MonitorNode> = nodes
             .iter()
             .filter(healthy)
