@@ -189,38 +189,70 @@ async fn main() {
     );
 
     // The floor: pg_basebackup of the same node, as a snapshot takes it.
-    let plain = place.dir.path().join("plain");
-    std::fs::create_dir(&plain).unwrap();
-    if nix::unistd::geteuid().is_root() {
-        let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-        nix::unistd::chown(&plain, Some(user.uid), Some(user.gid)).unwrap();
-    }
+    // Rounds alternate with flyplan's snapshot so neither has the page
+    // cache to itself.
     let sock = place.state().join("apps/bench-snap/sock");
-    let mut c = pg_program("pg_basebackup");
-    c.arg("--host")
-        .arg(&sock)
-        .args(["--port", &node_port.to_string(), "--username", "postgres"])
-        .arg("--pgdata")
-        .arg(plain.join("data"))
-        .args(["--checkpoint=fast", "--wal-method=stream", "--no-password"]);
-    let basebackup = timed(c);
-    let mut c = pg_program("pg_verifybackup");
-    c.arg(plain.join("data"));
-    let verify = timed(c);
-    let plain_size = du(&plain.join("data"));
-    std::fs::remove_dir_all(&plain).unwrap();
-
-    let t = Instant::now();
-    let o = place.flyplan(&[
-        "snapshots",
-        "create",
-        "--json",
-        "-c",
-        source.to_str().unwrap(),
-    ]);
-    let snapshot = t.elapsed().as_secs_f64();
-    let taken: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
-    let m = &taken[0];
+    let snapshots_dir = place.state().join("snapshots/bench-snap");
+    let (mut plain_times, mut verify_times, mut snap_times) = (vec![], vec![], vec![]);
+    let mut plain_size = 0;
+    let mut last: Option<Value> = None;
+    for round in 0..ROUNDS {
+        let plain_backup = |plain_size: &mut u64| -> (f64, f64) {
+            let plain = place.dir.path().join("plain");
+            std::fs::create_dir(&plain).unwrap();
+            if nix::unistd::geteuid().is_root() {
+                let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+                nix::unistd::chown(&plain, Some(user.uid), Some(user.gid)).unwrap();
+            }
+            let mut c = pg_program("pg_basebackup");
+            c.arg("--host")
+                .arg(&sock)
+                .args(["--port", &node_port.to_string(), "--username", "postgres"])
+                .arg("--pgdata")
+                .arg(plain.join("data"))
+                .args(["--checkpoint=fast", "--wal-method=stream", "--no-password"]);
+            let backup = timed(c);
+            let mut c = pg_program("pg_verifybackup");
+            c.arg(plain.join("data"));
+            let verify = timed(c);
+            *plain_size = du(&plain.join("data"));
+            std::fs::remove_dir_all(&plain).unwrap();
+            (backup, verify)
+        };
+        let snapshot = |last: &mut Option<Value>| -> f64 {
+            // Keep only the last round's snapshot (disk space).
+            if let Some(m) = last.as_ref() {
+                std::fs::remove_dir_all(snapshots_dir.join(m["id"].as_str().unwrap())).unwrap();
+            }
+            let t = Instant::now();
+            let o = place.flyplan(&[
+                "snapshots",
+                "create",
+                "--json",
+                "-c",
+                source.to_str().unwrap(),
+                "--now",
+                &format!("2026-11-2{round}T10:00:00Z"),
+            ]);
+            let took = t.elapsed().as_secs_f64();
+            let taken: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+            *last = Some(taken[0].clone());
+            took
+        };
+        // Alternate which goes first, so neither always finds the other's
+        // writeback in progress.
+        let (plain, snap) = if round % 2 == 0 {
+            let p = plain_backup(&mut plain_size);
+            (p, snapshot(&mut last))
+        } else {
+            let s = snapshot(&mut last);
+            (plain_backup(&mut plain_size), s)
+        };
+        plain_times.push(plain.0);
+        verify_times.push(plain.1);
+        snap_times.push(snap);
+    }
+    let m = last.unwrap();
     let id = m["id"].as_str().unwrap().to_string();
     let snap_size = m["size_bytes"].as_u64().unwrap();
 
@@ -235,23 +267,40 @@ async fn main() {
     let restore = t.elapsed().as_secs_f64();
 
     println!();
+    println!("database size (pg_database_size): {:.2} GiB", gib(size));
     println!(
-        "database size (pg_database_size)          {:>8.2} GiB",
-        gib(size)
-    );
-    println!(
-        "plain pg_basebackup (fast checkpoint, -X stream)  {basebackup:>6.1} s  {:>6.2} GiB",
+        "plain pg_basebackup (fast checkpoint, -X stream): {}  median {:.1} s, {:.2} GiB",
+        list(&plain_times),
+        median(&plain_times),
         gib(plain_size)
     );
     println!(
-        "  + pg_verifybackup                       {:>8.1} s",
-        verify
+        "  pg_verifybackup of it: {}  median {:.1} s",
+        list(&verify_times),
+        median(&verify_times)
     );
     println!(
-        "flyplan snapshots create                  {snapshot:>8.1} s  {:>6.2} GiB  ({} files)",
+        "flyplan snapshots create (copy, verify, SHA-256): {}  median {:.1} s, {:.2} GiB, {} files",
+        list(&snap_times),
+        median(&snap_times),
         gib(snap_size),
         m["files"]
     );
-    println!("flyplan snapshots verify                  {snap_verify:>8.1} s");
-    println!("flyplan apply (1 node from the snapshot)  {restore:>8.1} s");
+    println!("flyplan snapshots verify: {snap_verify:.1} s");
+    println!("flyplan apply of a 1-node cluster from it: {restore:.1} s");
+}
+
+const ROUNDS: usize = 4;
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.1}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
