@@ -211,6 +211,12 @@ fn update_reason(want: &Resource, have: &Resource, changed: &[String], action: A
         .iter()
         .map(|a| match (want.kind, a.as_str()) {
             (Kind::Secret, attr::DIGEST) => "value changed".to_string(),
+            (Kind::Attachment, attr::CREDENTIALS) => format!(
+                "drift: {}; a new password is set and {} on app {} updated",
+                have.str(attr::CREDENTIALS).unwrap_or("unknown"),
+                want.str(attr::VARIABLE).unwrap_or("DATABASE_URL"),
+                want.address.as_str().trim_start_matches("attachment.")
+            ),
             _ => format!("{a} changed"),
         })
         .collect();

@@ -14,7 +14,9 @@
 //! - `run/` and `sock/`: server-owned runtime files and unix sockets;
 //! - `logs/`: output of every server.
 
+mod attachments;
 mod catalog;
+mod consumers;
 mod db;
 mod haproxy;
 mod keeper;
@@ -178,6 +180,22 @@ fn not_needed_or(changed: bool, outcome: Outcome) -> Outcome {
     } else {
         Outcome::NotNeeded
     }
+}
+
+/// The variables an attached app got from the clusters under `state_dir`,
+/// by name (values included: this is what `flyplan env` prints).
+///
+/// # Errors
+/// An unreadable consumer file.
+pub fn attached_env(
+    state_dir: &Path,
+    app: &str,
+) -> Result<BTreeMap<String, String>, ProviderError> {
+    Ok(consumers::ConsumerStore::new(state_dir)
+        .read(app)?
+        .into_iter()
+        .map(|(k, s)| (k, s.value))
+        .collect())
 }
 
 impl LocalProvider {
@@ -494,10 +512,17 @@ impl LocalProvider {
                 }
             },
             Kind::SnapshotPolicy => self.perform_snapshot_policy(&ctx, step),
-            Kind::Attachment => Err(ProviderError::Unsupported {
-                provider: "local",
-                what: "manage attachments yet".to_string(),
-            }),
+            Kind::Attachment => match action {
+                Action::Delete => {
+                    let r = existing(step)?;
+                    Ok(not_needed_or(ctx.remove_attachment(r)?, Outcome::Deleted))
+                }
+                _ => {
+                    require_app(&ctx)?;
+                    let changed = ctx.ensure_attachment(desired(step)?)?;
+                    Ok(not_needed_or(changed, created_or_updated(action)))
+                }
+            },
         }
     }
 }

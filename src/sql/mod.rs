@@ -12,6 +12,8 @@ use tokio_postgres::Client;
 
 use crate::provider::ProviderError;
 
+pub mod attach;
+
 /// The comment that marks a role as managed by flyplan.
 pub const MANAGED_COMMENT: &str = "managed by flyplan";
 
