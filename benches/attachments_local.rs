@@ -119,7 +119,10 @@ fn main() {
     write(fly_toml(0));
     let (t, o) = b.timed(&["apply", "--auto-approve"]);
     check(&o, "apply of the cluster", &[0]);
-    println!("cluster (1 node, monitor, endpoint) applied in {:.1} s", t.as_secs_f64());
+    println!(
+        "cluster (1 node, monitor, endpoint) applied in {:.1} s",
+        t.as_secs_f64()
+    );
 
     write(fly_toml(n));
     let (t, o) = b.timed(&["plan", "--detailed-exitcode"]);

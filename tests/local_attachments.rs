@@ -201,9 +201,12 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
 
     let endpoint = c.status()["endpoint"]["port"].as_u64().expect("endpoint") as u16;
     let env = c.env("myapp");
-    let url = env["DATABASE_URL"].as_str().expect("DATABASE_URL").to_string();
+    let url = env["DATABASE_URL"]
+        .as_str()
+        .expect("DATABASE_URL")
+        .to_string();
     assert!(
-        url.starts_with(&format!("postgres://myapp:"))
+        url.starts_with("postgres://myapp:")
             && url.ends_with(&format!("@127.0.0.1:{endpoint}/myapp?sslmode=disable")),
         "{url}"
     );
@@ -227,7 +230,11 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
         "from psql"
     );
     assert_eq!(
-        psql(&url, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").unwrap(),
+        psql(
+            &url,
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
+        .unwrap(),
         "t",
         "attachments are superusers by default, as on Fly"
     );
@@ -254,7 +261,11 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
     .expect("billing worker writes");
     assert_eq!(psql(&billing, "SELECT id FROM invoices").unwrap(), "7");
     assert_eq!(
-        psql(&billing, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").unwrap(),
+        psql(
+            &billing,
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
+        .unwrap(),
         "f"
     );
     assert!(psql(&billing, "CREATE DATABASE not_allowed").is_err());
@@ -301,21 +312,33 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
     outputs.push_str(&c.apply());
     let (code, out) = c.plan_exit();
     assert_eq!(code, Some(0), "repaired: {out}");
-    assert!(psql(&reader, "SELECT 1").is_ok(), "reader password restored");
+    assert!(
+        psql(&reader, "SELECT 1").is_ok(),
+        "reader password restored"
+    );
     let rotated = c.env("myapp")["DATABASE_URL"].as_str().unwrap().to_string();
     assert_ne!(rotated, url, "a new password was set on the consumer");
     assert_eq!(psql(&rotated, "SELECT count(*) FROM notes").unwrap(), "2");
-    assert!(psql(&url, "SELECT 1").is_err(), "the old URL no longer works");
+    assert!(
+        psql(&url, "SELECT 1").is_err(),
+        "the old URL no longer works"
+    );
 
     // Rotating a declared user's secret rotates its password.
     *c.reader_password.borrow_mut() = READER_ROTATED;
     let (code, out) = c.plan_exit();
     assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("# secret.READER_PASSWORD will be updated in place"), "{out}");
+    assert!(
+        out.contains("# secret.READER_PASSWORD will be updated in place"),
+        "{out}"
+    );
     outputs.push_str(&out);
     outputs.push_str(&c.apply());
     let reader = url_for("app_reader", READER_ROTATED, "analytics", endpoint);
-    assert!(psql(&reader, "SELECT 1").is_ok(), "rotated reader password works");
+    assert!(
+        psql(&reader, "SELECT 1").is_ok(),
+        "rotated reader password works"
+    );
 
     // A hostile name is refused with its location, before any SQL: with
     // every statement logged, the name appears in no server log.
@@ -351,12 +374,22 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
     std::fs::write(&c.config, &detached).unwrap();
     let (code, out) = c.plan_exit();
     assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("# attachment.myapp will be destroyed (detach"), "{out}");
-    assert!(out.contains("# (database myapp is kept with its data)"), "{out}");
+    assert!(
+        out.contains("# attachment.myapp will be destroyed (detach"),
+        "{out}"
+    );
+    assert!(
+        out.contains("# (database myapp is kept with its data)"),
+        "{out}"
+    );
     outputs.push_str(&out);
     outputs.push_str(&c.apply());
     assert_eq!(
-        psql(&operator, "SELECT count(*) FROM pg_roles WHERE rolname = 'myapp'").unwrap(),
+        psql(
+            &operator,
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'myapp'"
+        )
+        .unwrap(),
         "0"
     );
     let myapp_db = url_for("postgres", PG_PASSWORD, "myapp", endpoint);
@@ -442,7 +475,11 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
         killed.elapsed().as_secs_f64()
     );
     assert_eq!(
-        psql(&billing, "SELECT string_agg(id::text, ',' ORDER BY id) FROM invoices").unwrap(),
+        psql(
+            &billing,
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM invoices"
+        )
+        .unwrap(),
         "7,8"
     );
 }
@@ -493,12 +530,17 @@ async fn hostile_names_reaching_sql_are_quoted_harmlessly() {
         .get(0);
     assert_eq!(db, 2, "the database exists and postgres was not dropped");
     let postgres_login: bool = client
-        .query_one("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'postgres'", &[])
+        .query_one(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'postgres'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert!(postgres_login, "no injected ALTER ROLE ran");
-    let found = flyplan::sql::attach::read_attachments(&client).await.unwrap();
+    let found = flyplan::sql::attach::read_attachments(&client)
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].mark.app, spec.app);
     assert!(found[0].password_unchanged);

@@ -264,6 +264,11 @@ pub async fn ensure_role(
 }
 
 impl Change {
+    /// `Updated` unless something was already recorded.
+    pub fn or_updated(self) -> Change {
+        self.or(Change::Updated)
+    }
+
     fn or(self, other: Change) -> Change {
         if self == Change::None {
             other
