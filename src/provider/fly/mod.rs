@@ -131,7 +131,20 @@ pub struct FlyProvider {
     state_dir: PathBuf,
     timeouts: FlyTimeouts,
     pg_route: Option<PgRoute>,
-    runtime: tokio::runtime::Runtime,
+    /// `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for FlyProvider {
+    /// A runtime cannot be dropped inside another one (a provider made and
+    /// dropped in async code): shut it down in the background then.
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for FlyProvider {
@@ -164,7 +177,7 @@ impl FlyProvider {
             state_dir: options.state_dir,
             timeouts: options.timeouts,
             pg_route: options.pg_route,
-            runtime,
+            runtime: Some(runtime),
         })
     }
 
@@ -181,13 +194,17 @@ impl FlyProvider {
     {
         if tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|s| {
-                s.spawn(|| self.runtime.block_on(fut))
+                s.spawn(|| self.rt().block_on(fut))
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
         } else {
-            self.runtime.block_on(fut)
+            self.rt().block_on(fut)
         }
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives until drop")
     }
 }
 

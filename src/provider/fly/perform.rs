@@ -87,7 +87,11 @@ impl Performer<'_> {
                 .or(self.step.after.as_ref())
                 .ok_or_else(|| self.fail("a delete without a resource"))?;
             let done = self.sql_delete(r).await?;
-            return Ok(if done { Outcome::Deleted } else { Outcome::NotNeeded });
+            return Ok(if done {
+                Outcome::Deleted
+            } else {
+                Outcome::NotNeeded
+            });
         }
         let done = self.sql_ensure(self.desired()?).await?;
         Ok(if done {

@@ -30,9 +30,7 @@ pub struct PgRoute {
 
 impl std::fmt::Debug for PgRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgRoute")
-            .field("to", &self.shown)
-            .finish()
+        f.debug_struct("PgRoute").field("to", &self.shown).finish()
     }
 }
 
@@ -370,7 +368,13 @@ impl FlyProvider {
         r: &Resource,
         what: &str,
     ) -> Result<bool, ProviderError> {
-        roles::ensure_database(&FlyPrimary { route: self.route(what)? }, r).await
+        roles::ensure_database(
+            &FlyPrimary {
+                route: self.route(what)?,
+            },
+            r,
+        )
+        .await
     }
 
     pub(super) async fn remove_database(
@@ -378,7 +382,13 @@ impl FlyProvider {
         r: &Resource,
         what: &str,
     ) -> Result<bool, ProviderError> {
-        roles::remove_database(&FlyPrimary { route: self.route(what)? }, r).await
+        roles::remove_database(
+            &FlyPrimary {
+                route: self.route(what)?,
+            },
+            r,
+        )
+        .await
     }
 
     pub(super) async fn ensure_attachment(
@@ -412,7 +422,8 @@ mod tests {
 
     #[test]
     fn a_route_takes_its_password_from_pgpassword_and_hides_it() {
-        let r = PgRoute::parse("postgres://postgres@127.0.0.1:15432/postgres", Some("pw-1")).unwrap();
+        let r =
+            PgRoute::parse("postgres://postgres@127.0.0.1:15432/postgres", Some("pw-1")).unwrap();
         assert_eq!(r.config.get_password(), Some(&b"pw-1"[..]));
         assert_eq!(r.user(), "postgres");
         assert_eq!(format!("{r:?}"), "PgRoute { to: \"127.0.0.1:15432\" }");
