@@ -300,11 +300,28 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
         .get(&flyplan::model::Address::attachment("myapp"))
         .is_none());
 
+    // Attached again, then the cluster destroyed: the attached app loses
+    // its variable with it.
+    run(&plan(&want, &p.observe(APP).unwrap()));
+    assert!(consumer_url(&api).is_some());
+    let app_before = p
+        .observe(APP)
+        .unwrap()
+        .get(&flyplan::model::Address::app(APP))
+        .cloned()
+        .unwrap();
+    run(&[step(0, Action::Delete, Some(app_before), None, vec![])]);
+    assert_eq!(consumer_url(&api), None);
+
     // Every request matched the API description; no secret value in the
     // ledger files.
     api.assert_conformant();
     let ledger_dir = dir.path().join("fly").join(APP);
-    for e in std::fs::read_dir(&ledger_dir).unwrap().flatten() {
+    for e in std::fs::read_dir(&ledger_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let body = std::fs::read_to_string(e.path()).unwrap_or_default();
         for s in [OPERATOR, READER, &password_of(&url), &password_of(&rotated)] {
             assert!(

@@ -482,6 +482,15 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
         .unwrap(),
         "7,8"
     );
+
+    // Destroying the cluster takes its attachments: the attached app loses
+    // its variable.
+    let o = c.with_config(&["destroy", "--allow-destroy", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        c.run(&["env", "-a", "billing-worker"]).status.code(),
+        Some(1)
+    );
 }
 
 /// Names that reach SQL by another road than fly.toml are quoted: they make

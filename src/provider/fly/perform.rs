@@ -369,6 +369,8 @@ impl Performer<'_> {
                 Ok(outcome)
             }
             Action::Delete => {
+                // Attached apps lose the URLs this cluster gave them.
+                self.p.unset_consumers(self.app).await?;
                 let status = self
                     .client()
                     .request(&self.label, Method::DELETE, &["apps", self.app])

@@ -274,6 +274,16 @@ impl FlyProvider {
         }
     }
 
+    /// Unset every variable this cluster set on attached apps (when the
+    /// cluster itself is destroyed; no SQL needed).
+    pub(super) async fn unset_consumers(&self, app: &str) -> Result<(), ProviderError> {
+        let consumers = self.consumers(app);
+        for e in self.ledger(app).consumers()? {
+            consumers.unset(&e.app, &e.variable).await?;
+        }
+        Ok(())
+    }
+
     /// Users, databases and attachments, when a route is set; a warning and
     /// the attachments known from the ledger when it does not answer.
     pub(super) async fn observe_sql(&self, app: &str) -> Result<Vec<Resource>, ProviderError> {

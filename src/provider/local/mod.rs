@@ -266,6 +266,12 @@ impl LocalProvider {
             return Ok(());
         }
         tracing::info!(app, "destroying everything of the app");
+        // Attached apps lose what this cluster gave them; the roles go with
+        // the cluster.
+        let consumers = consumers::ConsumerStore::new(&self.state_dir);
+        for (consumer, variable, _) in consumers.set_by(app)? {
+            consumers.unset(&consumer, &variable, app)?;
+        }
         ctx.stop_haproxy();
         for m in ctx.machines() {
             ctx.stop_node(&m);
