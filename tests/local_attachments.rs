@@ -199,7 +199,21 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
     assert_eq!(code, Some(0), "re-plan is a no-op: {out}");
     outputs.push_str(&out);
 
-    let endpoint = c.status()["endpoint"]["port"].as_u64().expect("endpoint") as u16;
+    let status = c.status();
+    let endpoint = status["endpoint"]["port"].as_u64().expect("endpoint") as u16;
+    let attached: Vec<_> = status["attachments"]
+        .as_array()
+        .expect("attachments in status")
+        .iter()
+        .map(|a| {
+            format!(
+                "{}={}",
+                a["app"].as_str().unwrap(),
+                a["credentials"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(attached, ["billing-worker=valid", "myapp=valid"]);
     let env = c.env("myapp");
     let url = env["DATABASE_URL"]
         .as_str()

@@ -331,7 +331,25 @@ fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             v.extend(e.status.clone());
             v
         });
-        let doc = serde_json::json!({ "app": config.app, "nodes": nodes, "endpoint": endpoint });
+        let attachments: Vec<_> = live
+            .of_kind(Kind::Attachment)
+            .map(|a| {
+                serde_json::json!({
+                    "app": a.address.as_str().trim_start_matches("attachment."),
+                    "variable": a.str(attr::VARIABLE),
+                    "database": a.str(attr::DATABASE),
+                    "user": a.str(attr::USER),
+                    "superuser": a.bool(attr::SUPERUSER),
+                    "credentials": a.str(attr::CREDENTIALS),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "app": config.app,
+            "nodes": nodes,
+            "endpoint": endpoint,
+            "attachments": attachments,
+        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -365,6 +383,23 @@ fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             println!(
                 "\nLeader endpoint ({}): postgres://{user}:********@{host}:{port}/postgres",
                 e.str(attr::STATE).unwrap_or("unknown")
+            );
+        }
+    }
+    let attachments: Vec<_> = live.of_kind(Kind::Attachment).collect();
+    if !attachments.is_empty() {
+        println!(
+            "\n{:<24} {:<24} {:<20} {:<20} CREDENTIALS",
+            "ATTACHED APP", "VARIABLE", "DATABASE", "USER"
+        );
+        for a in attachments {
+            println!(
+                "{:<24} {:<24} {:<20} {:<20} {}",
+                a.address.as_str().trim_start_matches("attachment."),
+                a.str(attr::VARIABLE).unwrap_or("?"),
+                a.str(attr::DATABASE).unwrap_or("?"),
+                a.str(attr::USER).unwrap_or("?"),
+                a.str(attr::CREDENTIALS).unwrap_or("?")
             );
         }
     }
