@@ -169,6 +169,7 @@ CASES = {
     "32-seed-dialect-no-op": (SEED, SEED),
     "34-user-membership-change": (toml(users=USERS.replace('["pg_read_all_data"]', '["pg_read_all_data", "pg_monitor"]')), toml(users=USERS)),
     "35-secret-made-outside-flyplan-left-alone": (BASE, (BASE, foreign_secret)),
+    "36-attachment-password-changed-outside": (BASE, (BASE, lambda d: find(d, "attachment.myapp")["attrs"].update(credentials="password changed outside flyplan"))),
     "33-restore-from-snapshot": (toml(restore='\n  restore_from = "snap-pg-fixture-pg_data-20261120T000000Z"'), EMPTY),
 }
 

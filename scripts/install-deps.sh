@@ -1,10 +1,12 @@
 #!/bin/sh
 # Installs what the local provider runs: PostgreSQL 15, pg_auto_failover
-# (monitor extension and pg_autoctl) and haproxy, from Debian's packages.
+# (monitor extension and pg_autoctl) and haproxy, from Debian's packages,
+# and what the tests use besides: psql and Python's psycopg2 as clients of
+# an attached app.
 # Idempotent: does nothing when everything is there. Needs root (or sudo).
 set -eu
 
-packages="postgresql-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy pkg-config libssl-dev"
+packages="postgresql-15 postgresql-client-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy pkg-config libssl-dev python3 python3-psycopg2"
 
 have() {
     dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'

@@ -188,7 +188,8 @@ impl Desired {
                     .with(attr::DATABASE, a.database.as_str())
                     .with(attr::USER, a.user.as_str())
                     .with(attr::VARIABLE, a.variable.as_str())
-                    .with(attr::SUPERUSER, a.superuser),
+                    .with(attr::SUPERUSER, a.superuser)
+                    .with(attr::CREDENTIALS, "valid"),
             );
         }
 

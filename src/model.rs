@@ -215,6 +215,9 @@ pub mod attr {
     pub const DATABASE: &str = "database";
     pub const USER: &str = "user";
     pub const VARIABLE: &str = "variable";
+    /// Attachments: `valid` when the role's password, the consumer's secret
+    /// and the endpoint agree; live otherwise says what is wrong.
+    pub const CREDENTIALS: &str = "credentials";
     pub const SCHEDULED: &str = "scheduled";
     pub const RETENTION_DAYS: &str = "retention_days";
     pub const SNAPSHOT_TIME: &str = "snapshot_time";

@@ -606,3 +606,21 @@ fn missing_app_after_blank_lines_shows_the_first_written_line() {
     assert_eq!(err(src), "fly.toml:3:1: missing key `app`");
     assert_eq!(diagnostics(src)[0].source_line, "# the cluster");
 }
+
+#[test]
+fn attachment_user_taken_by_a_declared_user_is_rejected() {
+    let src =
+        with_head("[[postgres.users]]\n  name = \"myapp\"\n\n[[attachments]]\n  app = \"myapp\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:7:9: user `myapp` of the attachment of app `myapp` is already [[postgres.users]] entry 1"
+    );
+}
+
+#[test]
+fn two_attachments_cannot_share_a_user() {
+    let src = with_head(
+        "[[attachments]]\n  app = \"web\"\n  user = \"shared\"\n\n[[attachments]]\n  app = \"worker\"\n  user = \"shared\"\n",
+    );
+    assert!(err(&src).starts_with("fly.toml:9:10: user `shared` of the attachment of app `worker` is already the user of the attachment of app `web`"), "{}", err(&src));
+}

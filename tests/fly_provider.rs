@@ -585,8 +585,8 @@ fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_las
 }
 
 #[test]
-fn roles_databases_and_attachments_are_unsupported_for_now() {
-    let (_api, _dir, p, c) = setup();
+fn roles_databases_and_attachments_without_a_route_fail_naming_the_route_variable() {
+    let (api, _dir, p, c) = setup();
     let secrets = SecretValues::default();
     let ctx = StepContext {
         app: &c.app,
@@ -598,18 +598,10 @@ fn roles_databases_and_attachments_are_unsupported_for_now() {
         Resource::new(Address::attachment("app"), Kind::Attachment),
     ] {
         let s = step(0, Action::Create, None, Some(r), vec![]);
-        let err = p.perform(&s, &ctx).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ProviderError::Unsupported {
-                    provider: "fly",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        let err = p.perform(&s, &ctx).unwrap_err().to_string();
+        assert!(err.contains("FLYPLAN_FLY_PG_URL"), "{err}");
     }
+    assert!(api.requests().is_empty());
 }
 
 #[test]

@@ -127,8 +127,9 @@ pub struct EnvArgs {
     /// The attached (consumer) app.
     #[arg(short = 'a', long = "app")]
     pub app: String,
-    #[command(flatten)]
-    pub config: ConfigArg,
+    /// Print a JSON object instead of `NAME=value` lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

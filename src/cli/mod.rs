@@ -336,7 +336,25 @@ fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             v.extend(e.status.clone());
             v
         });
-        let doc = serde_json::json!({ "app": config.app, "nodes": nodes, "endpoint": endpoint });
+        let attachments: Vec<_> = live
+            .of_kind(Kind::Attachment)
+            .map(|a| {
+                serde_json::json!({
+                    "app": a.address.as_str().trim_start_matches("attachment."),
+                    "variable": a.str(attr::VARIABLE),
+                    "database": a.str(attr::DATABASE),
+                    "user": a.str(attr::USER),
+                    "superuser": a.bool(attr::SUPERUSER),
+                    "credentials": a.str(attr::CREDENTIALS),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "app": config.app,
+            "nodes": nodes,
+            "endpoint": endpoint,
+            "attachments": attachments,
+        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -370,6 +388,23 @@ fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             println!(
                 "\nLeader endpoint ({}): postgres://{user}:********@{host}:{port}/postgres",
                 e.str(attr::STATE).unwrap_or("unknown")
+            );
+        }
+    }
+    let attachments: Vec<_> = live.of_kind(Kind::Attachment).collect();
+    if !attachments.is_empty() {
+        println!(
+            "\n{:<24} {:<24} {:<20} {:<20} CREDENTIALS",
+            "ATTACHED APP", "VARIABLE", "DATABASE", "USER"
+        );
+        for a in attachments {
+            println!(
+                "{:<24} {:<24} {:<20} {:<20} {}",
+                a.address.as_str().trim_start_matches("attachment."),
+                a.str(attr::VARIABLE).unwrap_or("?"),
+                a.str(attr::DATABASE).unwrap_or("?"),
+                a.str(attr::USER).unwrap_or("?"),
+                a.str(attr::CREDENTIALS).unwrap_or("?")
             );
         }
     }
@@ -408,9 +443,45 @@ fn node_role(m: &crate::model::Resource) -> &'static str {
     }
 }
 
-fn env_cmd(_cli: &Cli, a: &EnvArgs) -> Result<ExitCode> {
-    let _ = load_config(&a.config)?;
-    bail!("flyplan env needs the local provider's attachments")
+/// The one command that prints secret values, on purpose: what an attached
+/// app gets, for local development.
+fn env_cmd(cli: &Cli, a: &EnvArgs) -> Result<ExitCode> {
+    if cli.provider != ProviderName::Local || cli.live.is_some() {
+        bail!(
+            "flyplan env reads the local provider's attached apps; on Fly the \
+             values live in the app's secrets (`fly ssh console -a {} -C env`)",
+            a.app
+        );
+    }
+    let dir = state_dir(cli);
+    let vars = crate::provider::local::attached_env(&dir, &a.app)?;
+    if vars.is_empty() {
+        bail!(
+            "app {} has no attachments under {} (apply a fly.toml with [[attachments]] app = {:?})",
+            a.app,
+            dir.display(),
+            a.app
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&vars)?);
+    } else {
+        for (k, v) in &vars {
+            println!("{k}={}", shell_word(v));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A value as one POSIX shell word: as it is when it holds only safe
+/// characters, else single-quoted.
+fn shell_word(v: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./-_?&".contains(c);
+    if !v.is_empty() && v.chars().all(safe) {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
+    }
 }
 
 /// Used by `main`: print an error the way the user should see it.

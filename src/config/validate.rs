@@ -41,6 +41,47 @@ pub(crate) fn validate(
         );
     }
 
+    // Each attachment owns its role: detaching drops it.
+    let mut roles: Vec<(String, String)> = vec![(
+        pg.operator_user.clone(),
+        "the operator user (`postgres.operator_user`)".to_string(),
+    )];
+    for (i, u) in pg.users.iter().enumerate() {
+        roles.push((
+            u.name.clone(),
+            format!("[[postgres.users]] entry {}", i + 1),
+        ));
+    }
+    for (i, a) in config.attachments.iter().enumerate() {
+        let path = if config
+            .spans
+            .get(&format!("attachments[{i}].user"))
+            .is_some()
+        {
+            format!("attachments[{i}].user")
+        } else {
+            format!("attachments[{i}].app")
+        };
+        if let Some((_, owner)) = roles.iter().find(|(name, _)| *name == a.user) {
+            out.push(
+                at(
+                    &path,
+                    format!(
+                        "user `{}` of the attachment of app `{}` is already {owner}",
+                        a.user, a.app
+                    ),
+                )
+                .with_help(
+                    "an attachment owns its role and drops it on detach; set `user` to a name of its own",
+                ),
+            );
+        }
+        roles.push((
+            a.user.clone(),
+            format!("the user of the attachment of app `{}`", a.app),
+        ));
+    }
+
     for (name, path) in secret_refs {
         let declared = config.secrets.contains_key(name)
             || poisoned.contains(&format!("secrets.{name}"))

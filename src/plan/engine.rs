@@ -96,10 +96,11 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
     plan
 }
 
-/// When the app itself goes, its nodes, volumes and settings go with it in
-/// one step (draining nodes one by one would be wasted work, and impossible
-/// with a dead node). Detaching stays a step of its own: it changes the
-/// consumer apps. Returns how many deletions were folded.
+/// When the app itself goes, its nodes, volumes, settings and attachments go
+/// with it in one step (draining nodes one by one would be wasted work, and
+/// impossible with a dead node; the roles of attachments die with the
+/// cluster, and the provider unsets the attached apps' variables). Returns
+/// how many deletions were folded.
 fn fold_into_app_delete(pending: &mut Vec<Pending>) -> usize {
     let Some(app_at) = pending
         .iter()
@@ -109,21 +110,30 @@ fn fold_into_app_delete(pending: &mut Vec<Pending>) -> usize {
     };
     let folded: Vec<String> = pending
         .iter()
-        .filter(|p| {
-            p.step.action == Action::Delete && !matches!(p.step.kind, Kind::App | Kind::Attachment)
-        })
+        .filter(|p| p.step.action == Action::Delete && p.step.kind != Kind::App)
         .map(|p| p.step.address.to_string())
         .collect();
     if folded.is_empty() {
         return 0;
     }
-    pending[app_at]
-        .step
-        .notes
-        .push(format!("destroyed with it: {}", folded.join(", ")));
-    pending.retain(|p| {
-        p.step.action != Action::Delete || matches!(p.step.kind, Kind::App | Kind::Attachment)
-    });
+    let detached: Vec<String> = pending
+        .iter()
+        .filter(|p| p.step.action == Action::Delete && p.step.kind == Kind::Attachment)
+        .filter_map(|p| {
+            let b = p.step.before.as_ref()?;
+            Some(format!(
+                "{} on app {}",
+                b.str(attr::VARIABLE).unwrap_or("DATABASE_URL"),
+                p.step.address.as_str().trim_start_matches("attachment.")
+            ))
+        })
+        .collect();
+    let notes = &mut pending[app_at].step.notes;
+    notes.push(format!("destroyed with it: {}", folded.join(", ")));
+    if !detached.is_empty() {
+        notes.push(format!("unset on attached apps: {}", detached.join(", ")));
+    }
+    pending.retain(|p| p.step.action != Action::Delete || p.step.kind == Kind::App);
     folded.len()
 }
 
@@ -211,6 +221,12 @@ fn update_reason(want: &Resource, have: &Resource, changed: &[String], action: A
         .iter()
         .map(|a| match (want.kind, a.as_str()) {
             (Kind::Secret, attr::DIGEST) => "value changed".to_string(),
+            (Kind::Attachment, attr::CREDENTIALS) => format!(
+                "drift: {}; a new password is set and {} on app {} updated",
+                have.str(attr::CREDENTIALS).unwrap_or("unknown"),
+                want.str(attr::VARIABLE).unwrap_or("DATABASE_URL"),
+                want.address.as_str().trim_start_matches("attachment.")
+            ),
             _ => format!("{a} changed"),
         })
         .collect();

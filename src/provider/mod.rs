@@ -11,6 +11,7 @@ use crate::live::Live;
 use crate::plan::Step;
 
 pub mod local;
+pub mod pg;
 
 /// What a step did, so re-running it is visibly harmless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

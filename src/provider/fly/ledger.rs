@@ -36,6 +36,28 @@ pub struct AppLedger {
     pub primary_region: Option<String>,
 }
 
+/// A variable flyplan set on a consumer app for an attachment: Fly's digest
+/// of the value then, and what the value was made from (never the value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerEntry {
+    pub app: String,
+    pub variable: String,
+    pub database: String,
+    pub user: String,
+    /// Digest of the role's password verifier when the value was set.
+    pub verifier: String,
+    pub fly_digest: String,
+}
+
+/// A declared role whose password flyplan set: which secret it came from,
+/// flyplan's digest of that secret, and a digest of the verifier it made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleEntry {
+    pub secret: String,
+    pub secret_digest: String,
+    pub verifier: String,
+}
+
 /// The ledger directory of one app.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -61,6 +83,22 @@ impl Ledger {
         self.write("secrets.json", ledger)
     }
 
+    pub fn consumers(&self) -> Result<Vec<ConsumerEntry>, ProviderError> {
+        self.read("consumers.json")
+    }
+
+    pub fn write_consumers(&self, entries: &[ConsumerEntry]) -> Result<(), ProviderError> {
+        self.write("consumers.json", &entries)
+    }
+
+    pub fn roles(&self) -> Result<BTreeMap<String, RoleEntry>, ProviderError> {
+        self.read("roles.json")
+    }
+
+    pub fn write_roles(&self, roles: &BTreeMap<String, RoleEntry>) -> Result<(), ProviderError> {
+        self.write("roles.json", roles)
+    }
+
     pub fn app(&self) -> Result<AppLedger, ProviderError> {
         self.read("app.json")
     }
@@ -71,7 +109,7 @@ impl Ledger {
 
     /// Forget the app (after it was destroyed). The lock file stays.
     pub fn forget(&self) -> Result<(), ProviderError> {
-        for name in ["secrets.json", "app.json"] {
+        for name in ["secrets.json", "app.json", "consumers.json", "roles.json"] {
             let path = self.dir.join(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}

@@ -8,12 +8,14 @@ mod client;
 mod ledger;
 mod observe;
 mod perform;
+mod sql;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::RetryPolicy;
+pub use sql::{PgRoute, ROUTE_VAR};
 
 use crate::live::Live;
 use crate::plan::Step;
@@ -79,6 +81,9 @@ pub struct FlyOptions {
     /// flyplan's state directory; the ledger lives in `fly/<app>/` under it.
     pub state_dir: PathBuf,
     pub timeouts: FlyTimeouts,
+    /// A route to the leader for roles, databases and attachments (env
+    /// `FLYPLAN_FLY_PG_URL`, password from the URL or `PGPASSWORD`).
+    pub pg_route: Option<PgRoute>,
 }
 
 impl std::fmt::Debug for FlyOptions {
@@ -89,6 +94,7 @@ impl std::fmt::Debug for FlyOptions {
             .field("org_slug", &self.org_slug)
             .field("state_dir", &self.state_dir)
             .field("timeouts", &self.timeouts)
+            .field("pg_route", &self.pg_route)
             .finish()
     }
 }
@@ -112,6 +118,7 @@ impl FlyOptions {
             org_slug: var("FLY_ORG").unwrap_or_else(|| "personal".to_string()),
             state_dir,
             timeouts: FlyTimeouts::default(),
+            pg_route: PgRoute::from_env()?,
         })
     }
 }
@@ -123,7 +130,21 @@ pub struct FlyProvider {
     org_slug: String,
     state_dir: PathBuf,
     timeouts: FlyTimeouts,
-    runtime: tokio::runtime::Runtime,
+    pg_route: Option<PgRoute>,
+    /// `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for FlyProvider {
+    /// A runtime cannot be dropped inside another one (a provider made and
+    /// dropped in async code): shut it down in the background then.
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for FlyProvider {
@@ -155,7 +176,8 @@ impl FlyProvider {
             org_slug: options.org_slug,
             state_dir: options.state_dir,
             timeouts: options.timeouts,
-            runtime,
+            pg_route: options.pg_route,
+            runtime: Some(runtime),
         })
     }
 
@@ -172,13 +194,17 @@ impl FlyProvider {
     {
         if tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|s| {
-                s.spawn(|| self.runtime.block_on(fut))
+                s.spawn(|| self.rt().block_on(fut))
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
         } else {
-            self.runtime.block_on(fut)
+            self.rt().block_on(fut)
         }
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives until drop")
     }
 }
 
@@ -199,7 +225,11 @@ impl Provider for FlyProvider {
             return Ok(Live::empty(app));
         };
         let topo = observe::topology(&snap, &app_ledger);
-        Ok(observe::to_live(app, &snap, &topo, &secrets_ledger))
+        let mut live = observe::to_live(app, &snap, &topo, &secrets_ledger);
+        for r in self.block_on(self.observe_sql(app))? {
+            live.insert(r);
+        }
+        Ok(live)
     }
 
     fn perform(&self, step: &Step, ctx: &StepContext<'_>) -> Result<Outcome, ProviderError> {
@@ -238,6 +268,7 @@ mod tests {
             org_slug: "personal".into(),
             state_dir: std::env::temp_dir(),
             timeouts: FlyTimeouts::default(),
+            pg_route: None,
         })
         .unwrap();
         assert!(!format!("{p:?}").contains("tok-very-secret"));

@@ -64,15 +64,66 @@ pub async fn perform(
         Kind::Formation => s.formation().await,
         Kind::Endpoint => s.endpoint().await,
         Kind::SnapshotPolicy => s.snapshot_policy().await,
-        Kind::User | Kind::Database | Kind::Attachment => Err(ProviderError::Unsupported {
-            provider: "fly",
-            what: format!(
-                "{} {}: roles, databases and attachments need SQL on a route to the cluster, \
-                 which the fly provider does not have yet",
-                step.action.as_str(),
-                step.address
-            ),
-        }),
+        Kind::User | Kind::Database | Kind::Attachment => s.sql().await,
+    }
+}
+
+impl Performer<'_> {
+    /// Roles, databases and attachments: SQL through the user's route.
+    async fn sql(&self) -> Result<Outcome, ProviderError> {
+        if self.step.action == Action::Replace {
+            let before = self.step.before.as_ref().or(self.step.after.as_ref());
+            if let Some(r) = before {
+                self.sql_delete(r).await?;
+            }
+            self.sql_ensure(self.desired()?).await?;
+            return Ok(Outcome::Created);
+        }
+        if self.step.action == Action::Delete {
+            let r = self
+                .step
+                .before
+                .as_ref()
+                .or(self.step.after.as_ref())
+                .ok_or_else(|| self.fail("a delete without a resource"))?;
+            let done = self.sql_delete(r).await?;
+            return Ok(if done {
+                Outcome::Deleted
+            } else {
+                Outcome::NotNeeded
+            });
+        }
+        let done = self.sql_ensure(self.desired()?).await?;
+        Ok(if done {
+            changed(self.step.action)
+        } else {
+            Outcome::NotNeeded
+        })
+    }
+
+    async fn sql_ensure(&self, r: &Resource) -> Result<bool, ProviderError> {
+        let (p, what, app) = (self.p, self.label.as_str(), self.app);
+        match self.step.kind {
+            Kind::User => p.ensure_user(r, self.ctx, what).await,
+            Kind::Database => p.ensure_database(r, what).await,
+            _ => p.ensure_attachment(r, app, what).await,
+        }
+    }
+
+    async fn sql_delete(&self, r: &Resource) -> Result<bool, ProviderError> {
+        let (p, what, app) = (self.p, self.label.as_str(), self.app);
+        match self.step.kind {
+            Kind::User => p.remove_user(r, app, what).await,
+            Kind::Database => p.remove_database(r, what).await,
+            _ => p.remove_attachment(r, app, what).await,
+        }
+    }
+
+    fn desired(&self) -> Result<&Resource, ProviderError> {
+        self.step
+            .after
+            .as_ref()
+            .ok_or_else(|| self.fail("a create or update without a desired resource"))
     }
 }
 
@@ -318,6 +369,8 @@ impl Performer<'_> {
                 Ok(outcome)
             }
             Action::Delete => {
+                // Attached apps lose the URLs this cluster gave them.
+                self.p.unset_consumers(self.app).await?;
                 let status = self
                     .client()
                     .request(&self.label, Method::DELETE, &["apps", self.app])

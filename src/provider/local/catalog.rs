@@ -12,9 +12,10 @@ use super::db;
 use super::monitor::{read_nodes, MonitorNode};
 use super::secrets::secret_digest;
 use super::AppCtx;
-use crate::model::{attr, Address, Kind, Resource};
+use crate::model::Resource;
+use crate::provider::pg::{roles, Primary};
 use crate::provider::{ProviderError, StepContext};
-use crate::sql::{self, Change, RoleSpec};
+use crate::sql;
 
 /// Remembers which (verifier, value) pairs match, so observe pays for
 /// PBKDF2 once per password, not on every plan.
@@ -38,34 +39,10 @@ impl ScramCache {
     }
 }
 
-/// The name in `user.<name>` / `database.<name>`.
-fn name_of(r: &Resource, prefix: &str) -> String {
-    r.str(attr::NAME).map(str::to_string).unwrap_or_else(|| {
-        r.address
-            .as_str()
-            .strip_prefix(prefix)
-            .unwrap_or(r.address.as_str())
-            .to_string()
-    })
-}
-
-fn role_spec(r: &Resource) -> RoleSpec {
-    RoleSpec {
-        name: name_of(r, "user."),
-        login: r.bool(attr::LOGIN).unwrap_or(true),
-        superuser: r.bool(attr::SUPERUSER).unwrap_or(false),
-        createdb: r.bool(attr::CREATEDB).unwrap_or(false),
-        createrole: r.bool(attr::CREATEROLE).unwrap_or(false),
-        replication: r.bool(attr::REPLICATION).unwrap_or(false),
-        connection_limit: r.i64(attr::CONNECTION_LIMIT).unwrap_or(-1) as i32,
-        member_of: r.strings(attr::MEMBER_OF).into_iter().collect(),
-    }
-}
-
 /// The attribute naming the secret that holds a user's password.
 pub const PASSWORD_SECRET: &str = "password_secret";
 
-impl AppCtx<'_> {
+impl<'a> AppCtx<'a> {
     /// The port of the node the monitor has settled on as primary.
     pub fn primary_port(nodes: &[MonitorNode]) -> Option<u16> {
         nodes
@@ -124,78 +101,38 @@ impl AppCtx<'_> {
         }
     }
 
+    /// This app's primary as the shared SQL code reaches it.
+    pub fn primary(&self) -> LocalPrimary<'_, 'a> {
+        LocalPrimary { ctx: self }
+    }
+
     pub fn ensure_user(&self, r: &Resource, step: &StepContext<'_>) -> Result<bool, ProviderError> {
-        let spec = role_spec(r);
+        let name = roles::name_of(r, "user.");
         let password = match r.str(PASSWORD_SECRET) {
             Some(secret) => Some(match step.secrets.get(secret) {
                 Some(v) => v.to_string(),
                 None => self.stored_secrets()?.remove(secret).ok_or_else(|| {
                     ProviderError::failed(
-                        format!("user {}", spec.name),
+                        format!("user {name}"),
                         format!("the value of secret {secret} is not available"),
                     )
                 })?,
             }),
             None => None,
         };
-        let change = db::block_on(async {
-            let c = self
-                .primary_client("postgres", Duration::from_secs(60))
-                .await?;
-            sql::ensure_role(&c, &spec, password.as_deref()).await
-        })?;
-        Ok(change != Change::None)
+        db::block_on(roles::ensure_user(&self.primary(), r, password.as_deref()))
     }
 
     pub fn remove_user(&self, r: &Resource) -> Result<bool, ProviderError> {
-        let name = name_of(r, "user.");
-        let admin = self.user().name.clone();
-        if name == admin {
-            return Err(ProviderError::failed(
-                format!("user {name}"),
-                "the bootstrap superuser of the cluster cannot be dropped",
-            ));
-        }
-        db::block_on(async {
-            let c = self
-                .primary_client("postgres", Duration::from_secs(60))
-                .await?;
-            if sql::read_role(&c, &name).await?.is_none() {
-                return Ok(false);
-            }
-            for dbname in sql::connectable_databases(&c).await? {
-                let dc = self
-                    .primary_client(&dbname, Duration::from_secs(10))
-                    .await?;
-                sql::reassign_and_drop_owned(&dc, &name, &admin).await?;
-            }
-            sql::drop_role(&c, &name).await
-        })
+        db::block_on(roles::remove_user(&self.primary(), r))
     }
 
     pub fn ensure_database(&self, r: &Resource) -> Result<bool, ProviderError> {
-        let name = name_of(r, "database.");
-        let owner = r
-            .str(attr::OWNER)
-            .map(str::to_string)
-            .unwrap_or_else(|| self.user().name.clone());
-        let change = db::block_on(async {
-            let c = self
-                .primary_client("postgres", Duration::from_secs(60))
-                .await?;
-            sql::ensure_database(&c, &name, &owner).await
-        })?;
-        Ok(change != Change::None)
+        db::block_on(roles::ensure_database(&self.primary(), r))
     }
 
     pub fn remove_database(&self, r: &Resource) -> Result<bool, ProviderError> {
-        let name = name_of(r, "database.");
-        db::block_on(async {
-            let c = self
-                .primary_client("postgres", Duration::from_secs(60))
-                .await?;
-            sql::drop_database(&c, &name).await
-        })
+        db::block_on(roles::remove_database(&self.primary(), r))
     }
 
     /// Users and databases as the primary's catalogs show them.
@@ -205,52 +142,35 @@ impl AppCtx<'_> {
         cache: &ScramCache,
         secrets: &BTreeMap<String, String>,
     ) -> Result<Vec<Resource>, ProviderError> {
-        let mut out = Vec::new();
         let admin = self.user().name.clone();
         let mut extra = vec!["postgres"];
         if admin != "postgres" {
             extra.push(admin.as_str());
         }
-        for role in sql::read_managed_roles(primary, &extra).await? {
-            let s = &role.spec;
-            let mut r = Resource::new(Address::user(&s.name), Kind::User)
-                .with(attr::LOGIN, s.login)
-                .with(attr::SUPERUSER, s.superuser)
-                .with(attr::CREATEDB, s.createdb)
-                .with(attr::CREATEROLE, s.createrole)
-                .with(attr::REPLICATION, s.replication)
-                .with(attr::CONNECTION_LIMIT, s.connection_limit as i64)
-                .with(
-                    attr::MEMBER_OF,
-                    s.member_of.iter().cloned().collect::<Vec<_>>(),
-                );
-            if role.managed {
-                r = r.with(attr::MANAGED_BY, "flyplan");
-            }
-            if let Some(verifier) = role.verifier.as_deref() {
-                let found = secrets
-                    .iter()
-                    .find(|(_, value)| cache.matches(verifier, value));
-                match found {
-                    Some((secret, value)) => {
-                        r = r
-                            .with_sensitive(attr::PASSWORD, secret_digest(self.name, secret, value))
-                            .with(PASSWORD_SECRET, secret.as_str());
-                    }
-                    None => {
-                        let d = Sha256::digest(format!("unknown\0{verifier}").as_bytes());
-                        r = r.with_sensitive(attr::PASSWORD, format!("sha256:{}", hex::encode(d)));
-                    }
-                }
-            }
-            out.push(r);
-        }
-        for d in sql::read_databases(primary).await? {
-            out.push(
-                Resource::new(Address::database(&d.name), Kind::Database)
-                    .with(attr::OWNER, d.owner),
-            );
-        }
-        Ok(out)
+        let matches = |verifier: &str| {
+            secrets
+                .iter()
+                .find(|(_, value)| cache.matches(verifier, value))
+                .map(|(name, value)| (name.clone(), secret_digest(self.name, name, value)))
+        };
+        roles::observe(primary, &extra, &matches).await
+    }
+}
+
+/// The local primary: found through the monitor, reached over its unix
+/// socket as the service user.
+pub struct LocalPrimary<'c, 'a> {
+    ctx: &'c AppCtx<'a>,
+}
+
+impl Primary for LocalPrimary<'_, '_> {
+    async fn connect(&self, dbname: &str) -> Result<Client, ProviderError> {
+        self.ctx
+            .primary_client(dbname, Duration::from_secs(60))
+            .await
+    }
+
+    fn admin_role(&self) -> &str {
+        &self.ctx.user().name
     }
 }

@@ -18,7 +18,9 @@
 //! Snapshots live beside the apps, in `<state_dir>/snapshots/A/`, so that
 //! destroying an app keeps them (see `snapshot`).
 
+mod attachments;
 mod catalog;
+mod consumers;
 mod db;
 mod haproxy;
 mod keeper;
@@ -186,6 +188,22 @@ fn not_needed_or(changed: bool, outcome: Outcome) -> Outcome {
     }
 }
 
+/// The variables an attached app got from the clusters under `state_dir`,
+/// by name (values included: this is what `flyplan env` prints).
+///
+/// # Errors
+/// An unreadable consumer file.
+pub fn attached_env(
+    state_dir: &Path,
+    app: &str,
+) -> Result<BTreeMap<String, String>, ProviderError> {
+    Ok(consumers::ConsumerStore::new(state_dir)
+        .read(app)?
+        .into_iter()
+        .map(|(k, s)| (k, s.value))
+        .collect())
+}
+
 impl LocalProvider {
     /// A provider keeping its clusters under `state_dir` (created if
     /// missing).
@@ -254,6 +272,12 @@ impl LocalProvider {
             return Ok(());
         }
         tracing::info!(app, "destroying everything of the app");
+        // Attached apps lose what this cluster gave them; the roles go with
+        // the cluster.
+        let consumers = consumers::ConsumerStore::new(&self.state_dir);
+        for (consumer, variable, _) in consumers.set_by(app)? {
+            consumers.unset(&consumer, &variable, app)?;
+        }
         ctx.stop_haproxy();
         for m in ctx.machines() {
             ctx.stop_node(&m);
@@ -509,10 +533,17 @@ impl LocalProvider {
                 }
             },
             Kind::SnapshotPolicy => self.perform_snapshot_policy(&ctx, step),
-            Kind::Attachment => Err(ProviderError::Unsupported {
-                provider: "local",
-                what: "manage attachments yet".to_string(),
-            }),
+            Kind::Attachment => match action {
+                Action::Delete => {
+                    let r = existing(step)?;
+                    Ok(not_needed_or(ctx.remove_attachment(r)?, Outcome::Deleted))
+                }
+                _ => {
+                    require_app(&ctx)?;
+                    let changed = ctx.ensure_attachment(desired(step)?)?;
+                    Ok(not_needed_or(changed, created_or_updated(action)))
+                }
+            },
         }
     }
 }

@@ -74,7 +74,12 @@ impl AppCtx<'_> {
         {
             view.sync_effective = Some(sql::sync_standby_count(row.get(0)));
         }
-        match self.observe_catalog(&primary, scram, secrets).await {
+        let catalog = async {
+            let mut c = self.observe_catalog(&primary, scram, secrets).await?;
+            c.extend(self.observe_attachments(&primary).await?);
+            Ok::<_, ProviderError>(c)
+        };
+        match catalog.await {
             Ok(c) => view.catalog = Some(c),
             Err(e) => tracing::warn!(app = self.name, error = %e, "reading the catalog"),
         }
@@ -212,7 +217,11 @@ impl AppCtx<'_> {
             );
         }
 
-        for r in view.catalog.unwrap_or_default() {
+        let catalog = match view.catalog {
+            Some(c) => c,
+            None => self.attachments_unverified()?,
+        };
+        for r in catalog {
             live.insert(r);
         }
         Ok(live)

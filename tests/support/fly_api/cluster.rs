@@ -19,6 +19,15 @@ use super::{FlyApi, TOKEN};
 /// A provider talking to the scripted API, with fast retries: backoff of
 /// 1 ms and at most 80 ms for a `Retry-After`.
 pub fn provider(api: &FlyApi, state_dir: &Path) -> FlyProvider {
+    provider_with_route(api, state_dir, None)
+}
+
+/// [`provider`] with a SQL route to the cluster's leader.
+pub fn provider_with_route(
+    api: &FlyApi,
+    state_dir: &Path,
+    pg_route: Option<flyplan::provider::fly::PgRoute>,
+) -> FlyProvider {
     FlyProvider::new(FlyOptions {
         base_url: api.base_url(),
         token: TOKEN.to_string(),
@@ -35,6 +44,7 @@ pub fn provider(api: &FlyApi, state_dir: &Path) -> FlyProvider {
                 max_retry_after: Duration::from_millis(80),
             },
         },
+        pg_route,
     })
     .unwrap()
 }

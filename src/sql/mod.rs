@@ -12,6 +12,8 @@ use tokio_postgres::Client;
 
 use crate::provider::ProviderError;
 
+pub mod attach;
+
 /// The comment that marks a role as managed by flyplan.
 pub const MANAGED_COMMENT: &str = "managed by flyplan";
 
@@ -262,6 +264,11 @@ pub async fn ensure_role(
 }
 
 impl Change {
+    /// `Updated` unless something was already recorded.
+    pub fn or_updated(self) -> Change {
+        self.or(Change::Updated)
+    }
+
     fn or(self, other: Change) -> Change {
         if self == Change::None {
             other

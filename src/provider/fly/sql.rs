@@ -1,0 +1,446 @@
+//! Roles, databases and attachments of a Fly cluster: the same SQL as the
+//! local provider (`crate::provider::pg`), sent over a route to the leader
+//! that the user provides (`FLYPLAN_FLY_PG_URL`, e.g. through
+//! `fly proxy 15432:5432 -a APP` or WireGuard), and the attached app's URL
+//! set through the secrets endpoint of the consumer app.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use tokio_postgres::{Client, NoTls};
+
+use super::api::{ListSecretsResponse, UpdateSecretsRequest, UpdateSecretsResponse};
+use super::ledger::{ConsumerEntry, Ledger, RoleEntry};
+use super::{FlyProvider, PG_PROXY_PORT};
+use crate::model::Resource;
+use crate::provider::pg::{attachments, roles, ConsumerSecrets, ConsumerVar, Primary};
+use crate::provider::{ProviderError, StepContext};
+use crate::sql::{self, attach};
+
+/// The environment variable holding the route.
+pub const ROUTE_VAR: &str = "FLYPLAN_FLY_PG_URL";
+
+/// A route to the cluster's leader as a superuser.
+#[derive(Clone)]
+pub struct PgRoute {
+    config: tokio_postgres::Config,
+    /// The host and port, for messages (never the password).
+    shown: String,
+}
+
+impl std::fmt::Debug for PgRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgRoute").field("to", &self.shown).finish()
+    }
+}
+
+impl PgRoute {
+    /// Parse a connection string (`postgres://user[:password]@host:port/db`
+    /// or `host=... port=...`); a missing password is taken from
+    /// `PGPASSWORD`, a missing user is `postgres`.
+    ///
+    /// # Errors
+    /// A string tokio-postgres cannot parse (the message leaves it out: it
+    /// may hold a password).
+    pub fn parse(s: &str, pgpassword: Option<&str>) -> Result<Self, ProviderError> {
+        let mut config: tokio_postgres::Config = s.parse().map_err(|e| {
+            ProviderError::failed(
+                ROUTE_VAR,
+                format!("not a PostgreSQL connection string ({e})"),
+            )
+        })?;
+        if config.get_user().is_none() {
+            config.user("postgres");
+        }
+        if config.get_password().is_none() {
+            if let Some(p) = pgpassword {
+                config.password(p);
+            }
+        }
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".to_string(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        config.application_name("flyplan");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        Ok(PgRoute {
+            config,
+            shown: format!("{host}:{port}"),
+        })
+    }
+
+    /// The route from the environment, if one is set.
+    ///
+    /// # Errors
+    /// As [`PgRoute::parse`].
+    pub fn from_env() -> Result<Option<Self>, ProviderError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        var(ROUTE_VAR)
+            .map(|s| Self::parse(s.trim(), var("PGPASSWORD").as_deref()))
+            .transpose()
+    }
+
+    fn user(&self) -> &str {
+        self.config.get_user().unwrap_or("postgres")
+    }
+}
+
+/// The error of a SQL step without a route.
+pub fn no_route(what: &str) -> ProviderError {
+    ProviderError::failed(
+        what,
+        format!(
+            "roles, databases and attachments are made with SQL, and no route to the \
+             cluster is set: run `fly proxy 15432:5432 -a APP` and set \
+             {ROUTE_VAR}=postgres://postgres@127.0.0.1:15432/postgres with PGPASSWORD"
+        ),
+    )
+}
+
+/// The leader, through the route.
+pub struct FlyPrimary<'a> {
+    route: &'a PgRoute,
+}
+
+impl Primary for FlyPrimary<'_> {
+    async fn connect(&self, dbname: &str) -> Result<Client, ProviderError> {
+        let mut config = self.route.config.clone();
+        config.dbname(dbname);
+        let what = format!("connecting to {dbname} through {}", self.route.shown);
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| ProviderError::failed(&what, e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "route connection closed");
+            }
+        });
+        let writable: bool = client
+            .query_one("select not pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| ProviderError::failed(&what, e.to_string()))?
+            .get(0);
+        if !writable {
+            return Err(ProviderError::failed(
+                &what,
+                "the route reaches a replica; point it at port 5432 of the app, which \
+                 Fly's proxy sends to the leader",
+            ));
+        }
+        Ok(client)
+    }
+
+    fn admin_role(&self) -> &str {
+        self.route.user()
+    }
+}
+
+/// Consumer apps' secrets through the Machines API, with what flyplan set
+/// recorded in the cluster's ledger.
+pub struct FlyConsumers<'a> {
+    p: &'a FlyProvider,
+    cluster: &'a str,
+    ledger: Ledger,
+}
+
+impl FlyConsumers<'_> {
+    async fn list_secrets(&self, app: &str) -> Result<Option<ListSecretsResponse>, ProviderError> {
+        let label = format!("read the secrets of attached app {app}");
+        self.p
+            .client
+            .request(&label, Method::GET, &["apps", app, "secrets"])
+            .send_opt()
+            .await
+    }
+
+    async fn post(
+        &self,
+        app: &str,
+        values: BTreeMap<String, Option<String>>,
+    ) -> Result<UpdateSecretsResponse, ProviderError> {
+        let label = format!("set the secrets of attached app {app}");
+        self.p
+            .client
+            .request(&label, Method::POST, &["apps", app, "secrets"])
+            .json(&UpdateSecretsRequest { values })
+            .send()
+            .await
+    }
+}
+
+impl ConsumerSecrets for FlyConsumers<'_> {
+    async fn list(&self) -> Result<Vec<ConsumerVar>, ProviderError> {
+        let entries = self.ledger.consumers()?;
+        let mut by_app: BTreeMap<&str, Vec<&ConsumerEntry>> = BTreeMap::new();
+        for e in &entries {
+            by_app.entry(e.app.as_str()).or_default().push(e);
+        }
+        let mut out = Vec::new();
+        for (app, entries) in by_app {
+            let Some(secrets) = self.list_secrets(app).await? else {
+                continue; // the consumer app is gone, and its secrets with it
+            };
+            for e in entries {
+                let Some(s) = secrets.secrets.iter().find(|s| s.name == e.variable) else {
+                    continue;
+                };
+                out.push(ConsumerVar {
+                    app: e.app.clone(),
+                    variable: e.variable.clone(),
+                    database: e.database.clone(),
+                    user: e.user.clone(),
+                    verifier: e.verifier.clone(),
+                    current: s.digest == e.fly_digest,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set(&self, var: &ConsumerVar, url: &str) -> Result<(), ProviderError> {
+        let reply = self
+            .post(
+                &var.app,
+                BTreeMap::from([(var.variable.clone(), Some(url.to_string()))]),
+            )
+            .await?;
+        let fly_digest = reply
+            .secrets
+            .iter()
+            .find(|s| s.name == var.variable)
+            .map(|s| s.digest.clone())
+            .unwrap_or_default();
+        let mut entries = self.ledger.consumers()?;
+        entries.retain(|e| !(e.app == var.app && e.variable == var.variable));
+        entries.push(ConsumerEntry {
+            app: var.app.clone(),
+            variable: var.variable.clone(),
+            database: var.database.clone(),
+            user: var.user.clone(),
+            verifier: var.verifier.clone(),
+            fly_digest,
+        });
+        self.ledger.write_consumers(&entries)
+    }
+
+    async fn unset(&self, app: &str, variable: &str) -> Result<bool, ProviderError> {
+        let mut entries = self.ledger.consumers()?;
+        let before = entries.len();
+        entries.retain(|e| !(e.app == app && e.variable == variable));
+        if entries.len() == before {
+            return Ok(false);
+        }
+        let present = self
+            .list_secrets(app)
+            .await?
+            .is_some_and(|s| s.secrets.iter().any(|s| s.name == variable));
+        if present {
+            self.post(app, BTreeMap::from([(variable.to_string(), None)]))
+                .await?;
+        }
+        self.ledger.write_consumers(&entries)?;
+        Ok(true)
+    }
+
+    fn url(&self, user: &str, password: &str, database: &str) -> Result<String, ProviderError> {
+        // What `fly pg attach` sets: the cluster's Flycast address, whose
+        // port 5432 Fly's proxy sends to the leader.
+        let host = format!("{}.flycast", self.cluster);
+        Ok(attach::connection_url(
+            &host,
+            PG_PROXY_PORT,
+            user,
+            password,
+            database,
+        ))
+    }
+}
+
+impl FlyProvider {
+    fn route(&self, what: &str) -> Result<&PgRoute, ProviderError> {
+        self.pg_route.as_ref().ok_or_else(|| no_route(what))
+    }
+
+    fn consumers<'a>(&'a self, cluster: &'a str) -> FlyConsumers<'a> {
+        FlyConsumers {
+            p: self,
+            cluster,
+            ledger: self.ledger(cluster),
+        }
+    }
+
+    /// Unset every variable this cluster set on attached apps (when the
+    /// cluster itself is destroyed; no SQL needed).
+    pub(super) async fn unset_consumers(&self, app: &str) -> Result<(), ProviderError> {
+        let consumers = self.consumers(app);
+        for e in self.ledger(app).consumers()? {
+            consumers.unset(&e.app, &e.variable).await?;
+        }
+        Ok(())
+    }
+
+    /// Users, databases and attachments, when a route is set; a warning and
+    /// the attachments known from the ledger when it does not answer.
+    pub(super) async fn observe_sql(&self, app: &str) -> Result<Vec<Resource>, ProviderError> {
+        let consumers = self.consumers(app);
+        let Some(route) = &self.pg_route else {
+            return Ok(Vec::new());
+        };
+        let primary = FlyPrimary { route };
+        let client = match primary.connect("postgres").await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(app, error = %e, "roles, databases and attachments not observed");
+                return attachments::observe_unverified(&consumers).await;
+            }
+        };
+        let book = self.ledger(app).roles()?;
+        let matches = |verifier: &str| {
+            let d = attach::verifier_digest(verifier);
+            book.values()
+                .find(|e| e.verifier == d)
+                .map(|e| (e.secret.clone(), e.secret_digest.clone()))
+        };
+        let admin = route.user().to_string();
+        let mut extra = vec!["postgres"];
+        if admin != "postgres" {
+            extra.push(admin.as_str());
+        }
+        let mut out = roles::observe(&client, &extra, &matches).await?;
+        out.extend(attachments::observe(&client, &consumers).await?);
+        Ok(out)
+    }
+
+    pub(super) async fn ensure_user(
+        &self,
+        r: &Resource,
+        ctx: &StepContext<'_>,
+        what: &str,
+    ) -> Result<bool, ProviderError> {
+        let primary = FlyPrimary {
+            route: self.route(what)?,
+        };
+        let secret = r.str(crate::model::attr::PASSWORD_SECRET);
+        let password = match secret {
+            Some(s) => Some(ctx.secrets.get(s).ok_or_else(|| {
+                ProviderError::failed(what, format!("the value of secret {s} is not available"))
+            })?),
+            None => None,
+        };
+        let changed = roles::ensure_user(&primary, r, password).await?;
+        if let (Some(secret), Some(value)) = (secret, password) {
+            let name = roles::name_of(r, "user.");
+            let c = primary.connect("postgres").await?;
+            let verifier = sql::read_role(&c, &name)
+                .await?
+                .and_then(|i| i.verifier)
+                .unwrap_or_default();
+            let ledger = self.ledger(ctx.app);
+            let mut book = ledger.roles()?;
+            book.insert(
+                name,
+                RoleEntry {
+                    secret: secret.to_string(),
+                    secret_digest: crate::secrets::digest(ctx.app, secret, value),
+                    verifier: attach::verifier_digest(&verifier),
+                },
+            );
+            ledger.write_roles(&book)?;
+        }
+        Ok(changed)
+    }
+
+    pub(super) async fn remove_user(
+        &self,
+        r: &Resource,
+        app: &str,
+        what: &str,
+    ) -> Result<bool, ProviderError> {
+        let primary = FlyPrimary {
+            route: self.route(what)?,
+        };
+        let removed = roles::remove_user(&primary, r).await?;
+        let ledger = self.ledger(app);
+        let mut book = ledger.roles()?;
+        if book.remove(&roles::name_of(r, "user.")).is_some() {
+            ledger.write_roles(&book)?;
+        }
+        Ok(removed)
+    }
+
+    pub(super) async fn ensure_database(
+        &self,
+        r: &Resource,
+        what: &str,
+    ) -> Result<bool, ProviderError> {
+        roles::ensure_database(
+            &FlyPrimary {
+                route: self.route(what)?,
+            },
+            r,
+        )
+        .await
+    }
+
+    pub(super) async fn remove_database(
+        &self,
+        r: &Resource,
+        what: &str,
+    ) -> Result<bool, ProviderError> {
+        roles::remove_database(
+            &FlyPrimary {
+                route: self.route(what)?,
+            },
+            r,
+        )
+        .await
+    }
+
+    pub(super) async fn ensure_attachment(
+        &self,
+        r: &Resource,
+        app: &str,
+        what: &str,
+    ) -> Result<bool, ProviderError> {
+        let primary = FlyPrimary {
+            route: self.route(what)?,
+        };
+        attachments::ensure(&primary, &self.consumers(app), r).await
+    }
+
+    pub(super) async fn remove_attachment(
+        &self,
+        r: &Resource,
+        app: &str,
+        what: &str,
+    ) -> Result<bool, ProviderError> {
+        let primary = FlyPrimary {
+            route: self.route(what)?,
+        };
+        attachments::remove(&primary, &self.consumers(app), r).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_takes_its_password_from_pgpassword_and_hides_it() {
+        let r =
+            PgRoute::parse("postgres://postgres@127.0.0.1:15432/postgres", Some("pw-1")).unwrap();
+        assert_eq!(r.config.get_password(), Some(&b"pw-1"[..]));
+        assert_eq!(r.user(), "postgres");
+        assert_eq!(format!("{r:?}"), "PgRoute { to: \"127.0.0.1:15432\" }");
+        let r = PgRoute::parse("host=h port=5 user=admin password=inline", Some("x")).unwrap();
+        assert_eq!(r.config.get_password(), Some(&b"inline"[..]));
+        assert_eq!(r.user(), "admin");
+        let e = PgRoute::parse("postgres://u:secretpw@[bad", None).unwrap_err();
+        assert!(!e.to_string().contains("secretpw"), "{e}");
+    }
+}

@@ -1,0 +1,345 @@
+//! Attachments in SQL: the role and database an attached app gets, the
+//! privileges Fly gives it, and how flyplan finds them again in the catalog.
+//!
+//! An attachment role carries a comment (`flyplan attachment {json}`) naming
+//! the consumer app, its variable and database, and a digest of the password
+//! verifier flyplan set. The consumer's secret is written with the same
+//! digest, so a password changed by hand (new verifier) or a secret that
+//! fell behind is seen without hashing any password.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+use super::{db_err, quote_ident, quote_literal, read_role, Change};
+use crate::provider::ProviderError;
+
+/// The start of the comment on an attachment role.
+pub const ATTACHMENT_COMMENT_PREFIX: &str = "flyplan attachment ";
+
+/// An attachment as fly.toml declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentSpec {
+    /// The consumer app.
+    pub app: String,
+    pub database: String,
+    pub user: String,
+    /// The secret set on the consumer app (`DATABASE_URL`).
+    pub variable: String,
+    pub superuser: bool,
+}
+
+/// What the comment on an attachment role records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentMark {
+    pub app: String,
+    pub database: String,
+    pub variable: String,
+    /// [`verifier_digest`] of the password verifier flyplan set.
+    pub verifier: String,
+}
+
+/// An attachment as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentInfo {
+    pub user: String,
+    pub mark: AttachmentMark,
+    pub superuser: bool,
+    pub login: bool,
+    /// The role's verifier is still the one flyplan set.
+    pub password_unchanged: bool,
+    pub database_exists: bool,
+}
+
+/// A digest of a stored password verifier: recorded beside the secret so
+/// a changed password is noticed by comparing digests.
+pub fn verifier_digest(verifier: &str) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(
+            format!("flyplan-verifier-v1\0{verifier}").as_bytes()
+        ))
+    )
+}
+
+/// The URL an attached app connects with.
+pub fn connection_url(host: &str, port: u16, user: &str, password: &str, database: &str) -> String {
+    // Names are plain identifiers and generated passwords are alphanumeric;
+    // anything else is percent-encoded all the same.
+    format!(
+        "postgres://{}:{}@{host}:{port}/{}?sslmode=disable",
+        percent_encode(user),
+        percent_encode(password),
+        percent_encode(database)
+    )
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Attachment roles of the connected cluster, with their database's
+/// existence and whether their password is still the one flyplan set.
+pub async fn read_attachments(client: &Client) -> Result<Vec<AttachmentInfo>, ProviderError> {
+    let rows = client
+        .query(
+            "select a.rolname, a.rolsuper, a.rolcanlogin, a.rolpassword, \
+                    shobj_description(a.oid, 'pg_authid') as comment \
+             from pg_authid a \
+             where shobj_description(a.oid, 'pg_authid') like $1 \
+             order by a.rolname",
+            &[&format!("{ATTACHMENT_COMMENT_PREFIX}%")],
+        )
+        .await
+        .map_err(|e| db_err("reading attachments", e))?;
+    let databases: std::collections::BTreeSet<String> = client
+        .query("select datname from pg_database", &[])
+        .await
+        .map_err(|e| db_err("listing databases", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for row in rows {
+        let user: String = row.get("rolname");
+        let comment: String = row.get("comment");
+        let Ok(mark) = serde_json::from_str::<AttachmentMark>(
+            comment
+                .strip_prefix(ATTACHMENT_COMMENT_PREFIX)
+                .unwrap_or_default(),
+        ) else {
+            tracing::warn!(role = %user, "an attachment comment flyplan cannot read");
+            continue;
+        };
+        let verifier: Option<String> = row.get("rolpassword");
+        out.push(AttachmentInfo {
+            password_unchanged: verifier.as_deref().map(verifier_digest).as_deref()
+                == Some(mark.verifier.as_str()),
+            database_exists: databases.contains(&mark.database),
+            superuser: row.get("rolsuper"),
+            login: row.get("rolcanlogin"),
+            user,
+            mark,
+        });
+    }
+    Ok(out)
+}
+
+/// Make the role and database of an attachment on the primary (`admin`, a
+/// superuser connection): the role with login and Fly's superuser flag, a
+/// new password when `password` is given (sent as a SCRAM verifier, never
+/// in clear text), and the database, owned by the role when it is new.
+///
+/// Returns what changed and the verifier digest to record with the secret
+/// (the current one when the password was kept).
+///
+/// # Errors
+/// Any SQL error; a role of that name that is not this attachment's; a
+/// kept password whose verifier is gone.
+pub async fn ensure_attachment(
+    admin: &Client,
+    spec: &AttachmentSpec,
+    password: Option<&str>,
+) -> Result<(Change, String), ProviderError> {
+    let ident = quote_ident(&spec.user);
+    let what = format!("attachment {} (role {})", spec.app, spec.user);
+    let current = read_role(admin, &spec.user).await?;
+    let comment: Option<String> = admin
+        .query_opt(
+            "select shobj_description(oid, 'pg_authid') from pg_authid where rolname = $1",
+            &[&spec.user],
+        )
+        .await
+        .map_err(|e| db_err(&format!("reading {what}"), e))?
+        .and_then(|r| r.get(0));
+    let mark_of = |c: &str| {
+        c.strip_prefix(ATTACHMENT_COMMENT_PREFIX)
+            .and_then(|j| serde_json::from_str::<AttachmentMark>(j).ok())
+    };
+    let ours = comment
+        .as_deref()
+        .and_then(mark_of)
+        .is_some_and(|m| m.app == spec.app);
+    if current.is_some() && !ours {
+        return Err(ProviderError::failed(
+            &what,
+            format!(
+                "role {} already exists and was not made by this attachment; \
+                 set `user` in the attachment to another name",
+                spec.user
+            ),
+        ));
+    }
+
+    let superuser = if spec.superuser {
+        "SUPERUSER"
+    } else {
+        "NOSUPERUSER"
+    };
+    // Role, password and mark go in one batch (one transaction), so a role
+    // is never left without the mark that says whose it is.
+    let mut statements = Vec::new();
+    let mut change = Change::None;
+    match &current {
+        None => {
+            statements.push(format!(
+                "CREATE ROLE {ident} LOGIN {superuser} NOCREATEDB NOCREATEROLE NOREPLICATION"
+            ));
+            change = Change::Created;
+        }
+        Some(info) if info.spec.superuser != spec.superuser || !info.spec.login => {
+            statements.push(format!("ALTER ROLE {ident} LOGIN {superuser}"));
+            change = Change::Updated;
+        }
+        Some(_) => {}
+    }
+    let verifier = match password {
+        Some(password) => {
+            let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+            statements.push(format!(
+                "ALTER ROLE {ident} PASSWORD {}",
+                quote_literal(&verifier)
+            ));
+            change = change.or(Change::Updated);
+            verifier
+        }
+        None => current
+            .as_ref()
+            .and_then(|i| i.verifier.clone())
+            .ok_or_else(|| ProviderError::failed(&what, "the role has no password to keep"))?,
+    };
+    let mark = AttachmentMark {
+        app: spec.app.clone(),
+        database: spec.database.clone(),
+        variable: spec.variable.clone(),
+        verifier: verifier_digest(&verifier),
+    };
+    let wanted_comment = format!(
+        "{ATTACHMENT_COMMENT_PREFIX}{}",
+        serde_json::to_string(&mark).expect("a mark serialises")
+    );
+    if comment.as_deref() != Some(wanted_comment.as_str()) {
+        statements.push(format!(
+            "COMMENT ON ROLE {ident} IS {}",
+            quote_literal(&wanted_comment)
+        ));
+        change = change.or(Change::Updated);
+    }
+    if !statements.is_empty() {
+        admin
+            .batch_execute(&statements.join("; "))
+            .await
+            .map_err(|e| db_err(&format!("making {what}"), e))?;
+    }
+
+    let exists = admin
+        .query_opt(
+            "select 1 from pg_database where datname = $1",
+            &[&spec.database],
+        )
+        .await
+        .map_err(|e| db_err(&format!("looking up database {}", spec.database), e))?
+        .is_some();
+    if !exists {
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {ident}",
+                quote_ident(&spec.database)
+            ))
+            .await
+            .map_err(|e| db_err(&format!("creating database {}", spec.database), e))?;
+        change = change.or(Change::Created);
+    }
+    admin
+        .batch_execute(&format!(
+            "GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {} TO {ident}",
+            quote_ident(&spec.database)
+        ))
+        .await
+        .map_err(|e| db_err(&format!("granting database {} to {what}", spec.database), e))?;
+    Ok((change, mark.verifier))
+}
+
+/// In the attachment's database (`db`, a superuser connection to it): the
+/// read/write privileges of an attachment made with `superuser = false`:
+/// use and create in schema `public`, read and write its tables and
+/// sequences, now and for tables made later by the database owner.
+pub async fn grant_read_write(db: &Client, user: &str) -> Result<(), ProviderError> {
+    let ident = quote_ident(user);
+    let owner: String = db
+        .query_one(
+            "select pg_get_userbyid(datdba) from pg_database where datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(|e| db_err("reading the database owner", e))?
+        .get(0);
+    let mut sql = format!(
+        "GRANT USAGE, CREATE ON SCHEMA public TO {ident}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER \
+           ON ALL TABLES IN SCHEMA public TO {ident}; \
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {ident};"
+    );
+    if owner != user {
+        sql.push_str(&format!(
+            " ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA public \
+               GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLES TO {ident}; \
+             ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA public \
+               GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {ident};",
+            o = quote_ident(&owner)
+        ));
+    }
+    db.batch_execute(&sql)
+        .await
+        .map_err(|e| db_err(&format!("granting read/write to role {user}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_percent_encodes_what_is_not_plain() {
+        assert_eq!(
+            connection_url("127.0.0.1", 5432, "my_app", "Ab9", "my_app"),
+            "postgres://my_app:Ab9@127.0.0.1:5432/my_app?sslmode=disable"
+        );
+        assert_eq!(
+            connection_url("h", 1, "a b", "p@ss:/", "d"),
+            "postgres://a%20b:p%40ss%3A%2F@h:1/d?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn verifier_digest_hides_the_verifier_and_tells_them_apart() {
+        let a = verifier_digest("SCRAM-SHA-256$4096:abc$x:y");
+        assert!(a.starts_with("sha256:"));
+        assert!(!a.contains("abc"));
+        assert_ne!(a, verifier_digest("SCRAM-SHA-256$4096:abd$x:y"));
+    }
+
+    #[test]
+    fn the_mark_round_trips_through_the_comment() {
+        let m = AttachmentMark {
+            app: "myapp".into(),
+            database: "myapp".into(),
+            variable: "DATABASE_URL".into(),
+            verifier: "sha256:00".into(),
+        };
+        let c = format!(
+            "{ATTACHMENT_COMMENT_PREFIX}{}",
+            serde_json::to_string(&m).unwrap()
+        );
+        let back: AttachmentMark =
+            serde_json::from_str(c.strip_prefix(ATTACHMENT_COMMENT_PREFIX).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+}
