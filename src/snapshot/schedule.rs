@@ -74,7 +74,8 @@ impl Policy {
 /// `"03:30"` → 03:30.
 pub fn parse_time_of_day(text: &str) -> Option<Time> {
     let (h, m) = text.trim().split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    let two_digits = |s: &str| s.len() == 2 && s.chars().all(|c| c.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
         return None;
     }
     Time::from_hms(h.parse().ok()?, m.parse().ok()?, 0).ok()
@@ -256,5 +257,6 @@ mod tests {
         assert_eq!(parse_time_of_day("23:59"), Some(time!(23:59)));
         assert_eq!(parse_time_of_day("24:00"), None);
         assert_eq!(parse_time_of_day("3:30"), None);
+        assert_eq!(parse_time_of_day("+3:30"), None);
     }
 }
