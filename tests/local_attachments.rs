@@ -55,6 +55,8 @@ primary_region = "iad"
 struct Cluster {
     state: tempfile::TempDir,
     config: PathBuf,
+    /// The text destroy runs with (the test may leave a broken file).
+    original: String,
     reader_password: std::cell::RefCell<&'static str>,
 }
 
@@ -74,6 +76,7 @@ impl Cluster {
         Cluster {
             state,
             config,
+            original: config_text.to_string(),
             reader_password: std::cell::RefCell::new(READER_PASSWORD),
         }
     }
@@ -127,6 +130,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let _ = std::fs::write(&self.config, &self.original);
         let _ = self.with_config(&["destroy", "--allow-destroy", "--auto-approve"]);
     }
 }
