@@ -262,8 +262,10 @@ impl ConsumerSecrets for FlyConsumers<'_> {
 }
 
 impl FlyProvider {
-    fn route(&self, what: &str) -> Result<&PgRoute, ProviderError> {
-        self.pg_route.as_ref().ok_or_else(|| no_route(what))
+    /// The leader through the route, or the error saying how to open one.
+    fn primary(&self, what: &str) -> Result<FlyPrimary<'_>, ProviderError> {
+        let route = self.pg_route.as_ref().ok_or_else(|| no_route(what))?;
+        Ok(FlyPrimary { route })
     }
 
     fn consumers<'a>(&'a self, cluster: &'a str) -> FlyConsumers<'a> {
@@ -322,9 +324,7 @@ impl FlyProvider {
         ctx: &StepContext<'_>,
         what: &str,
     ) -> Result<bool, ProviderError> {
-        let primary = FlyPrimary {
-            route: self.route(what)?,
-        };
+        let primary = self.primary(what)?;
         let secret = r.str(crate::model::attr::PASSWORD_SECRET);
         let password = match secret {
             Some(s) => Some(ctx.secrets.get(s).ok_or_else(|| {
@@ -361,9 +361,7 @@ impl FlyProvider {
         app: &str,
         what: &str,
     ) -> Result<bool, ProviderError> {
-        let primary = FlyPrimary {
-            route: self.route(what)?,
-        };
+        let primary = self.primary(what)?;
         let removed = roles::remove_user(&primary, r).await?;
         let ledger = self.ledger(app);
         let mut book = ledger.roles()?;
@@ -378,13 +376,7 @@ impl FlyProvider {
         r: &Resource,
         what: &str,
     ) -> Result<bool, ProviderError> {
-        roles::ensure_database(
-            &FlyPrimary {
-                route: self.route(what)?,
-            },
-            r,
-        )
-        .await
+        roles::ensure_database(&self.primary(what)?, r).await
     }
 
     pub(super) async fn remove_database(
@@ -392,13 +384,7 @@ impl FlyProvider {
         r: &Resource,
         what: &str,
     ) -> Result<bool, ProviderError> {
-        roles::remove_database(
-            &FlyPrimary {
-                route: self.route(what)?,
-            },
-            r,
-        )
-        .await
+        roles::remove_database(&self.primary(what)?, r).await
     }
 
     pub(super) async fn ensure_attachment(
@@ -407,9 +393,7 @@ impl FlyProvider {
         app: &str,
         what: &str,
     ) -> Result<bool, ProviderError> {
-        let primary = FlyPrimary {
-            route: self.route(what)?,
-        };
+        let primary = self.primary(what)?;
         attachments::ensure(&primary, &self.consumers(app), r).await
     }
 
@@ -419,9 +403,7 @@ impl FlyProvider {
         app: &str,
         what: &str,
     ) -> Result<bool, ProviderError> {
-        let primary = FlyPrimary {
-            route: self.route(what)?,
-        };
+        let primary = self.primary(what)?;
         attachments::remove(&primary, &self.consumers(app), r).await
     }
 }
