@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "support/procs.rs"]
+mod procs;
+
 const PG_PASSWORD: &str = "attach-test-Operator-71";
 const READER_PASSWORD: &str = "attach-test-Reader-52";
 const READER_ROTATED: &str = "attach-test-Reader-rotated-53";
@@ -470,13 +473,11 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
         .find(|n| n["role"] == "leader")
         .cloned()
         .expect("a leader");
-    for k in ["pid", "postgres_pid"] {
-        let pid = leader["checks"][k].as_i64().expect("pid") as i32;
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    let pids: Vec<i32> = ["pid", "postgres_pid"]
+        .iter()
+        .map(|k| leader["checks"][k].as_i64().expect("pid") as i32)
+        .collect();
+    procs::kill_trees(&pids);
     let killed = Instant::now();
     loop {
         if psql(&billing, "INSERT INTO invoices VALUES (8)").is_ok() {

@@ -2,6 +2,9 @@
 //! cluster with haproxy in front, built step by step, written to, failed
 //! over by killing the leader, repaired, and destroyed.
 
+#[path = "support/procs.rs"]
+mod procs;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -414,13 +417,7 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
         .and_then(|v| v.as_i64())
         .expect("keeper pid") as i32;
     let postmaster = first_line_pid(&pgdata(&cluster, &region, index).join("postmaster.pid"));
-    for pid in [keeper_pid, postmaster] {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-    }
+    procs::kill_trees(&[keeper_pid, postmaster]);
     let killed = Instant::now();
     let killed_at_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
