@@ -243,8 +243,8 @@ async fn example_cluster_keeps_acknowledged_rows_when_the_leader_is_killed() {
         );
     }
 
-    // The plan shows the dead node as drift (the repair itself is covered
-    // by tests/local_provider.rs).
+    // The plan shows the dead node as drift, and apply brings it back as a
+    // standby of the new leader.
     let o = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let address = leader["address"].as_str().unwrap();
@@ -253,6 +253,25 @@ async fn example_cluster_keeps_acknowledged_rows_when_the_leader_is_killed() {
         "{}",
         text(&o)
     );
+    let t = Instant::now();
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "repair: {}", text(&o));
+    eprintln!(
+        "repair of the killed node: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "after the repair: {}", text(&o));
+    let status = c.status();
+    let old = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["address"] == address)
+        .cloned()
+        .expect("the old leader");
+    assert_eq!(old["role"], "replica", "{status}");
+    assert_eq!(old["state"], "running", "{status}");
     // Destroy leaves no process behind.
     let state_dir = c.state.path().to_path_buf();
     let o = c.run(&["destroy", "--allow-destroy", "--auto-approve"]);
