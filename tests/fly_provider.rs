@@ -665,3 +665,46 @@ fn errors_never_carry_the_token_or_a_secret_value() {
         "create secret.OPERATOR_PASSWORD (POST /apps/pg-test/secrets): HTTP 422: bad value"
     ));
 }
+
+#[test]
+fn observe_reports_the_snapshots_fly_took_of_each_volume() {
+    let (api, _dir, p, c) = setup();
+    converge(&api, &p, &c);
+    let vol_id = machine_volume(&api);
+    api.state().model.app_mut(APP).snapshots.insert(
+        vol_id.clone(),
+        vec![
+            serde_json::json!({"id": "vs_2", "created_at": "2024-06-02T00:00:00Z", "size": 2048, "status": "created", "digest": "d2"}),
+            serde_json::json!({"id": "vs_1", "created_at": "2024-06-01T00:00:00Z", "size": 1024, "status": "created", "digest": "d1"}),
+        ],
+    );
+    let live = p.observe(APP).unwrap();
+    let vol = live
+        .resources
+        .values()
+        .find(|r| r.kind == Kind::Volume && r.str("id") == Some(vol_id.as_str()))
+        .unwrap();
+    let ids: Vec<&str> = vol.status["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["vs_1", "vs_2"], "oldest first");
+    // Snapshots are status, not desired state: no drift.
+    assert!(plan(&c.desired(), &live).is_empty());
+    assert!(api
+        .requests()
+        .iter()
+        .any(|r| r.op() == "GET /apps/{app_name}/volumes/{volume_id}/snapshots"));
+    api.assert_conformant();
+}
+
+fn machine_volume(api: &FlyApi) -> String {
+    let st = api.state();
+    let id = st.model.app(APP).live_volumes().next().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    id
+}

@@ -308,6 +308,19 @@ pub struct ExtendVolumeResponse {
     pub needs_restart: bool,
 }
 
+/// `VolumeSnapshot`: one of Fly's daily (or on-demand) volume snapshots.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+pub struct VolumeSnapshot {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub status: String,
+}
+
 /// One entry of `GET /apps/{app_name}/secrets` (not in the 2024 description;
 /// shape as fly-go `AppSecret`).
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::api::{
-    App, AppSecret, ListSecretsResponse, Machine, Volume, GONE_MACHINE_STATES, GONE_VOLUME_STATES,
+    App, AppSecret, ListSecretsResponse, Machine, Volume, VolumeSnapshot, GONE_MACHINE_STATES,
+    GONE_VOLUME_STATES,
 };
 use super::client::FlyClient;
 use super::ledger::{AppLedger, SecretsLedger};
@@ -29,6 +30,8 @@ pub struct Snapshot {
     /// Volumes that still count (not being destroyed).
     pub volumes: Vec<Volume>,
     pub secrets: Vec<AppSecret>,
+    /// Each volume's snapshots, by volume id, oldest first.
+    pub snapshots: BTreeMap<String, Vec<VolumeSnapshot>>,
 }
 
 /// Read the app, its machines, volumes and secret digests. `None` when the
@@ -58,17 +61,33 @@ pub async fn fetch(
         .request(label, reqwest::Method::GET, &["apps", app, "secrets"])
         .send::<ListSecretsResponse>();
     let (machines, volumes, secrets) = tokio::try_join!(machines, volumes, secrets)?;
+    let volumes: Vec<Volume> = volumes
+        .into_iter()
+        .filter(|v| !GONE_VOLUME_STATES.contains(&v.state.as_str()))
+        .collect();
+    let mut snapshots = BTreeMap::new();
+    for v in &volumes {
+        let mut list = client
+            .request(
+                label,
+                reqwest::Method::GET,
+                &["apps", app, "volumes", &v.id, "snapshots"],
+            )
+            .send_opt::<Vec<VolumeSnapshot>>()
+            .await?
+            .unwrap_or_default();
+        list.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        snapshots.insert(v.id.clone(), list);
+    }
     Ok(Some(Snapshot {
         app: app_info,
         machines: machines
             .into_iter()
             .filter(|m| !GONE_MACHINE_STATES.contains(&m.state.as_str()))
             .collect(),
-        volumes: volumes
-            .into_iter()
-            .filter(|v| !GONE_VOLUME_STATES.contains(&v.state.as_str()))
-            .collect(),
+        volumes,
         secrets: secrets.secrets,
+        snapshots,
     }))
 }
 
@@ -344,6 +363,10 @@ pub fn to_live(
         }
         if let Some(mid) = v.attached_machine_id.as_deref().filter(|s| !s.is_empty()) {
             r = r.with("attached_machine_id", mid.to_string());
+        }
+        // What Fly has taken so far: status, never compared.
+        if let Some(list) = snap.snapshots.get(&v.id) {
+            r = r.with_status("snapshots", json!(list));
         }
         live.insert(r);
     }

@@ -72,6 +72,8 @@ pub struct AppRec {
     pub volumes: BTreeMap<String, Value>,
     pub secrets: BTreeMap<String, SecretRec>,
     pub secrets_version: u64,
+    /// `VolumeSnapshot`s by volume id (Fly takes them; tests add them).
+    pub snapshots: BTreeMap<String, Vec<Value>>,
 }
 
 impl AppRec {
@@ -240,6 +242,15 @@ impl Model {
                 Reply::json(200, Value::Array(list))
             }
             "POST /apps/{app_name}/volumes" => self.create_volume(&app_name, body.unwrap()),
+            "GET /apps/{app_name}/volumes/{volume_id}/snapshots" => {
+                match self.app(&app_name).volumes.get(&id) {
+                    Some(_) => {
+                        let list = self.app(&app_name).snapshots.get(&id).cloned();
+                        Reply::json(200, Value::Array(list.unwrap_or_default()))
+                    }
+                    None => Reply::error(404, "volume not found"),
+                }
+            }
             "GET /apps/{app_name}/volumes/{volume_id}" => {
                 match self.app(&app_name).volumes.get(&id) {
                     Some(v) if v["state"] != "destroyed" => Reply::json(200, v.clone()),
