@@ -669,6 +669,7 @@ fn errors_never_carry_the_token_or_a_secret_value() {
 #[test]
 fn observe_reports_the_snapshots_fly_took_of_each_volume() {
     let (api, _dir, p, c) = setup();
+    // The CLI below reads the same state dir as `p`.
     converge(&api, &p, &c);
     let vol_id = machine_volume(&api);
     api.state().model.app_mut(APP).snapshots.insert(
@@ -698,6 +699,26 @@ fn observe_reports_the_snapshots_fly_took_of_each_volume() {
         .iter()
         .any(|r| r.op() == "GET /apps/{app_name}/volumes/{volume_id}/snapshots"));
     api.assert_conformant();
+
+    // `flyplan snapshots list` on the fly provider shows them.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_flyplan"))
+        .args(["--provider", "fly", "--state-dir"])
+        .arg(_dir.path())
+        .args(["snapshots", "list", "-a", APP, "--json"])
+        .env("FLY_API_TOKEN", fly_api::TOKEN)
+        .env("FLY_API_BASE_URL", api.base_url())
+        .env_remove("FLYPLAN_FLY_PG_URL")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["vs_1", "vs_2"]);
 }
 
 fn machine_volume(api: &FlyApi) -> String {

@@ -21,7 +21,13 @@ use crate::snapshot::{clock, Manifest, Snapshots};
 pub(super) fn snapshots(cli: &Cli, command: &SnapshotsCommand) -> Result<ExitCode> {
     match command {
         SnapshotsCommand::Restore(a) => restore(cli, a),
-        SnapshotsCommand::List(a) => with_store(cli, |s| list(s, a)),
+        SnapshotsCommand::List(a) => {
+            let provider = open_provider(cli)?;
+            match provider.snapshots() {
+                Some(store) => list(store, a),
+                None => list_platform(provider.as_ref(), a),
+            }
+        }
         SnapshotsCommand::Create(a) => with_store(cli, |s| create(s, a)),
         SnapshotsCommand::Run(a) => with_store(cli, |s| run(s, a)),
         SnapshotsCommand::Verify(a) => with_store(cli, |s| {
@@ -94,6 +100,58 @@ fn list(store: &dyn Snapshots, a: &SnapshotListArgs) -> Result<ExitCode> {
             human_bytes(m.size_bytes),
             m.node,
             m.trigger.as_str()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Snapshots the platform takes itself (Fly), as observe reports them on
+/// each volume.
+fn list_platform(provider: &dyn Provider, a: &SnapshotListArgs) -> Result<ExitCode> {
+    let app = match &a.app {
+        Some(app) => app.clone(),
+        None if a.all => bail!(
+            "the {} provider lists snapshots per app: use -a APP or -c fly.toml",
+            provider.name()
+        ),
+        None => app_of(&a.config)?,
+    };
+    let live = provider.observe(&app)?;
+    let mut rows = Vec::new();
+    for v in live.of_kind(Kind::Volume) {
+        for s in v
+            .status
+            .get("snapshots")
+            .and_then(|s| s.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let mut row = s.clone();
+            row["volume"] = v.address.as_str().into();
+            rows.push(row);
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("No snapshots of app {app}.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<24} {:<22} {:>10} STATUS",
+        "ID", "VOLUME", "CREATED", "SIZE"
+    );
+    for r in rows {
+        let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+        println!(
+            "{:<24} {:<24} {:<22} {:>10} {}",
+            s("id"),
+            s("volume"),
+            s("created_at"),
+            r["size"].as_u64().map(human_bytes).unwrap_or_default(),
+            s("status")
         );
     }
     Ok(ExitCode::SUCCESS)
