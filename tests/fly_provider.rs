@@ -679,7 +679,7 @@ fn observe_reports_the_snapshots_fly_took_of_each_volume() {
             serde_json::json!({"id": "vs_1", "created_at": "2024-06-01T00:00:00Z", "size": 1024, "status": "created", "digest": "d1"}),
         ],
     );
-    let live = p.observe(APP).unwrap();
+    let live = p.status(APP).unwrap();
     let vol = live
         .resources
         .values()

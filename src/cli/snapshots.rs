@@ -116,7 +116,7 @@ fn list_platform(provider: &dyn Provider, a: &SnapshotListArgs) -> Result<ExitCo
         ),
         None => app_of(&a.config)?,
     };
-    let live = provider.observe(&app)?;
+    let live = provider.status(&app)?;
     let mut rows = Vec::new();
     for v in live.of_kind(Kind::Volume) {
         for s in v

@@ -216,20 +216,12 @@ impl Provider for FlyProvider {
     }
 
     fn observe(&self, app: &str) -> Result<Live, ProviderError> {
-        let label = format!("observe app {app}");
-        let ledger = self.ledger(app);
-        let secrets_ledger = ledger.secrets()?;
-        let app_ledger = ledger.app()?;
-        let snap = self.block_on(observe::fetch(&self.client, app, &label))?;
-        let Some(snap) = snap else {
-            return Ok(Live::empty(app));
-        };
-        let topo = observe::topology(&snap, &app_ledger);
-        let mut live = observe::to_live(app, &snap, &topo, &secrets_ledger);
-        for r in self.block_on(self.observe_sql(app))? {
-            live.insert(r);
-        }
-        Ok(live)
+        self.observe_with(app, false)
+    }
+
+    /// Observe, plus the snapshots Fly took of each volume.
+    fn status(&self, app: &str) -> Result<Live, ProviderError> {
+        self.observe_with(app, true)
     }
 
     fn perform(&self, step: &Step, ctx: &StepContext<'_>) -> Result<Outcome, ProviderError> {
@@ -242,6 +234,28 @@ impl Provider for FlyProvider {
         let ledger = self.ledger(app);
         ledger.ensure_dir()?;
         super::file::lock_file(&ledger.dir().join("apply.lock"), app)
+    }
+}
+
+impl FlyProvider {
+    /// The live state of an app; with `snapshots`, one more request per
+    /// volume for what Fly has taken (status only, never compared, so
+    /// plans do without it).
+    fn observe_with(&self, app: &str, snapshots: bool) -> Result<Live, ProviderError> {
+        let label = format!("observe app {app}");
+        let ledger = self.ledger(app);
+        let secrets_ledger = ledger.secrets()?;
+        let app_ledger = ledger.app()?;
+        let snap = self.block_on(observe::fetch(&self.client, app, &label, snapshots))?;
+        let Some(snap) = snap else {
+            return Ok(Live::empty(app));
+        };
+        let topo = observe::topology(&snap, &app_ledger);
+        let mut live = observe::to_live(app, &snap, &topo, &secrets_ledger);
+        for r in self.block_on(self.observe_sql(app))? {
+            live.insert(r);
+        }
+        Ok(live)
     }
 }
 

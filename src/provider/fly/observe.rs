@@ -43,6 +43,7 @@ pub async fn fetch(
     client: &FlyClient,
     app: &str,
     label: &str,
+    with_snapshots: bool,
 ) -> Result<Option<Snapshot>, ProviderError> {
     let Some(app_info) = client
         .request(label, reqwest::Method::GET, &["apps", app])
@@ -66,7 +67,7 @@ pub async fn fetch(
         .filter(|v| !GONE_VOLUME_STATES.contains(&v.state.as_str()))
         .collect();
     let mut snapshots = BTreeMap::new();
-    for v in &volumes {
+    for v in volumes.iter().filter(|_| with_snapshots) {
         let mut list = client
             .request(
                 label,

@@ -295,7 +295,7 @@ impl Performer<'_> {
 
     /// Read the app; an app that does not exist fails the step.
     async fn snapshot(&self) -> Result<(Snapshot, Topology), ProviderError> {
-        let snap = observe::fetch(self.client(), self.app, &self.label)
+        let snap = observe::fetch(self.client(), self.app, &self.label, false)
             .await?
             .ok_or_else(|| self.fail(format!("app {} does not exist", self.app)))?;
         let topo = observe::topology(&snap, &self.p.ledger(self.app).app()?);
