@@ -2,8 +2,10 @@
 //! results to exit codes (0 ok / no changes, 1 error, 2 changes).
 
 pub mod args;
+mod env;
 mod progress;
 mod snapshots;
+mod status;
 mod watch;
 
 use std::io::{IsTerminal, Write};
@@ -18,7 +20,6 @@ use args::*;
 use crate::apply::{self, ApplyOptions};
 use crate::config::{self, Config};
 use crate::desired::Desired;
-use crate::model::{attr, Kind};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::planfile::PlanFile;
 use crate::provider::fly::{FlyOptions, FlyProvider};
@@ -39,8 +40,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate(a) => validate(a),
         Command::Plan(a) => plan_cmd(&cli, a),
         Command::Apply(a) => apply_cmd(&cli, a),
-        Command::Status(a) => status(&cli, a),
-        Command::Env(a) => env_cmd(&cli, a),
+        Command::Status(a) => status::status(&cli, a),
+        Command::Env(a) => env::env_cmd(&cli, a),
         Command::Destroy(a) => destroy(&cli, a),
         Command::Watch(a) => watch::watch(&cli, a),
         Command::Snapshots(c) => snapshots::snapshots(&cli, c),
@@ -311,177 +312,6 @@ fn destroy(cli: &Cli, a: &DestroyArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     run_apply(provider.as_ref(), &plan, &Default::default(), &opts)
-}
-
-fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
-    let config = load_config(&a.config)?;
-    let provider = open_provider(cli)?;
-    let live = provider.status(&config.app)?;
-    if a.json {
-        let nodes: Vec<_> = live
-            .of_kind(Kind::Machine)
-            .map(|m| {
-                serde_json::json!({
-                    "address": m.address,
-                    "region": m.str(attr::REGION),
-                    "role": node_role(m),
-                    "state": m.str(attr::STATE),
-                    "checks": m.status,
-                })
-            })
-            .collect();
-        let endpoint = live.of_kind(Kind::Endpoint).next().map(|e| {
-            let mut v = serde_json::Map::new();
-            v.insert("state".into(), e.str(attr::STATE).into());
-            v.extend(e.status.clone());
-            v
-        });
-        let attachments: Vec<_> = live
-            .of_kind(Kind::Attachment)
-            .map(|a| {
-                serde_json::json!({
-                    "app": a.address.as_str().trim_start_matches("attachment."),
-                    "variable": a.str(attr::VARIABLE),
-                    "database": a.str(attr::DATABASE),
-                    "user": a.str(attr::USER),
-                    "superuser": a.bool(attr::SUPERUSER),
-                    "credentials": a.str(attr::CREDENTIALS),
-                })
-            })
-            .collect();
-        let doc = serde_json::json!({
-            "app": config.app,
-            "nodes": nodes,
-            "endpoint": endpoint,
-            "attachments": attachments,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if live.resources.is_empty() {
-        println!("App {} does not exist (nothing applied yet).", config.app);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("App {} ({} provider)\n", config.app, provider.name());
-    println!(
-        "{:<16} {:<8} {:<13} {:<10} CHECKS",
-        "NODE", "REGION", "ROLE", "STATE"
-    );
-    for m in live.of_kind(Kind::Machine) {
-        println!(
-            "{:<16} {:<8} {:<13} {:<10} {}",
-            m.address.as_str(),
-            m.str(attr::REGION).unwrap_or("?"),
-            node_role(m),
-            m.str(attr::STATE).unwrap_or("?"),
-            human_checks(m)
-        );
-    }
-    if let Some(e) = live.of_kind(Kind::Endpoint).next() {
-        if let Some(port) = e.status.get(attr::PORT).and_then(|v| v.as_u64()) {
-            let host = e
-                .status
-                .get("host")
-                .and_then(|v| v.as_str())
-                .unwrap_or("127.0.0.1");
-            let user = &config.postgres.operator_user;
-            println!(
-                "\nLeader endpoint ({}): postgres://{user}:********@{host}:{port}/postgres",
-                e.str(attr::STATE).unwrap_or("unknown")
-            );
-        }
-    }
-    let attachments: Vec<_> = live.of_kind(Kind::Attachment).collect();
-    if !attachments.is_empty() {
-        println!(
-            "\n{:<24} {:<24} {:<20} {:<20} CREDENTIALS",
-            "ATTACHED APP", "VARIABLE", "DATABASE", "USER"
-        );
-        for a in attachments {
-            println!(
-                "{:<24} {:<24} {:<20} {:<20} {}",
-                a.address.as_str().trim_start_matches("attachment."),
-                a.str(attr::VARIABLE).unwrap_or("?"),
-                a.str(attr::DATABASE).unwrap_or("?"),
-                a.str(attr::USER).unwrap_or("?"),
-                a.str(attr::CREDENTIALS).unwrap_or("?")
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Fly-style checks of a node: replication lag, connections, disk.
-fn human_checks(m: &crate::model::Resource) -> String {
-    let get = |k: &str| m.status.get(k).and_then(|v| v.as_i64());
-    let mut parts = Vec::new();
-    if let Some(s) = m.status.get("pg_state").and_then(|v| v.as_str()) {
-        parts.push(format!("pg={s}"));
-    }
-    if let Some(lag) = get("lag_bytes") {
-        parts.push(format!("lag={lag}B"));
-    }
-    if let (Some(c), Some(max)) = (get("connections"), get("max_connections")) {
-        parts.push(format!("connections={c}/{max}"));
-    }
-    if let Some(d) = get("disk_used_bytes") {
-        parts.push(format!("disk={:.1}MiB", d as f64 / 1_048_576.0));
-    }
-    if let Some(p) = get(attr::PORT) {
-        parts.push(format!("port={p}"));
-    }
-    parts.join(" ")
-}
-
-fn node_role(m: &crate::model::Resource) -> &'static str {
-    if m.bool(attr::LEADER) == Some(true) {
-        "leader"
-    } else if m.str(attr::ROLE) == Some(crate::model::role::REPLICA) {
-        "read-replica"
-    } else {
-        "replica"
-    }
-}
-
-/// The one command that prints secret values, on purpose: what an attached
-/// app gets, for local development.
-fn env_cmd(cli: &Cli, a: &EnvArgs) -> Result<ExitCode> {
-    if cli.provider != ProviderName::Local || cli.live.is_some() {
-        bail!(
-            "flyplan env reads the local provider's attached apps; on Fly the \
-             values live in the app's secrets (`fly ssh console -a {} -C env`)",
-            a.app
-        );
-    }
-    let dir = state_dir(cli);
-    let vars = crate::provider::local::attached_env(&dir, &a.app)?;
-    if vars.is_empty() {
-        bail!(
-            "app {} has no attachments under {} (apply a fly.toml with [[attachments]] app = {:?})",
-            a.app,
-            dir.display(),
-            a.app
-        );
-    }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&vars)?);
-    } else {
-        for (k, v) in &vars {
-            println!("{k}={}", shell_word(v));
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A value as one POSIX shell word: as it is when it holds only safe
-/// characters, else single-quoted.
-fn shell_word(v: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./-_?&".contains(c);
-    if !v.is_empty() && v.chars().all(safe) {
-        v.to_string()
-    } else {
-        format!("'{}'", v.replace('\'', "'\\''"))
-    }
 }
 
 /// Used by `main`: print an error the way the user should see it.
