@@ -22,6 +22,7 @@ use super::{
 };
 use crate::model::{attr, role, Address, Kind, Resource};
 use crate::plan::{Action, Step};
+use crate::provider::pg::{attachments, roles};
 use crate::provider::{Outcome, ProviderError, StepContext};
 
 /// The app role `fly pg create` gives a Postgres app.
@@ -105,8 +106,8 @@ impl Performer<'_> {
         let (p, what, app) = (self.p, self.label.as_str(), self.app);
         match self.step.kind {
             Kind::User => p.ensure_user(r, self.ctx, what).await,
-            Kind::Database => p.ensure_database(r, what).await,
-            _ => p.ensure_attachment(r, app, what).await,
+            Kind::Database => roles::ensure_database(&p.primary(what)?, r).await,
+            _ => attachments::ensure(&p.primary(what)?, &p.consumers(app), r).await,
         }
     }
 
@@ -114,8 +115,8 @@ impl Performer<'_> {
         let (p, what, app) = (self.p, self.label.as_str(), self.app);
         match self.step.kind {
             Kind::User => p.remove_user(r, app, what).await,
-            Kind::Database => p.remove_database(r, what).await,
-            _ => p.remove_attachment(r, app, what).await,
+            Kind::Database => roles::remove_database(&p.primary(what)?, r).await,
+            _ => attachments::remove(&p.primary(what)?, &p.consumers(app), r).await,
         }
     }
 

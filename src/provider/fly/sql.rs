@@ -263,12 +263,12 @@ impl ConsumerSecrets for FlyConsumers<'_> {
 
 impl FlyProvider {
     /// The leader through the route, or the error saying how to open one.
-    fn primary(&self, what: &str) -> Result<FlyPrimary<'_>, ProviderError> {
+    pub(super) fn primary(&self, what: &str) -> Result<FlyPrimary<'_>, ProviderError> {
         let route = self.pg_route.as_ref().ok_or_else(|| no_route(what))?;
         Ok(FlyPrimary { route })
     }
 
-    fn consumers<'a>(&'a self, cluster: &'a str) -> FlyConsumers<'a> {
+    pub(super) fn consumers<'a>(&'a self, cluster: &'a str) -> FlyConsumers<'a> {
         FlyConsumers {
             p: self,
             cluster,
@@ -369,42 +369,6 @@ impl FlyProvider {
             ledger.write_roles(&book)?;
         }
         Ok(removed)
-    }
-
-    pub(super) async fn ensure_database(
-        &self,
-        r: &Resource,
-        what: &str,
-    ) -> Result<bool, ProviderError> {
-        roles::ensure_database(&self.primary(what)?, r).await
-    }
-
-    pub(super) async fn remove_database(
-        &self,
-        r: &Resource,
-        what: &str,
-    ) -> Result<bool, ProviderError> {
-        roles::remove_database(&self.primary(what)?, r).await
-    }
-
-    pub(super) async fn ensure_attachment(
-        &self,
-        r: &Resource,
-        app: &str,
-        what: &str,
-    ) -> Result<bool, ProviderError> {
-        let primary = self.primary(what)?;
-        attachments::ensure(&primary, &self.consumers(app), r).await
-    }
-
-    pub(super) async fn remove_attachment(
-        &self,
-        r: &Resource,
-        app: &str,
-        what: &str,
-    ) -> Result<bool, ProviderError> {
-        let primary = self.primary(what)?;
-        attachments::remove(&primary, &self.consumers(app), r).await
     }
 }
 
