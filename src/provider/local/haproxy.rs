@@ -71,6 +71,9 @@ impl AppCtx<'_> {
         )
     }
 
+    /// Checks every 500 ms; a server is marked down after two failed checks
+    /// (one slow check must not refuse clients of a healthy leader) and up
+    /// after one good one.
     fn haproxy_config(&self, port: u16) -> String {
         let script = self.paths.haproxy().join("check-leader");
         let mut cfg = format!(
@@ -92,7 +95,7 @@ impl AppCtx<'_> {
              \x20   option external-check\n\
              \x20   external-check path \"/usr/bin:/bin\"\n\
              \x20   external-check command \"{script}\"\n\
-             \x20   default-server inter 500ms fastinter 500ms downinter 500ms fall 1 rise 1 on-marked-down shutdown-sessions\n",
+             \x20   default-server inter 500ms fastinter 500ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions\n",
             app = self.name,
             script = script.display(),
         );
