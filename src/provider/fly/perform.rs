@@ -372,18 +372,9 @@ impl Performer<'_> {
             Action::Delete => {
                 // Attached apps lose the URLs this cluster gave them.
                 self.p.unset_consumers(self.app).await?;
-                let status = self
-                    .client()
-                    .request(&self.label, Method::DELETE, &["apps", self.app])
-                    .send_status(&[StatusCode::NOT_FOUND])
-                    .await?;
+                let outcome = self.delete_at(&["apps", self.app]).await?;
                 ledger.forget()?;
-                Ok(if status == StatusCode::NOT_FOUND {
-                    Outcome::NotNeeded
-                } else {
-                    tracing::info!(app = self.app, "destroyed app");
-                    Outcome::Deleted
-                })
+                Ok(outcome)
             }
             Action::NoOp => Ok(Outcome::NotNeeded),
         }
@@ -620,19 +611,21 @@ impl Performer<'_> {
     }
 
     async fn delete_volume(&self, vol: &Volume) -> Result<Outcome, ProviderError> {
+        self.delete_at(&["apps", self.app, "volumes", &vol.id])
+            .await
+    }
+
+    /// `DELETE` a resource; one already gone (404) is `NotNeeded`.
+    async fn delete_at(&self, segments: &[&str]) -> Result<Outcome, ProviderError> {
         let status = self
             .client()
-            .request(
-                &self.label,
-                Method::DELETE,
-                &["apps", self.app, "volumes", &vol.id],
-            )
+            .request(&self.label, Method::DELETE, segments)
             .send_status(&[StatusCode::NOT_FOUND])
             .await?;
         Ok(if status == StatusCode::NOT_FOUND {
             Outcome::NotNeeded
         } else {
-            tracing::info!(volume = %vol.id, "destroyed volume");
+            tracing::info!(path = %segments.join("/"), "destroyed");
             Outcome::Deleted
         })
     }
@@ -934,21 +927,7 @@ impl Performer<'_> {
             }
             self.wait_state(&m.id, "", "stopped", None).await?;
         }
-        let status = self
-            .client()
-            .request(
-                &self.label,
-                Method::DELETE,
-                &["apps", self.app, "machines", &m.id],
-            )
-            .send_status(&[StatusCode::NOT_FOUND])
-            .await?;
-        Ok(if status == StatusCode::NOT_FOUND {
-            Outcome::NotNeeded
-        } else {
-            tracing::info!(machine = %m.id, "destroyed machine");
-            Outcome::Deleted
-        })
+        self.delete_at(&["apps", self.app, "machines", &m.id]).await
     }
 
     /// A replace of a volume or machine: the old one goes, the new one comes.
