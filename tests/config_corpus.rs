@@ -1,12 +1,14 @@
-//! Every real fly.toml in the shared corpus must be read without a panic:
-//! either a config or located diagnostics. Most Fly Postgres files must parse.
+//! Every real fly.toml in the corpus must be read without a panic: either a
+//! config or located diagnostics. Most Fly Postgres files must parse. The
+//! corpus is vendored in `tests/data/fly-corpus`; its `SOURCES.md` names each
+//! file's repository, commit and licence.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use flyplan::config::{self, ConfigError};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fly-corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fly-corpus");
 
 fn files(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(CORPUS).join(dir);

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-/// Where the description lives, beside the project.
+/// Where the description lives: vendored in the repository
+/// (`tests/data/fly/SOURCES.md` says where it comes from).
 pub const SPEC_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fly/machines-openapi.yaml"
+    "/tests/data/fly/machines-openapi.yaml"
 );
 
 /// One operation of the description.
