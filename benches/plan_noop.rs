@@ -76,9 +76,7 @@ fn child(attachments: usize) {
     let mut live = Live::empty(&desired.app);
     for r in desired.resources.values() {
         let mut r = r.clone();
-        for k in flyplan::model::attr::INPUT_ONLY {
-            r.attrs.remove(*k);
-        }
+        r.spec = r.spec.without_inputs();
         live.insert(r);
     }
     std::fs::write(

@@ -130,6 +130,11 @@ pub fn execute(
     let ctx = StepContext {
         app: &plan.app,
         secrets,
+        restore_from: plan
+            .steps
+            .iter()
+            .filter_map(|s| s.after.as_ref()?.app()?.restore_from.as_deref())
+            .next(),
     };
     let mut report = ApplyReport::default();
     let mut done: BTreeSet<usize> = BTreeSet::new();

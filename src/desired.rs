@@ -5,9 +5,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::config::{Config, Diagnostic, Ensure, SecretSource};
-use crate::model::{attr, role, Address, Kind, Resource};
+use crate::model::{
+    Address, Agreed, AppSpec, AttachmentSpec, DatabaseSpec, Digest, EndpointSpec, FormationSpec,
+    MachineSpec, Resource, Role, SecretSpec, SnapshotPolicySpec, Spec, UserSpec, VolumeSpec,
+};
 use crate::provider::SecretValues;
 use crate::secrets::{self, Environment};
+
+/// The state that desired machines, apps and endpoints are in.
+pub const RUNNING: &str = "running";
+
+/// An attachment's credentials when the role's password, the consumer's
+/// secret and the endpoint agree.
+pub const CREDENTIALS_VALID: &str = "valid";
 
 /// Everything fly.toml asks for, as resources.
 #[derive(Debug, Clone, Default)]
@@ -57,11 +67,14 @@ impl Desired {
         let mut values = BTreeMap::new();
         let mut digests = BTreeMap::new();
         for (name, source) in &config.secrets {
-            let mut r = Resource::new(Address::secret(name), Kind::Secret);
+            let mut spec = SecretSpec {
+                digest: None,
+                managed_by: None,
+            };
             match secrets::read(source, config_dir, env) {
                 Ok(Some(value)) => {
-                    let dg = secrets::digest(app, name, &value);
-                    r = r.with_sensitive(attr::DIGEST, dg.clone());
+                    let dg = Digest(secrets::digest(app, name, &value));
+                    spec.digest = Some(dg.clone());
                     digests.insert(name.clone(), dg);
                     values.insert(name.clone(), value);
                 }
@@ -79,75 +92,94 @@ impl Desired {
                     });
                 }
             }
-            d.add(r);
+            d.add(Address::secret(name), Spec::Secret(spec));
         }
         d.secret_values = SecretValues::new(values);
 
-        let mut app_r = Resource::new(Address::app(app), Kind::App)
-            .with(attr::PRIMARY_REGION, config.primary_region.as_str())
-            .with(attr::STATE, "running");
-        if let Some(id) = &config.postgres.restore_from {
-            app_r = app_r.with(attr::RESTORE_FROM, id.as_str());
-        }
-        d.add(app_r);
+        d.add(
+            Address::app(app),
+            Spec::App(AppSpec {
+                app_role: None,
+                id: None,
+                org: None,
+                primary_region: Some(config.primary_region.clone()),
+                restore_from: config.postgres.restore_from.clone(),
+                state: RUNNING.to_string(),
+                status: None,
+            }),
+        );
 
         // One volume and one machine per node.
         let mount = config.mounts.first();
         let volume_name = mount.map_or("pg_data", |m| m.source.as_str());
         let size_gb = mount.map_or(1, |m| m.initial_size_gb);
-        let mut nodes: Vec<(&str, u32, &str)> = (0..config.postgres.instances)
-            .map(|i| (config.primary_region.as_str(), i, role::CANDIDATE))
+        let mut nodes: Vec<(&str, u32, Role)> = (0..config.postgres.instances)
+            .map(|i| (config.primary_region.as_str(), i, Role::Candidate))
             .collect();
         for (region, count) in &config.postgres.read_replicas {
-            nodes.extend((0..*count).map(|i| (region.as_str(), i, role::REPLICA)));
+            nodes.extend((0..*count).map(|i| (region.as_str(), i, Role::Replica)));
         }
-        for (region, index, node_role) in nodes {
+        for (region, index, role) in nodes {
             let vol = Address::volume(volume_name, region, index);
             d.add(
-                Resource::new(vol.clone(), Kind::Volume)
-                    .with(attr::NAME, volume_name)
-                    .with(attr::REGION, region)
-                    .with(attr::SIZE_GB, size_gb),
+                vol.clone(),
+                Spec::Volume(VolumeSpec {
+                    attached_machine_id: None,
+                    auto_backup_enabled: None,
+                    id: None,
+                    name: volume_name.to_string(),
+                    region: region.to_string(),
+                    size_gb,
+                    snapshot_retention: None,
+                }),
             );
             d.add(
-                Resource::new(Address::machine(region, index), Kind::Machine)
-                    .with(attr::REGION, region)
-                    .with(attr::INDEX, index)
-                    .with(attr::ROLE, node_role)
-                    .with(attr::IMAGE, config.image.as_str())
-                    .with(attr::VM_SIZE, config.vm.size.as_str())
-                    .with(attr::MEMORY_MB, config.vm.memory_mb)
-                    .with(attr::CPUS, config.vm.cpus)
-                    .with(attr::CPU_KIND, config.vm.cpu_kind.as_str())
-                    .with(attr::VOLUME, vol.0.as_str())
-                    .with(attr::STATE, "running"),
+                Address::machine(region, index),
+                Spec::Machine(MachineSpec {
+                    cpu_kind: Some(config.vm.cpu_kind.clone()),
+                    cpus: Some(config.vm.cpus),
+                    id: None,
+                    image: Some(config.image.clone()),
+                    index,
+                    instance_id: None,
+                    leader: None,
+                    machine_name: None,
+                    memory_mb: Some(u64::from(config.vm.memory_mb)),
+                    region: region.to_string(),
+                    role,
+                    role_check: None,
+                    state: RUNNING.to_string(),
+                    vm_size: Some(config.vm.size.clone()),
+                    volume: Some(vol),
+                }),
             );
         }
 
         d.add(
-            Resource::new(Address::formation(app), Kind::Formation)
-                .with(attr::SYNC_STANDBYS, config.postgres.sync_standbys),
+            Address::formation(app),
+            Spec::Formation(FormationSpec {
+                sync_standbys: Some(Agreed::One(u64::from(config.postgres.sync_standbys))),
+            }),
         );
+        // The endpoint's port is the provider's: 5432 on Fly's proxy, an
+        // allocated port on the local machine.
         d.add(
-            // The endpoint's port is the provider's: 5432 on Fly's proxy, an
-            // allocated port on the local machine.
-            Resource::new(Address::endpoint(app), Kind::Endpoint).with(attr::STATE, "running"),
+            Address::endpoint(app),
+            Spec::Endpoint(EndpointSpec {
+                state: RUNNING.to_string(),
+            }),
         );
 
         // The operator role, its database, then declared roles and databases.
         let pg = &config.postgres;
-        let operator = user_resource(
-            &pg.operator_user,
-            true,
-            true,
-            pg.operator_password.as_deref(),
-            &digests,
-        );
-        d.add(operator);
+        let operator = user_spec(true, true, pg.operator_password.as_deref(), &digests);
+        d.add(Address::user(&pg.operator_user), Spec::User(operator));
         if let Some(db) = &pg.database {
             d.add(
-                Resource::new(Address::database(db), Kind::Database)
-                    .with(attr::OWNER, pg.operator_user.as_str()),
+                Address::database(db),
+                Spec::Database(DatabaseSpec {
+                    owner: pg.operator_user.clone(),
+                }),
             );
         }
         for u in &pg.users {
@@ -156,21 +188,15 @@ impl Desired {
                 d.absent.insert(address);
                 continue;
             }
-            let mut r = user_resource(
-                &u.name,
-                u.login,
-                u.superuser,
-                u.password_secret.as_deref(),
-                &digests,
-            )
-            .with(attr::CREATEDB, u.createdb)
-            .with(attr::CREATEROLE, u.createrole)
-            .with(attr::REPLICATION, u.replication)
-            .with(attr::CONNECTION_LIMIT, u.connection_limit);
+            let mut spec = user_spec(u.login, u.superuser, u.password_secret.as_deref(), &digests);
             let mut member_of = u.member_of.clone();
             member_of.sort();
-            r = r.with(attr::MEMBER_OF, member_of);
-            d.add(r);
+            spec.createdb = Some(u.createdb);
+            spec.createrole = Some(u.createrole);
+            spec.replication = Some(u.replication);
+            spec.connection_limit = Some(i64::from(u.connection_limit));
+            spec.member_of = Some(member_of);
+            d.add(address, Spec::User(spec));
         }
         for db in &pg.databases {
             let address = Address::database(&db.name);
@@ -179,41 +205,70 @@ impl Desired {
                 continue;
             }
             let owner = db.owner.as_deref().unwrap_or(&pg.operator_user);
-            d.add(Resource::new(address, Kind::Database).with(attr::OWNER, owner));
+            d.add(
+                address,
+                Spec::Database(DatabaseSpec {
+                    owner: owner.to_string(),
+                }),
+            );
         }
 
         for a in &config.attachments {
             d.add(
-                Resource::new(Address::attachment(&a.app), Kind::Attachment)
-                    .with(attr::DATABASE, a.database.as_str())
-                    .with(attr::USER, a.user.as_str())
-                    .with(attr::VARIABLE, a.variable.as_str())
-                    .with(attr::SUPERUSER, a.superuser)
-                    .with(attr::CREDENTIALS, "valid"),
+                Address::attachment(&a.app),
+                Spec::Attachment(AttachmentSpec {
+                    credentials: CREDENTIALS_VALID.to_string(),
+                    database: a.database.clone(),
+                    superuser: Some(a.superuser),
+                    user: a.user.clone(),
+                    variable: a.variable.clone(),
+                }),
             );
         }
 
         for m in &config.mounts {
             d.add(
-                Resource::new(Address::snapshot_policy(&m.source), Kind::SnapshotPolicy)
-                    .with(attr::SCHEDULED, m.scheduled_snapshots)
-                    .with(attr::RETENTION_DAYS, m.snapshot_retention)
-                    .with(attr::SNAPSHOT_TIME, m.snapshot_time.as_str()),
+                Address::snapshot_policy(&m.source),
+                Spec::SnapshotPolicy(SnapshotPolicySpec {
+                    retention_days: Some(Agreed::One(u64::from(m.snapshot_retention))),
+                    scheduled: Some(Agreed::One(m.scheduled_snapshots)),
+                    snapshot_time: Some(m.snapshot_time.clone()),
+                }),
             );
         }
         if config.mounts.is_empty() {
             d.add(
-                Resource::new(Address::snapshot_policy(volume_name), Kind::SnapshotPolicy)
-                    .with(attr::SCHEDULED, true)
-                    .with(attr::RETENTION_DAYS, 5)
-                    .with(attr::SNAPSHOT_TIME, "00:00"),
+                Address::snapshot_policy(volume_name),
+                Spec::SnapshotPolicy(SnapshotPolicySpec {
+                    retention_days: Some(Agreed::One(5)),
+                    scheduled: Some(Agreed::One(true)),
+                    snapshot_time: Some("00:00".to_string()),
+                }),
             );
         }
         Ok(d)
     }
 
-    fn add(&mut self, r: Resource) {
-        self.resources.insert(r.address.clone(), r);
+    fn add(&mut self, address: Address, spec: Spec) {
+        self.resources
+            .insert(address.clone(), Resource::new(address, spec));
+    }
+
+    /// The app's resource spec.
+    pub fn app_spec(&self) -> Option<&AppSpec> {
+        self.get(&Address::app(&self.app)).and_then(Resource::app)
+    }
+
+    /// Seed the cluster from a snapshot when it is created.
+    pub fn restore_from(&mut self, id: &str) -> bool {
+        let address = Address::app(&self.app);
+        match self.resources.get_mut(&address).map(|r| &mut r.spec) {
+            Some(Spec::App(app)) => {
+                app.restore_from = Some(id.to_string());
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn get(&self, address: &Address) -> Option<&Resource> {
@@ -221,21 +276,22 @@ impl Desired {
     }
 }
 
-fn user_resource(
-    name: &str,
+fn user_spec(
     login: bool,
     superuser: bool,
     password_secret: Option<&str>,
-    digests: &BTreeMap<String, String>,
-) -> Resource {
-    let mut r = Resource::new(Address::user(name), Kind::User)
-        .with(attr::LOGIN, login)
-        .with(attr::SUPERUSER, superuser);
-    if let Some(secret) = password_secret {
-        r = r.with(attr::PASSWORD_SECRET, secret);
-        if let Some(dg) = digests.get(secret) {
-            r = r.with_sensitive(attr::PASSWORD, dg.as_str());
-        }
+    digests: &BTreeMap<String, Digest>,
+) -> UserSpec {
+    UserSpec {
+        connection_limit: None,
+        createdb: None,
+        createrole: None,
+        login,
+        managed_by: None,
+        member_of: None,
+        password: password_secret.and_then(|s| digests.get(s).cloned()),
+        password_secret: password_secret.map(str::to_string),
+        replication: None,
+        superuser,
     }
-    r
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{attr, Address, Kind, Resource};
+use crate::model::{Address, Checks, Kind, Resource};
 
 /// Everything observed about one app.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -54,13 +54,12 @@ impl Live {
     }
 
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Resource> {
-        self.resources.values().filter(move |r| r.kind == kind)
+        self.resources.values().filter(move |r| r.kind() == kind)
     }
 
     /// The machine that currently holds the leader role, if any.
     pub fn leader(&self) -> Option<&Resource> {
-        self.of_kind(Kind::Machine)
-            .find(|m| m.bool(attr::LEADER) == Some(true))
+        self.of_kind(Kind::Machine).find(|m| m.is_leader())
     }
 
     pub fn from_json_str(path: &Path, text: &str) -> Result<Self, LiveError> {
@@ -83,11 +82,11 @@ impl Live {
     /// A digest of the whole observed state. A saved plan applies only while
     /// the live state still has this fingerprint.
     pub fn fingerprint(&self) -> String {
-        // BTreeMap keys and attrs serialise in sorted order, so this is
-        // canonical. `status` holds volatile observations and is left out.
+        // Addresses and attributes serialise in sorted order, so this is
+        // canonical. Checks are volatile observations and are left out.
         let mut stable = self.clone();
         for r in stable.resources.values_mut() {
-            r.status.clear();
+            r.checks = Checks::default();
         }
         let bytes = serde_json::to_vec(&stable).expect("live state serialises");
         let digest = Sha256::digest(&bytes);

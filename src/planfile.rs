@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SecretSource;
-use crate::model::attr;
+use crate::model::{Digest, Spec};
 use crate::plan::Plan;
 use crate::provider::SecretValues;
 use crate::secrets::{self, Environment};
@@ -99,7 +99,10 @@ impl PlanFile {
                 .steps
                 .iter()
                 .filter(|s| s.address == crate::model::Address::secret(name))
-                .find_map(|s| s.after.as_ref().and_then(|r| r.str(attr::DIGEST)));
+                .find_map(|s| match &s.after.as_ref()?.spec {
+                    Spec::Secret(secret) => secret.digest.as_ref().map(Digest::as_str),
+                    _ => None,
+                });
             if let Some(planned) = planned {
                 if planned != digest {
                     return Err(PlanFileError::Secret {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Map, Value};
 use similar::{ChangeTag, TextDiff};
 
-use crate::model::{attr, Resource};
+use crate::model::Resource;
 use crate::plan::{show_value, Action, Plan, Step};
 
 /// Output formats of `flyplan plan`.
@@ -99,10 +99,36 @@ struct AttrLine {
     value: String,
 }
 
+/// One side of a step as attribute lines show it.
+struct Side {
+    attrs: Map<String, Value>,
+    sensitive: Vec<&'static str>,
+}
+
+impl Side {
+    fn of(r: Option<&Resource>) -> Self {
+        Side {
+            attrs: r.map(|r| r.spec.attrs()).unwrap_or_default(),
+            sensitive: r.map(|r| r.spec.sensitive()).unwrap_or_default(),
+        }
+    }
+    fn is_sensitive(&self, key: &str) -> bool {
+        self.sensitive.contains(&key)
+    }
+    fn show(&self, key: &str) -> String {
+        if self.is_sensitive(key) {
+            return "(sensitive value)".to_string();
+        }
+        match self.attrs.get(key) {
+            None | Some(Value::Null) => "null".to_string(),
+            Some(v) => v.to_string(),
+        }
+    }
+}
+
 fn attr_lines(step: &Step) -> (Vec<AttrLine>, usize) {
-    let empty = Resource::new(step.address.clone(), step.kind);
-    let before = step.before.as_ref().unwrap_or(&empty);
-    let after = step.after.as_ref().unwrap_or(&empty);
+    let before = Side::of(step.before.as_ref());
+    let after = Side::of(step.after.as_ref());
     let mut lines = Vec::new();
     let mut hidden = 0;
     match step.action {
@@ -111,17 +137,17 @@ fn attr_lines(step: &Step) -> (Vec<AttrLine>, usize) {
                 lines.push(AttrLine {
                     symbol: "+",
                     key: k.clone(),
-                    value: show_value(after, k),
+                    value: after.show(k),
                 });
             }
         }
         Action::Delete => {
-            for k in before.attrs.keys() {
-                if before.is_sensitive(k) || !before.attrs[k].is_null() {
+            for (k, v) in &before.attrs {
+                if before.is_sensitive(k) || !v.is_null() {
                     lines.push(AttrLine {
                         symbol: "-",
                         key: k.clone(),
-                        value: format!("{} -> null", show_value(before, k)),
+                        value: format!("{} -> null", before.show(k)),
                     });
                 }
             }
@@ -137,7 +163,7 @@ fn attr_lines(step: &Step) -> (Vec<AttrLine>, usize) {
                     {
                         list_diff(b, a)
                     } else {
-                        format!("{} -> {}", show_value(before, k), show_value(after, k))
+                        format!("{} -> {}", before.show(k), after.show(k))
                     };
                     lines.push(AttrLine {
                         symbol: "~",
@@ -232,14 +258,14 @@ fn diff_sides(step: &Step) -> (String, String) {
     let mut after = String::new();
     let changed: BTreeSet<&str> = step.changed.iter().map(String::as_str).collect();
     if let Some(r) = &step.before {
-        for k in r.attrs.keys() {
+        for k in r.spec.attrs().keys() {
             let _ = writeln!(before, "{k} = {}", show_value(r, k));
         }
     }
     if let Some(r) = &step.after {
-        for k in r.attrs.keys() {
+        for k in r.spec.attrs().keys() {
             let value = show_value(r, k);
-            if step.before.is_some() && attr::INPUT_ONLY.contains(&k.as_str()) {
+            if step.before.is_some() && r.spec.is_input(k) {
                 let _ = writeln!(before, "{k} = {value}");
             }
             if r.is_sensitive(k) && changed.contains(k.as_str()) {
@@ -321,23 +347,21 @@ fn markdown(plan: &Plan) -> String {
 }
 
 fn masked(r: &Resource) -> Value {
-    let mut m = Map::new();
-    for k in r.attrs.keys() {
-        let v = if r.is_sensitive(k) {
-            Value::String("(sensitive value)".into())
-        } else {
-            r.attrs[k].clone()
-        };
-        m.insert(k.clone(), v);
+    let mut m = r.spec.attrs();
+    for k in r.spec.sensitive() {
+        if let Some(v) = m.get_mut(k) {
+            *v = Value::String("(sensitive value)".into());
+        }
     }
     Value::Object(m)
 }
 
 fn sensitive_map(r: &Resource) -> Value {
     Value::Object(
-        r.sensitive
-            .iter()
-            .map(|k| (k.clone(), Value::Bool(true)))
+        r.spec
+            .sensitive()
+            .into_iter()
+            .map(|k| (k.to_string(), Value::Bool(true)))
             .collect(),
     )
 }

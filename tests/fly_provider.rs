@@ -8,7 +8,17 @@ mod fly_api;
 
 use fly_api::cluster::*;
 use fly_api::{Fault, FlyApi, Recorded};
-use flyplan::model::{attr, Address, Kind, Resource};
+use flyplan::model::{
+    Address, AttachmentSpec, DatabaseSpec, Kind, Resource, Spec, UserSpec, VolumeSpec,
+};
+
+/// The digest a live secret reports.
+fn secret_digest(r: &Resource) -> Option<&str> {
+    match &r.spec {
+        Spec::Secret(s) => s.digest.as_ref().map(|d| d.as_str()),
+        _ => None,
+    }
+}
 use flyplan::plan::Action;
 use flyplan::provider::{Outcome, Provider, ProviderError, SecretValues, StepContext};
 
@@ -232,7 +242,15 @@ fn an_image_upgrade_updates_each_machine_under_a_lease_with_the_leader_last() {
     let changes = api.changes();
     assert_eq!(changes.len(), 3 * 4);
     for (chunk, step) in changes.chunks(3).zip(&steps) {
-        let id = step.before.as_ref().unwrap().str("id").unwrap();
+        let id = step
+            .before
+            .as_ref()
+            .unwrap()
+            .machine()
+            .unwrap()
+            .id
+            .as_deref()
+            .unwrap();
         assert_eq!(
             ops(chunk),
             vec![
@@ -289,7 +307,7 @@ fn changing_the_snapshot_policy_updates_every_volume_of_that_name() {
     let live = p.observe(APP).unwrap();
     assert_eq!(drift(&c.desired(), &live), Vec::<String>::new());
     let vol = live.get(&Address::volume("pg_data", "ams", 0)).unwrap();
-    assert_eq!(vol.u64("snapshot_retention"), Some(14));
+    assert_eq!(vol.volume().unwrap().snapshot_retention, Some(14));
     api.assert_conformant();
 }
 
@@ -433,15 +451,15 @@ fn secrets_changed_outside_flyplan_are_reported_and_reset_in_one_call() {
         .set_secret_outside(APP, "FLY_CONSUL_URL", "https://consul");
     let live = p.observe(APP).unwrap();
     let op = live.get(&Address::secret("OPERATOR_PASSWORD")).unwrap();
-    assert_eq!(op.str("digest"), Some("sha256:changed-outside-flyplan"));
+    assert_eq!(secret_digest(op), Some("sha256:changed-outside-flyplan"));
     assert!(op.is_sensitive("digest"));
     let su = live.get(&Address::secret("SU_PASSWORD")).unwrap();
     assert_eq!(
-        su.str("digest").unwrap(),
+        secret_digest(su).unwrap(),
         digest(APP, "SU_PASSWORD", "su-pass-1")
     );
     let consul = live.get(&Address::secret("FLY_CONSUL_URL")).unwrap();
-    assert_eq!(consul.str("managed_by"), Some("outside-flyplan"));
+    assert_eq!(consul.managed_by(), Some("outside-flyplan"));
 
     let steps = plan(&c.desired(), &live);
     assert_eq!(steps.len(), 1);
@@ -471,9 +489,7 @@ fn a_stopped_machine_is_started_under_a_lease() {
     api.state().model.set_state(APP, &id, "stopped");
     let live = p.observe(APP).unwrap();
     assert_eq!(
-        live.get(&Address::machine("ams", 0))
-            .unwrap()
-            .str(attr::STATE),
+        live.get(&Address::machine("ams", 0)).unwrap().state(),
         Some("stopped")
     );
     let steps = plan(&c.desired(), &live);
@@ -505,13 +521,10 @@ fn growing_a_volume_extends_it_and_shrinking_is_refused() {
         0,
         Action::Update,
         Some(before.clone()),
-        Some(
-            c.desired()
-                .into_iter()
-                .find(|r| r.address == addr)
-                .unwrap()
-                .with(attr::SIZE_GB, 20),
-        ),
+        Some(Resource::new(
+            addr.clone(),
+            Spec::Volume(VolumeSpec::new("pg_data", "iad", 20)),
+        )),
         vec!["size_gb".into()],
     );
     assert_eq!(apply(&p, &c, &[grow]).unwrap()[0].1, Outcome::Updated);
@@ -526,7 +539,10 @@ fn growing_a_volume_extends_it_and_shrinking_is_refused() {
         0,
         Action::Update,
         Some(before),
-        Some(Resource::new(addr, Kind::Volume).with(attr::SIZE_GB, 5)),
+        Some(Resource::new(
+            addr.clone(),
+            Spec::Volume(VolumeSpec::new("pg_data", "iad", 5)),
+        )),
         vec!["size_gb".into()],
     );
     let (_, err) = apply(&p, &c, &[shrink]).unwrap_err();
@@ -591,11 +607,26 @@ fn roles_databases_and_attachments_without_a_route_fail_naming_the_route_variabl
     let ctx = StepContext {
         app: &c.app,
         secrets: &secrets,
+        restore_from: None,
     };
     for r in [
-        Resource::new(Address::user("app"), Kind::User),
-        Resource::new(Address::database("app"), Kind::Database),
-        Resource::new(Address::attachment("app"), Kind::Attachment),
+        Resource::new(Address::user("app"), Spec::User(UserSpec::new(true, false))),
+        Resource::new(
+            Address::database("app"),
+            Spec::Database(DatabaseSpec {
+                owner: "app".into(),
+            }),
+        ),
+        Resource::new(
+            Address::attachment("app"),
+            Spec::Attachment(AttachmentSpec {
+                credentials: "valid".into(),
+                database: "app".into(),
+                superuser: Some(true),
+                user: "app".into(),
+                variable: "DATABASE_URL".into(),
+            }),
+        ),
     ] {
         let s = step(0, Action::Create, None, Some(r), vec![]);
         let err = p.perform(&s, &ctx).unwrap_err().to_string();
@@ -609,12 +640,14 @@ fn a_snapshot_time_other_than_midnight_is_unsupported() {
     let (api, _dir, p, mut c) = setup();
     converge(&api, &p, &c);
     c.retention_days = 3;
-    let policy = c
+    let mut policy = c
         .desired()
         .into_iter()
-        .find(|r| r.kind == Kind::SnapshotPolicy)
-        .unwrap()
-        .with(attr::SNAPSHOT_TIME, "03:00");
+        .find(|r| r.kind() == Kind::SnapshotPolicy)
+        .unwrap();
+    if let Spec::SnapshotPolicy(p) = &mut policy.spec {
+        p.snapshot_time = Some("03:00".into());
+    }
     let s = step(
         0,
         Action::Update,
@@ -683,13 +716,14 @@ fn observe_reports_the_snapshots_fly_took_of_each_volume() {
     let vol = live
         .resources
         .values()
-        .find(|r| r.kind == Kind::Volume && r.str("id") == Some(vol_id.as_str()))
+        .find(|r| r.volume().and_then(|v| v.id.as_deref()) == Some(vol_id.as_str()))
         .unwrap();
-    let ids: Vec<&str> = vol.status["snapshots"]
-        .as_array()
-        .unwrap()
+    let ids: Vec<&str> = vol
+        .checks
+        .snapshots
         .iter()
-        .map(|s| s["id"].as_str().unwrap())
+        .flatten()
+        .map(|s| s.id.as_str())
         .collect();
     assert_eq!(ids, ["vs_1", "vs_2"], "oldest first");
     // Snapshots are status, not desired state: no drift.

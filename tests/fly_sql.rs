@@ -14,7 +14,7 @@ use fly_api::cluster::*;
 use fly_api::model::AppRec;
 use fly_api::FlyApi;
 use flyplan::desired::Desired;
-use flyplan::model::{attr, Kind, Resource};
+use flyplan::model::{Kind, Resource};
 use flyplan::plan::Action;
 use flyplan::provider::fly::PgRoute;
 use flyplan::provider::{Provider, SecretValues, StepContext};
@@ -154,10 +154,10 @@ fn sql_desired() -> (Vec<Resource>, SecretValues) {
     let mut wanted: Vec<Resource> = d
         .resources
         .values()
-        .filter(|r| matches!(r.kind, Kind::User | Kind::Database | Kind::Attachment))
+        .filter(|r| matches!(r.kind(), Kind::User | Kind::Database | Kind::Attachment))
         .cloned()
         .collect();
-    wanted.sort_by_key(|r| r.kind);
+    wanted.sort_by_key(|r| r.kind());
     (wanted, SecretValues::new(env))
 }
 
@@ -202,6 +202,7 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
     let ctx = StepContext {
         app: APP,
         secrets: &secrets,
+        restore_from: None,
     };
     let run = |steps: &[flyplan::plan::Step]| {
         for s in steps {
@@ -251,7 +252,8 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
     assert!(api.requests().iter().all(|r| r.is_get()));
     assert_eq!(
         live.get(&flyplan::model::Address::attachment("myapp"))
-            .and_then(|r| r.str(attr::CREDENTIALS)),
+            .and_then(|r| r.attachment())
+            .map(|a| a.credentials.as_str()),
         Some("valid")
     );
 

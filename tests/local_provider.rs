@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use flyplan::live::Live;
-use flyplan::model::{attr, Address, Kind, Resource};
+use flyplan::model::{
+    Address, Agreed, AppSpec, DatabaseSpec, Digest as ModelDigest, EndpointSpec, FormationSpec,
+    Kind, MachineSpec, Resource, Role, SecretSpec, SnapshotPolicySpec, Spec, UserSpec, VolumeSpec,
+};
 use flyplan::plan::{Action, Step};
-use flyplan::provider::local::{LocalProvider, PASSWORD_SECRET};
+use flyplan::provider::local::LocalProvider;
 use flyplan::provider::{Outcome, Provider, ProviderError, SecretValues, StepContext};
 use sha2::{Digest, Sha256};
 
@@ -48,6 +51,7 @@ impl Cluster {
         let ctx = StepContext {
             app: &self.app,
             secrets,
+            restore_from: None,
         };
         self.provider
             .perform(step, &ctx)
@@ -109,7 +113,7 @@ fn step(id: usize, action: Action, r: Resource) -> Step {
     Step {
         id,
         address: r.address.clone(),
-        kind: r.kind,
+        kind: r.kind(),
         action,
         reason: "test".to_string(),
         before,
@@ -126,28 +130,27 @@ fn digest(app: &str, name: &str, value: &str) -> String {
     format!("sha256:{}", hex::encode(h))
 }
 
-fn machine(region: &str, index: u32, role: &str) -> Resource {
-    Resource::new(Address::machine(region, index), Kind::Machine)
-        .with(attr::REGION, region)
-        .with(attr::INDEX, index)
-        .with(attr::ROLE, role)
-        .with(attr::IMAGE, "flyio/postgres-flex:15")
-        .with(attr::VM_SIZE, "shared-cpu-1x")
-        .with(attr::MEMORY_MB, 512)
-        .with(attr::CPUS, 1)
-        .with(attr::CPU_KIND, "shared")
-        .with(
-            attr::VOLUME,
-            Address::volume("pg_data", region, index).to_string(),
-        )
-        .with(attr::STATE, "running")
+fn machine(region: &str, index: u32, role: Role) -> Resource {
+    let mut m = MachineSpec::new(region, index, role, "running");
+    m.image = Some("flyio/postgres-flex:15".into());
+    m.vm_size = Some("shared-cpu-1x".into());
+    m.memory_mb = Some(512);
+    m.cpus = Some(1);
+    m.cpu_kind = Some("shared".into());
+    m.volume = Some(Address::volume("pg_data", region, index));
+    Resource::new(Address::machine(region, index), Spec::Machine(m))
 }
 
 fn volume(region: &str, index: u32) -> Resource {
-    Resource::new(Address::volume("pg_data", region, index), Kind::Volume)
-        .with(attr::NAME, "pg_data")
-        .with(attr::REGION, region)
-        .with(attr::SIZE_GB, 1)
+    Resource::new(
+        Address::volume("pg_data", region, index),
+        Spec::Volume(VolumeSpec::new("pg_data", region, 1)),
+    )
+}
+
+/// The machine spec of a resource.
+fn spec(r: &Resource) -> &MachineSpec {
+    r.machine().expect("a machine")
 }
 
 /// The attributes of `desired` that differ in `live` (what a plan compares).
@@ -155,11 +158,12 @@ fn differing(desired: &Resource, live: &Live) -> Vec<String> {
     let Some(l) = live.get(&desired.address) else {
         return vec!["<missing>".to_string()];
     };
+    let (want, have) = (desired.spec.attrs(), l.spec.attrs());
     desired
-        .attrs
-        .iter()
-        .filter(|(k, v)| k.as_str() != PASSWORD_SECRET && l.attrs.get(*k) != Some(*v))
-        .map(|(k, v)| format!("{k}: want {v}, have {:?}", l.attrs.get(k)))
+        .spec
+        .changed(&l.spec)
+        .into_iter()
+        .map(|k| format!("{k}: want {}, have {:?}", want[k], have.get(k)))
         .collect()
 }
 
@@ -238,41 +242,63 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
         PASSWORD.to_string(),
     )]));
 
-    let app_r = Resource::new(Address::app(&app), Kind::App)
-        .with(attr::PRIMARY_REGION, "iad")
-        .with(attr::STATE, "running");
-    let secret_r = Resource::new(Address::secret("PG_PASSWORD"), Kind::Secret)
-        .with_sensitive(attr::DIGEST, digest(&app, "PG_PASSWORD", PASSWORD));
+    let app_r = Resource::new(
+        Address::app(&app),
+        Spec::App(AppSpec::new(Some("iad".into()), "running")),
+    );
+    let secret_r = Resource::new(
+        Address::secret("PG_PASSWORD"),
+        Spec::Secret(SecretSpec::with_digest(digest(
+            &app,
+            "PG_PASSWORD",
+            PASSWORD,
+        ))),
+    );
     let nodes = [
-        ("iad", 0, "candidate"),
-        ("iad", 1, "candidate"),
-        ("ams", 0, "replica"),
+        ("iad", 0, Role::Candidate),
+        ("iad", 1, Role::Candidate),
+        ("ams", 0, Role::Replica),
     ];
     let machines: Vec<Resource> = nodes
         .iter()
-        .map(|(r, i, role)| machine(r, *i, role))
+        .map(|(r, i, role)| machine(r, *i, *role))
         .collect();
     let volumes: Vec<Resource> = nodes.iter().map(|(r, i, _)| volume(r, *i)).collect();
-    let formation_r =
-        Resource::new(Address::formation(&app), Kind::Formation).with(attr::SYNC_STANDBYS, 1);
-    let endpoint_r =
-        Resource::new(Address::endpoint(&app), Kind::Endpoint).with(attr::STATE, "running");
-    let user_r = Resource::new(Address::user("postgres"), Kind::User)
-        .with(attr::LOGIN, true)
-        .with(attr::SUPERUSER, true)
-        .with(attr::CREATEDB, true)
-        .with(attr::CREATEROLE, true)
-        .with(attr::REPLICATION, true)
-        .with(attr::CONNECTION_LIMIT, -1)
-        .with(attr::MEMBER_OF, Vec::<String>::new())
-        .with(PASSWORD_SECRET, "PG_PASSWORD")
-        .with_sensitive(attr::PASSWORD, digest(&app, "PG_PASSWORD", PASSWORD));
-    let db_r =
-        Resource::new(Address::database("appdb"), Kind::Database).with(attr::OWNER, "postgres");
-    let policy_r = Resource::new(Address::snapshot_policy("pg_data"), Kind::SnapshotPolicy)
-        .with(attr::SCHEDULED, true)
-        .with(attr::RETENTION_DAYS, 7)
-        .with(attr::SNAPSHOT_TIME, "03:00");
+    let formation_r = Resource::new(
+        Address::formation(&app),
+        Spec::Formation(FormationSpec {
+            sync_standbys: Some(Agreed::One(1)),
+        }),
+    );
+    let endpoint_r = Resource::new(
+        Address::endpoint(&app),
+        Spec::Endpoint(EndpointSpec {
+            state: "running".into(),
+        }),
+    );
+    let mut user = UserSpec::new(true, true);
+    user.createdb = Some(true);
+    user.createrole = Some(true);
+    user.replication = Some(true);
+    user.connection_limit = Some(-1);
+    user.member_of = Some(Vec::new());
+    user.password_secret = Some("PG_PASSWORD".into());
+    user.password = Some(ModelDigest(digest(&app, "PG_PASSWORD", PASSWORD)));
+    let user_r = Resource::new(Address::user("postgres"), Spec::User(user));
+    let db_r = Resource::new(
+        Address::database("appdb"),
+        Spec::Database(DatabaseSpec {
+            owner: "postgres".into(),
+        }),
+    );
+    let policy_r = Resource::new(
+        Address::snapshot_policy("pg_data"),
+        Spec::SnapshotPolicy(SnapshotPolicySpec {
+            retention_days: Some(Agreed::One(7)),
+            scheduled: Some(Agreed::One(true)),
+            snapshot_time: Some("03:00".into()),
+        }),
+    );
 
     // Apply from nothing; volumes and machines in parallel, as the apply
     // executor runs independent steps.
@@ -337,15 +363,15 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     }
     let leaders: Vec<&Resource> = live
         .of_kind(Kind::Machine)
-        .filter(|m| m.bool(attr::LEADER) == Some(true))
+        .filter(|m| m.is_leader())
         .collect();
     assert_eq!(leaders.len(), 1, "exactly one leader: {live:#?}");
     let leader = leaders[0].clone();
-    assert_eq!(leader.str(attr::REGION), Some("iad"));
+    assert_eq!(spec(&leader).region, "iad");
 
     // Doing it again changes nothing.
     for r in &all {
-        let action = if r.kind == Kind::Machine || r.kind == Kind::App {
+        let action = if r.kind() == Kind::Machine || r.kind() == Kind::App {
             Action::Update
         } else {
             Action::Create
@@ -409,13 +435,9 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
                 .expect("write"),
         );
     }
-    let region = leader.str(attr::REGION).unwrap().to_string();
-    let index = leader.u64(attr::INDEX).unwrap() as u32;
-    let keeper_pid = leader
-        .status
-        .get("pid")
-        .and_then(|v| v.as_i64())
-        .expect("keeper pid") as i32;
+    let region = spec(&leader).region.clone();
+    let index = spec(&leader).index;
+    let keeper_pid = leader.checks.pid.expect("keeper pid") as i32;
     let postmaster = first_line_pid(&pgdata(&cluster, &region, index).join("postmaster.pid"));
     procs::kill_trees(&[keeper_pid, postmaster]);
     let killed = Instant::now();
@@ -466,8 +488,8 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     // The dead node is drift; updating it to running brings it back as a standby.
     let live = cluster.observe();
     let dead = live.get(&leader.address).expect("old leader observed");
-    assert_ne!(dead.str(attr::STATE), Some("running"), "{dead:#?}");
-    assert_ne!(dead.bool(attr::LEADER), Some(true));
+    assert_ne!(spec(dead).state, "running", "{dead:#?}");
+    assert!(!dead.is_leader());
     let desired = machines
         .iter()
         .find(|m| m.address == leader.address)
@@ -475,16 +497,16 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
         .clone();
     let mut repair = step(10, Action::Update, desired.clone());
     repair.before = Some(dead.clone());
-    repair.changed = vec![attr::STATE.to_string()];
+    repair.changed = vec!["state".to_string()];
     let t = Instant::now();
     assert_eq!(cluster.perform(&repair, &secrets), Outcome::Updated);
     eprintln!("TIMING old leader back as a standby: {:?}", t.elapsed());
     let live = cluster.observe();
     let back = live.get(&leader.address).unwrap();
-    assert_eq!(back.str(attr::STATE), Some("running"), "{back:#?}");
-    assert_eq!(back.bool(attr::LEADER), Some(false));
+    assert_eq!(spec(back).state, "running", "{back:#?}");
+    assert_eq!(spec(back).leader, Some(false));
     assert_eq!(
-        back.status.get("pg_state").and_then(|v| v.as_str()),
+        back.checks.pg_state.as_deref(),
         Some("secondary"),
         "{back:#?}"
     );
@@ -504,10 +526,10 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
         .find(|m| m.address == leader_now.address)
         .unwrap()
         .clone();
-    upgraded = upgraded.with(attr::IMAGE, "flyio/postgres-flex:15.8");
+    upgraded.machine_mut().expect("a machine").image = Some("flyio/postgres-flex:15.8".into());
     let mut upgrade = step(11, Action::Update, upgraded.clone());
     upgrade.before = Some(leader_now.clone());
-    upgrade.changed = vec![attr::IMAGE.to_string()];
+    upgrade.changed = vec!["image".to_string()];
     let t = Instant::now();
     assert_eq!(cluster.perform(&upgrade, &secrets), Outcome::Updated);
     eprintln!("TIMING leader restart with switchover: {:?}", t.elapsed());
@@ -518,11 +540,11 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
         differing(&upgraded, &live)
     );
     assert_eq!(
-        live.get(&leader_now.address).unwrap().bool(attr::LEADER),
+        spec(live.get(&leader_now.address).unwrap()).leader,
         Some(false)
     );
     let leader_after = live.leader().expect("a leader after the switchover");
-    assert_eq!(leader_after.str(attr::REGION), Some("iad"));
+    assert_eq!(spec(leader_after).region, "iad");
     assert!(
         rt.block_on(write_row(&mut writer, ep_port, "after switchover"))
             .is_some()
@@ -532,10 +554,7 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     );
 
     // Removing the read replica drops it from the formation.
-    let replica = machines
-        .iter()
-        .find(|m| m.str(attr::REGION) == Some("ams"))
-        .unwrap();
+    let replica = machines.iter().find(|m| spec(m).region == "ams").unwrap();
     let t = Instant::now();
     assert_eq!(
         cluster.perform(&step(12, Action::Delete, replica.clone()), &secrets),

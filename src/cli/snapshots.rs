@@ -14,7 +14,7 @@ use super::args::{
 use super::{load_config, open_provider};
 use crate::desired::Desired;
 use crate::live::Live;
-use crate::model::{attr, Address, Kind};
+use crate::model::Kind;
 use crate::provider::Provider;
 use crate::snapshot::{clock, Manifest, Snapshots};
 
@@ -119,14 +119,8 @@ fn list_platform(provider: &dyn Provider, a: &SnapshotListArgs) -> Result<ExitCo
     let live = provider.status(&app)?;
     let mut rows = Vec::new();
     for v in live.of_kind(Kind::Volume) {
-        for s in v
-            .status
-            .get("snapshots")
-            .and_then(|s| s.as_array())
-            .into_iter()
-            .flatten()
-        {
-            let mut row = s.clone();
+        for s in v.checks.snapshots.iter().flatten() {
+            let mut row = serde_json::to_value(s)?;
             row["volume"] = v.address.as_str().into();
             rows.push(row);
         }
@@ -264,12 +258,9 @@ pub(super) fn seed_from(
             ));
         }
     }
-    let app = desired
-        .resources
-        .get_mut(&Address::app(&desired.app))
-        .ok_or_else(|| anyhow!("the desired state has no app resource"))?;
-    app.attrs
-        .insert(attr::RESTORE_FROM.to_string(), serde_json::Value::from(id));
+    if !desired.restore_from(id) {
+        return Err(anyhow!("the desired state has no app resource"));
+    }
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::args::{Cli, StatusArgs};
 use super::{load_config, open_provider};
-use crate::model::{attr, Kind};
+use crate::model::{Checks, Kind, MachineSpec, Role};
 
 pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
     let config = load_config(&a.config)?;
@@ -16,32 +16,36 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
     if a.json {
         let nodes: Vec<_> = live
             .of_kind(Kind::Machine)
-            .map(|m| {
+            .filter_map(|m| Some((m, m.machine()?)))
+            .map(|(r, m)| {
                 serde_json::json!({
-                    "address": m.address,
-                    "region": m.str(attr::REGION),
+                    "address": r.address,
+                    "region": m.region,
                     "role": node_role(m),
-                    "state": m.str(attr::STATE),
-                    "checks": m.status,
+                    "state": m.state,
+                    "checks": r.checks,
                 })
             })
             .collect();
         let endpoint = live.of_kind(Kind::Endpoint).next().map(|e| {
             let mut v = serde_json::Map::new();
-            v.insert("state".into(), e.str(attr::STATE).into());
-            v.extend(e.status.clone());
+            v.insert("state".into(), e.state().into());
+            if let Ok(serde_json::Value::Object(checks)) = serde_json::to_value(&e.checks) {
+                v.extend(checks);
+            }
             v
         });
         let attachments: Vec<_> = live
             .of_kind(Kind::Attachment)
-            .map(|a| {
+            .filter_map(|r| Some((r, r.attachment()?)))
+            .map(|(r, a)| {
                 serde_json::json!({
-                    "app": a.address.as_str().trim_start_matches("attachment."),
-                    "variable": a.str(attr::VARIABLE),
-                    "database": a.str(attr::DATABASE),
-                    "user": a.str(attr::USER),
-                    "superuser": a.bool(attr::SUPERUSER),
-                    "credentials": a.str(attr::CREDENTIALS),
+                    "app": r.address.name(),
+                    "variable": a.variable,
+                    "database": a.database,
+                    "user": a.user,
+                    "superuser": a.superuser,
+                    "credentials": a.credentials,
                 })
             })
             .collect();
@@ -63,44 +67,44 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
         "{:<16} {:<8} {:<13} {:<10} CHECKS",
         "NODE", "REGION", "ROLE", "STATE"
     );
-    for m in live.of_kind(Kind::Machine) {
+    for r in live.of_kind(Kind::Machine) {
+        let Some(m) = r.machine() else { continue };
         println!(
             "{:<16} {:<8} {:<13} {:<10} {}",
-            m.address.as_str(),
-            m.str(attr::REGION).unwrap_or("?"),
+            r.address.as_str(),
+            m.region,
             node_role(m),
-            m.str(attr::STATE).unwrap_or("?"),
-            human_checks(m)
+            m.state,
+            human_checks(&r.checks)
         );
     }
     if let Some(e) = live.of_kind(Kind::Endpoint).next() {
-        if let Some(port) = e.status.get(attr::PORT).and_then(|v| v.as_u64()) {
-            let host = e
-                .status
-                .get("host")
-                .and_then(|v| v.as_str())
-                .unwrap_or("127.0.0.1");
+        if let Some(port) = e.checks.port {
+            let host = e.checks.host.as_deref().unwrap_or("127.0.0.1");
             let user = &config.postgres.operator_user;
             println!(
                 "\nLeader endpoint ({}): postgres://{user}:********@{host}:{port}/postgres",
-                e.str(attr::STATE).unwrap_or("unknown")
+                e.state().unwrap_or("unknown")
             );
         }
     }
-    let attachments: Vec<_> = live.of_kind(Kind::Attachment).collect();
+    let attachments: Vec<_> = live
+        .of_kind(Kind::Attachment)
+        .filter_map(|r| Some((r, r.attachment()?)))
+        .collect();
     if !attachments.is_empty() {
         println!(
             "\n{:<24} {:<24} {:<20} {:<20} CREDENTIALS",
             "ATTACHED APP", "VARIABLE", "DATABASE", "USER"
         );
-        for a in attachments {
+        for (r, a) in attachments {
             println!(
                 "{:<24} {:<24} {:<20} {:<20} {}",
-                a.address.as_str().trim_start_matches("attachment."),
-                a.str(attr::VARIABLE).unwrap_or("?"),
-                a.str(attr::DATABASE).unwrap_or("?"),
-                a.str(attr::USER).unwrap_or("?"),
-                a.str(attr::CREDENTIALS).unwrap_or("?")
+                r.address.name(),
+                a.variable,
+                a.database,
+                a.user,
+                a.credentials
             );
         }
     }
@@ -108,31 +112,30 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
 }
 
 /// Fly-style checks of a node: replication lag, connections, disk.
-fn human_checks(m: &crate::model::Resource) -> String {
-    let get = |k: &str| m.status.get(k).and_then(|v| v.as_i64());
+fn human_checks(c: &Checks) -> String {
     let mut parts = Vec::new();
-    if let Some(s) = m.status.get("pg_state").and_then(|v| v.as_str()) {
+    if let Some(s) = &c.pg_state {
         parts.push(format!("pg={s}"));
     }
-    if let Some(lag) = get("lag_bytes") {
+    if let Some(lag) = c.lag_bytes {
         parts.push(format!("lag={lag}B"));
     }
-    if let (Some(c), Some(max)) = (get("connections"), get("max_connections")) {
-        parts.push(format!("connections={c}/{max}"));
+    if let (Some(n), Some(max)) = (c.connections, c.max_connections) {
+        parts.push(format!("connections={n}/{max}"));
     }
-    if let Some(d) = get("disk_used_bytes") {
+    if let Some(d) = c.disk_used_bytes {
         parts.push(format!("disk={:.1}MiB", d as f64 / 1_048_576.0));
     }
-    if let Some(p) = get(attr::PORT) {
+    if let Some(p) = c.port {
         parts.push(format!("port={p}"));
     }
     parts.join(" ")
 }
 
-fn node_role(m: &crate::model::Resource) -> &'static str {
-    if m.bool(attr::LEADER) == Some(true) {
+fn node_role(m: &MachineSpec) -> &'static str {
+    if m.leader == Some(true) {
         "leader"
-    } else if m.str(attr::ROLE) == Some(crate::model::role::REPLICA) {
+    } else if m.role == Role::Replica {
         "read-replica"
     } else {
         "replica"

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::types::*;
 use crate::desired::Desired;
 use crate::live::Live;
-use crate::model::{attr, role, Address, Kind, Resource};
+use crate::model::{Address, Agreed, Kind, Resource, Role, Spec, OUTSIDE_FLYPLAN};
 
 /// Choices the user made on the command line that change the plan.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,7 +26,7 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
             None => pending.push(Pending::new(
                 Action::Create,
                 address,
-                want.kind,
+                want.kind(),
                 None,
                 Some(want),
                 vec![],
@@ -38,7 +38,7 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
                     unchanged.push(address.clone());
                     continue;
                 }
-                let action = if changed.iter().any(|a| needs_replace(want.kind, a)) {
+                let action = if changed.iter().any(|a| needs_replace(want.kind(), a)) {
                     Action::Replace
                 } else {
                     Action::Update
@@ -47,7 +47,7 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
                 pending.push(Pending::new(
                     action,
                     address,
-                    want.kind,
+                    want.kind(),
                     Some(have),
                     Some(want),
                     changed,
@@ -66,8 +66,8 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
         // the whole app goes, they go with it), and so are things made
         // outside flyplan while the app stays.
         let app_stays = desired.resources.contains_key(&Address::app(&desired.app));
-        let foreign = have.str(attr::MANAGED_BY) == Some(attr::OUTSIDE_FLYPLAN);
-        let inside_cluster = matches!(have.kind, Kind::User | Kind::Database);
+        let foreign = have.managed_by() == Some(OUTSIDE_FLYPLAN);
+        let inside_cluster = matches!(have.kind(), Kind::User | Kind::Database);
         if ((app_stays && foreign) || inside_cluster) && !declared_absent {
             continue;
         }
@@ -79,7 +79,7 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
         pending.push(Pending::new(
             Action::Delete,
             address,
-            have.kind,
+            have.kind(),
             Some(have),
             None,
             vec![],
@@ -120,12 +120,8 @@ fn fold_into_app_delete(pending: &mut Vec<Pending>) -> usize {
         .iter()
         .filter(|p| p.step.action == Action::Delete && p.step.kind == Kind::Attachment)
         .filter_map(|p| {
-            let b = p.step.before.as_ref()?;
-            Some(format!(
-                "{} on app {}",
-                b.str(attr::VARIABLE).unwrap_or("DATABASE_URL"),
-                p.step.address.as_str().trim_start_matches("attachment.")
-            ))
+            let b = p.step.before.as_ref()?.attachment()?;
+            Some(format!("{} on app {}", b.variable, p.step.address.name()))
         })
         .collect();
     let notes = &mut pending[app_at].step.notes;
@@ -173,11 +169,10 @@ impl Pending {
 /// Attributes of `want` that `have` does not match. Inputs for apply (such
 /// as which secret holds a password) are not compared.
 fn changed_attrs(want: &Resource, have: &Resource) -> Vec<String> {
-    want.attrs
-        .iter()
-        .filter(|(k, _)| !attr::INPUT_ONLY.contains(&k.as_str()))
-        .filter(|(k, v)| have.attrs.get(*k) != Some(*v))
-        .map(|(k, _)| k.clone())
+    want.spec
+        .changed(&have.spec)
+        .into_iter()
+        .map(str::to_string)
         .collect()
 }
 
@@ -185,47 +180,53 @@ fn changed_attrs(want: &Resource, have: &Resource) -> Vec<String> {
 fn needs_replace(kind: Kind, attribute: &str) -> bool {
     matches!(
         (kind, attribute),
-        (Kind::Machine, attr::ROLE)
-            | (Kind::Attachment, attr::DATABASE)
-            | (Kind::Attachment, attr::USER)
+        (Kind::Machine, "role") | (Kind::Attachment, "database") | (Kind::Attachment, "user")
     )
 }
 
 fn create_reason(live: &Live, want: &Resource) -> String {
     let app_exists = live.of_kind(Kind::App).next().is_some();
-    match want.kind {
-        Kind::Machine | Kind::Volume if app_exists => {
+    match &want.spec {
+        Spec::Machine(_) | Spec::Volume(_) if app_exists => {
             "not in live state (new in fly.toml, or lost)".to_string()
         }
-        Kind::Attachment => format!(
+        Spec::Attachment(a) => format!(
             "attach: database {}, user {}, {} set on app {}",
-            want.str(attr::DATABASE).unwrap_or("?"),
-            want.str(attr::USER).unwrap_or("?"),
-            want.str(attr::VARIABLE).unwrap_or("DATABASE_URL"),
-            want.address.as_str().trim_start_matches("attachment.")
+            a.database,
+            a.user,
+            a.variable,
+            want.address.name()
         ),
-        _ => "not in live state".to_string(),
+        Spec::App(_)
+        | Spec::Secret(_)
+        | Spec::Volume(_)
+        | Spec::Machine(_)
+        | Spec::Formation(_)
+        | Spec::Endpoint(_)
+        | Spec::User(_)
+        | Spec::Database(_)
+        | Spec::SnapshotPolicy(_) => "not in live state".to_string(),
     }
 }
 
 fn update_reason(want: &Resource, have: &Resource, changed: &[String], action: Action) -> String {
-    if changed.len() == 1 && changed[0] == attr::STATE {
+    if changed.len() == 1 && changed[0] == "state" {
         return format!(
             "drift: {} is {}, fly.toml wants {}",
-            want.kind.as_str(),
-            have.str(attr::STATE).unwrap_or("unknown"),
-            want.str(attr::STATE).unwrap_or("running")
+            want.kind().as_str(),
+            have.state().unwrap_or("unknown"),
+            want.state().unwrap_or("running")
         );
     }
     let what: Vec<String> = changed
         .iter()
-        .map(|a| match (want.kind, a.as_str()) {
-            (Kind::Secret, attr::DIGEST) => "value changed".to_string(),
-            (Kind::Attachment, attr::CREDENTIALS) => format!(
+        .map(|a| match (&want.spec, &have.spec, a.as_str()) {
+            (Spec::Secret(_), _, "digest") => "value changed".to_string(),
+            (Spec::Attachment(w), Spec::Attachment(h), "credentials") => format!(
                 "drift: {}; a new password is set and {} on app {} updated",
-                have.str(attr::CREDENTIALS).unwrap_or("unknown"),
-                want.str(attr::VARIABLE).unwrap_or("DATABASE_URL"),
-                want.address.as_str().trim_start_matches("attachment.")
+                h.credentials,
+                w.variable,
+                want.address.name()
             ),
             _ => format!("{a} changed"),
         })
@@ -241,9 +242,9 @@ fn update_reason(want: &Resource, have: &Resource, changed: &[String], action: A
 fn decorate(p: &mut Pending, live: &Live, opts: PlanOptions) {
     let step = &mut p.step;
     match (step.kind, step.action) {
-        (Kind::Volume, Action::Update) if step.changed.iter().any(|c| c == attr::SIZE_GB) => {
-            let before = step.before.as_ref().and_then(|r| r.u64(attr::SIZE_GB));
-            let after = step.after.as_ref().and_then(|r| r.u64(attr::SIZE_GB));
+        (Kind::Volume, Action::Update) if step.changed.iter().any(|c| c == "size_gb") => {
+            let before = step.before.as_ref().and_then(|r| Some(r.volume()?.size_gb));
+            let after = step.after.as_ref().and_then(|r| Some(r.volume()?.size_gb));
             if let (Some(b), Some(a)) = (before, after) {
                 if a < b {
                     step.blocked = Some(Blocked {
@@ -282,12 +283,10 @@ fn decorate(p: &mut Pending, live: &Live, opts: PlanOptions) {
             }
         }
         (Kind::Attachment, Action::Delete) => {
-            let b = step.before.as_ref();
-            let db = b.and_then(|r| r.str(attr::DATABASE)).unwrap_or("?");
-            let user = b.and_then(|r| r.str(attr::USER)).unwrap_or("?");
-            let var = b
-                .and_then(|r| r.str(attr::VARIABLE))
-                .unwrap_or("DATABASE_URL");
+            let b = step.before.as_ref().and_then(Resource::attachment);
+            let db = b.map_or("?", |a| a.database.as_str());
+            let user = b.map_or("?", |a| a.user.as_str());
+            let var = b.map_or("DATABASE_URL", |a| a.variable.as_str());
             step.reason = "detach: attachment removed from fly.toml".to_string();
             step.notes.push(format!(
                 "objects of user {user} are reassigned and dropped, the role is dropped and {var} is unset"
@@ -296,8 +295,8 @@ fn decorate(p: &mut Pending, live: &Live, opts: PlanOptions) {
                 .push(format!("database {db} is kept with its data"));
         }
         (Kind::Machine, Action::Update | Action::Replace)
-            if step.before.as_ref().and_then(|r| r.bool(attr::LEADER)) == Some(true)
-                && step.changed.iter().any(|c| c != attr::STATE) =>
+            if step.before.as_ref().is_some_and(Resource::is_leader)
+                && step.changed.iter().any(|c| c != "state") =>
         {
             step.notes
                 .push("current leader: updated last, after a switchover to a standby".to_string());
@@ -305,17 +304,21 @@ fn decorate(p: &mut Pending, live: &Live, opts: PlanOptions) {
         (Kind::Machine, Action::Delete) => {
             step.notes
                 .push("drained from the formation before it stops".to_string());
-            if step.before.as_ref().and_then(|r| r.bool(attr::LEADER)) == Some(true) {
+            if step.before.as_ref().is_some_and(Resource::is_leader) {
                 step.notes
                     .push("current leader: a standby is promoted first".to_string());
             }
         }
         (Kind::Formation, Action::Update) => {
-            let n = step
-                .after
-                .as_ref()
-                .and_then(|r| r.u64(attr::SYNC_STANDBYS))
-                .unwrap_or(0);
+            let n = match step.after.as_ref().map(|r| &r.spec) {
+                Some(Spec::Formation(f)) => f
+                    .sync_standbys
+                    .as_ref()
+                    .and_then(Agreed::one)
+                    .copied()
+                    .unwrap_or(0),
+                _ => 0,
+            };
             step.notes.push(if n == 0 {
                 "commits no longer wait for a standby".to_string()
             } else {
@@ -364,7 +367,7 @@ fn phase(step: &Step, live: &Live, first_machine: Option<&Address>) -> Phase {
         (Kind::Machine, false) => {
             if Some(&step.address) == first_machine {
                 Phase::FirstMachine
-            } else if live.get(&step.address).and_then(|r| r.bool(attr::LEADER)) == Some(true) {
+            } else if live.get(&step.address).is_some_and(Resource::is_leader) {
                 Phase::LeaderMachine
             } else {
                 Phase::Machines
@@ -394,21 +397,18 @@ fn phase(step: &Step, live: &Live, first_machine: Option<&Address>) -> Phase {
 fn first_machine(steps: &[Pending], live: &Live, desired: &Desired) -> Option<Address> {
     let leader_alive = live
         .of_kind(Kind::Machine)
-        .any(|m| m.str(attr::STATE) == Some("running") && desired.get(&m.address).is_some());
+        .any(|m| m.state() == Some("running") && desired.get(&m.address).is_some());
     if leader_alive {
         return None;
     }
     steps
         .iter()
         .map(|p| &p.step)
-        .filter(|s| s.kind == Kind::Machine && s.action != Action::Delete)
-        .filter(|s| s.after.as_ref().and_then(|r| r.str(attr::ROLE)) == Some(role::CANDIDATE))
-        .min_by_key(|s| {
-            s.after
-                .as_ref()
-                .and_then(|r| r.u64(attr::INDEX))
-                .unwrap_or(u64::MAX)
-        })
+        .filter(|s| s.action != Action::Delete)
+        .filter_map(|s| Some((s, s.after.as_ref()?.machine()?)))
+        .filter(|(_, m)| m.role == Role::Candidate)
+        .min_by_key(|(_, m)| m.index)
+        .map(|(s, _)| s)
         .map(|s| s.address.clone())
 }
 
@@ -471,7 +471,7 @@ pub fn show_value(r: &Resource, key: &str) -> String {
     if r.is_sensitive(key) {
         return "(sensitive value)".to_string();
     }
-    match r.attrs.get(key) {
+    match r.spec.attrs().get(key) {
         None | Some(Value::Null) => "null".to_string(),
         Some(v) => v.to_string(),
     }

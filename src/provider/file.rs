@@ -9,7 +9,7 @@ use fs4::fs_std::FileExt;
 
 use super::{LockGuard, Outcome, Provider, ProviderError, StepContext};
 use crate::live::Live;
-use crate::model::{attr, Kind};
+use crate::model::{Kind, Resource, Spec};
 use crate::plan::{Action, Step};
 
 pub struct FileProvider {
@@ -70,23 +70,27 @@ impl Provider for FileProvider {
                 None => Outcome::NotNeeded,
             },
             (_, Some(after)) => {
-                let mut r = after.clone();
-                for k in attr::INPUT_ONLY {
-                    r.attrs.remove(*k);
-                }
-                match live.resources.get(&step.address) {
-                    Some(have) if have.attrs == r.attrs => Outcome::NotNeeded,
-                    Some(have) => {
-                        // Keep observations (such as the leader flag) the
-                        // desired state does not speak of.
-                        let mut merged = have.clone();
-                        merged.attrs.extend(r.attrs);
-                        merged.sensitive.extend(r.sensitive);
-                        live.insert(merged);
+                // Inputs for apply are not part of what exists.
+                let mut want = after.spec.attrs();
+                want.retain(|k, _| !after.spec.is_input(k));
+                let have = live.resources.get(&step.address);
+                let have_attrs = have.map(|h| h.spec.attrs());
+                if have_attrs.as_ref() == Some(&want) {
+                    Outcome::NotNeeded
+                } else {
+                    // Keep observations (such as the leader flag) the
+                    // desired state does not speak of.
+                    let existed = have.is_some();
+                    let mut merged = have_attrs.unwrap_or_default();
+                    merged.extend(want);
+                    let spec = Spec::from_attrs(after.kind(), merged).map_err(|e| {
+                        ProviderError::failed(step.address.to_string(), e.to_string())
+                    })?;
+                    let checks = have.map(|h| h.checks.clone()).unwrap_or_default();
+                    live.insert(Resource::new(step.address.clone(), spec).with_checks(checks));
+                    if existed {
                         Outcome::Updated
-                    }
-                    None => {
-                        live.insert(r);
+                    } else {
                         Outcome::Created
                     }
                 }

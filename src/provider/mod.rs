@@ -53,6 +53,9 @@ impl std::fmt::Debug for SecretValues {
 pub struct StepContext<'a> {
     pub app: &'a str,
     pub secrets: &'a SecretValues,
+    /// The snapshot a cluster being created starts from (`restore_from` of
+    /// the plan's app step), for providers whose first volume takes it.
+    pub restore_from: Option<&'a str>,
 }
 
 /// Errors of the provider layer.

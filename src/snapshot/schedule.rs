@@ -13,12 +13,9 @@
 //!   snapshot a day settles at N snapshots. The newest snapshot of a volume
 //!   is never removed, even when it is older than that.
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
 use time::{Duration, OffsetDateTime, Time, UtcOffset};
 
-use crate::model::attr;
+use crate::model::{Agreed, SnapshotPolicySpec};
 
 /// Fly's default retention.
 pub const DEFAULT_RETENTION_DAYS: u32 = 5;
@@ -47,24 +44,26 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// The policy recorded for a `snapshot_policy.<volume>` resource
-    /// (`scheduled`, `retention_days`, `snapshot_time`); missing or
-    /// unreadable attributes take Fly's defaults.
-    pub fn from_attrs(attrs: &BTreeMap<String, Value>) -> Policy {
+    /// The policy recorded for a `snapshot_policy.<volume>` resource;
+    /// missing or unreadable attributes take Fly's defaults.
+    pub fn from_spec(spec: &SnapshotPolicySpec) -> Policy {
         let d = Policy::default();
         Policy {
-            scheduled: attrs
-                .get(attr::SCHEDULED)
-                .and_then(Value::as_bool)
+            scheduled: spec
+                .scheduled
+                .as_ref()
+                .and_then(Agreed::one)
+                .copied()
                 .unwrap_or(d.scheduled),
-            retention_days: attrs
-                .get(attr::RETENTION_DAYS)
-                .and_then(Value::as_u64)
-                .map(|n| n.clamp(1, u64::from(MAX_RETENTION_DAYS)) as u32)
+            retention_days: spec
+                .retention_days
+                .as_ref()
+                .and_then(Agreed::one)
+                .map(|n| (*n).clamp(1, u64::from(MAX_RETENTION_DAYS)) as u32)
                 .unwrap_or(d.retention_days),
-            at: attrs
-                .get(attr::SNAPSHOT_TIME)
-                .and_then(Value::as_str)
+            at: spec
+                .snapshot_time
+                .as_deref()
                 .and_then(parse_time_of_day)
                 .unwrap_or(d.at),
         }
@@ -236,13 +235,17 @@ mod tests {
 
     #[test]
     fn a_policy_reads_recorded_attributes_with_fly_defaults() {
-        let mut attrs = BTreeMap::new();
-        assert_eq!(Policy::from_attrs(&attrs), Policy::default());
-        attrs.insert(attr::SCHEDULED.to_string(), Value::from(false));
-        attrs.insert(attr::RETENTION_DAYS.to_string(), Value::from(2));
-        attrs.insert(attr::SNAPSHOT_TIME.to_string(), Value::from("03:30"));
+        let mut spec = SnapshotPolicySpec {
+            retention_days: None,
+            scheduled: None,
+            snapshot_time: None,
+        };
+        assert_eq!(Policy::from_spec(&spec), Policy::default());
+        spec.scheduled = Some(Agreed::One(false));
+        spec.retention_days = Some(Agreed::One(2));
+        spec.snapshot_time = Some("03:30".to_string());
         assert_eq!(
-            Policy::from_attrs(&attrs),
+            Policy::from_spec(&spec),
             Policy {
                 scheduled: false,
                 retention_days: 2,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::api::{
     App, AppSecret, ListSecretsResponse, Machine, Volume, VolumeSnapshot, GONE_MACHINE_STATES,
@@ -14,7 +14,10 @@ use super::client::FlyClient;
 use super::ledger::{AppLedger, SecretsLedger};
 use super::{meta, DEFAULT_SNAPSHOT_TIME, PG_PROXY_PORT};
 use crate::live::Live;
-use crate::model::{attr, role, Address, Kind, Resource};
+use crate::model::{
+    Address, Agreed, AppSpec, Checks, Digest, EndpointSpec, FormationSpec, MachineSpec, Resource,
+    Role, SecretSpec, SnapshotPolicySpec, Spec, TakenSnapshot, VolumeSpec, OUTSIDE_FLYPLAN,
+};
 use crate::provider::ProviderError;
 
 /// The digest reported for a secret whose value flyplan did not set (or
@@ -277,8 +280,8 @@ pub fn serves_proxy(m: &Machine) -> bool {
 }
 
 /// One value if all agree, else a marker that never equals a desired value.
-fn agreed(values: impl IntoIterator<Item = Value>) -> Option<Value> {
-    let distinct: Vec<Value> = values.into_iter().fold(Vec::new(), |mut acc, v| {
+fn agreed<T: PartialEq + Serialize>(values: impl IntoIterator<Item = T>) -> Option<Agreed<T>> {
+    let mut distinct: Vec<T> = values.into_iter().fold(Vec::new(), |mut acc, v| {
         if !acc.contains(&v) {
             acc.push(v);
         }
@@ -286,12 +289,12 @@ fn agreed(values: impl IntoIterator<Item = Value>) -> Option<Value> {
     });
     match distinct.len() {
         0 => None,
-        1 => distinct.into_iter().next(),
-        _ => Some(Value::String(format!(
+        1 => distinct.pop().map(Agreed::One),
+        _ => Some(Agreed::Mixed(format!(
             "mixed: {}",
             distinct
                 .iter()
-                .map(Value::to_string)
+                .map(|v| serde_json::to_string(v).unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
@@ -316,34 +319,30 @@ pub fn to_live(
     let mut live = Live::empty(app);
 
     // The app.
-    let mut app_res = Resource::new(Address::app(app), Kind::App)
-        .with(attr::STATE, "running")
-        .with("id", snap.app.id.clone())
-        .with("status", snap.app.status.clone());
-    if let Some(pr) = &topo.primary_region {
-        app_res = app_res.with(attr::PRIMARY_REGION, pr.clone());
-    }
-    if let Some(org) = snap
-        .app
-        .organization
-        .as_ref()
-        .filter(|o| !o.slug.is_empty())
-    {
-        app_res = app_res.with("org", org.slug.clone());
-    }
-    if let Some(role) = &snap.app.app_role {
-        app_res = app_res.with("app_role", role.clone());
-    }
-    live.insert(app_res);
+    let app_spec = AppSpec {
+        app_role: snap.app.app_role.clone(),
+        id: Some(snap.app.id.clone()),
+        org: snap
+            .app
+            .organization
+            .as_ref()
+            .filter(|o| !o.slug.is_empty())
+            .map(|o| o.slug.clone()),
+        primary_region: topo.primary_region.clone(),
+        restore_from: None,
+        state: "running".to_string(),
+        status: Some(snap.app.status.clone()),
+    };
+    live.insert(Resource::new(Address::app(app), Spec::App(app_spec)));
 
     // Secrets: digests flyplan can vouch for, others marked.
     for s in &snap.secrets {
-        let mut r = Resource::new(Address::secret(&s.name), Kind::Secret)
-            .with_sensitive(attr::DIGEST, reported_secret_digest(s, secrets_ledger));
-        if !secrets_ledger.secrets.contains_key(&s.name) {
-            r = r.with(attr::MANAGED_BY, attr::OUTSIDE_FLYPLAN);
-        }
-        live.insert(r);
+        let spec = SecretSpec {
+            digest: Some(Digest(reported_secret_digest(s, secrets_ledger))),
+            managed_by: (!secrets_ledger.secrets.contains_key(&s.name))
+                .then(|| OUTSIDE_FLYPLAN.to_string()),
+        };
+        live.insert(Resource::new(Address::secret(&s.name), Spec::Secret(spec)));
     }
 
     // Volumes.
@@ -353,43 +352,48 @@ pub fn to_live(
             continue;
         };
         by_name.entry(v.name.as_str()).or_default().push(v);
-        let mut r = Resource::new(address.clone(), Kind::Volume)
-            .with(attr::NAME, v.name.clone())
-            .with(attr::REGION, v.region.clone())
-            .with(attr::SIZE_GB, v.size_gb)
-            .with("id", v.id.clone())
-            .with("auto_backup_enabled", v.auto_backup_enabled.unwrap_or(true));
-        if let Some(ret) = v.snapshot_retention {
-            r = r.with("snapshot_retention", ret);
-        }
-        if let Some(mid) = v.attached_machine_id.as_deref().filter(|s| !s.is_empty()) {
-            r = r.with("attached_machine_id", mid.to_string());
-        }
-        // What Fly has taken so far: status, never compared.
-        if let Some(list) = snap.snapshots.get(&v.id) {
-            r = r.with_status("snapshots", json!(list));
-        }
-        live.insert(r);
+        let spec = VolumeSpec {
+            attached_machine_id: v
+                .attached_machine_id
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            auto_backup_enabled: Some(v.auto_backup_enabled.unwrap_or(true)),
+            id: Some(v.id.clone()),
+            name: v.name.clone(),
+            region: v.region.clone(),
+            size_gb: v.size_gb,
+            snapshot_retention: v.snapshot_retention,
+        };
+        // What Fly has taken so far: checks, never compared.
+        let checks = Checks {
+            snapshots: snap.snapshots.get(&v.id).map(|list| {
+                list.iter()
+                    .map(|s| TakenSnapshot {
+                        created_at: s.created_at.clone(),
+                        id: s.id.clone(),
+                        size: s.size,
+                        status: s.status.clone(),
+                    })
+                    .collect()
+            }),
+            ..Checks::default()
+        };
+        live.insert(Resource::new(address.clone(), Spec::Volume(spec)).with_checks(checks));
     }
 
     // Snapshot policies, one per volume name. Fly has no time of day for
     // its daily snapshots: the desired default is reported.
     for (name, vols) in &by_name {
-        let mut r = Resource::new(Address::snapshot_policy(name), Kind::SnapshotPolicy)
-            .with(attr::SNAPSHOT_TIME, DEFAULT_SNAPSHOT_TIME);
-        if let Some(v) = agreed(
-            vols.iter()
-                .map(|v| json!(v.auto_backup_enabled.unwrap_or(true))),
-        ) {
-            r.attrs.insert(attr::SCHEDULED.to_string(), v);
-        }
-        if let Some(v) = agreed(
-            vols.iter()
-                .filter_map(|v| v.snapshot_retention.map(|d| json!(d))),
-        ) {
-            r.attrs.insert(attr::RETENTION_DAYS.to_string(), v);
-        }
-        live.insert(r);
+        let spec = SnapshotPolicySpec {
+            retention_days: agreed(vols.iter().filter_map(|v| v.snapshot_retention)),
+            scheduled: agreed(vols.iter().map(|v| v.auto_backup_enabled.unwrap_or(true))),
+            snapshot_time: Some(DEFAULT_SNAPSHOT_TIME.to_string()),
+        };
+        live.insert(Resource::new(
+            Address::snapshot_policy(name),
+            Spec::SnapshotPolicy(spec),
+        ));
     }
 
     // Machines.
@@ -397,8 +401,8 @@ pub fn to_live(
         let index = topo.machine_index[&m.id];
         let guest = m.config.guest.clone().unwrap_or_default();
         let role = match &topo.primary_region {
-            Some(pr) if pr != &m.region => role::REPLICA,
-            _ => role::CANDIDATE,
+            Some(pr) if pr != &m.region => Role::Replica,
+            _ => Role::Candidate,
         };
         let state = if m.state == "started" {
             "running".to_string()
@@ -406,39 +410,36 @@ pub fn to_live(
             m.state.clone()
         };
         let role_output = role_check(m);
-        let mut r = Resource::new(Address::machine(&m.region, index), Kind::Machine)
-            .with(attr::REGION, m.region.clone())
-            .with(attr::INDEX, index)
-            .with(attr::ROLE, role)
-            .with(attr::IMAGE, normalize_image(&m.config.image))
-            .with(attr::VM_SIZE, vm_size(&guest.cpu_kind, guest.cpus))
-            .with(attr::MEMORY_MB, guest.memory_mb)
-            .with(attr::CPUS, guest.cpus)
-            .with(
-                attr::CPU_KIND,
-                if guest.cpu_kind.is_empty() {
-                    "shared".to_string()
-                } else {
-                    guest.cpu_kind.clone()
-                },
-            )
-            .with(attr::STATE, state)
-            .with(attr::LEADER, role_output == Some("primary"))
-            .with("id", m.id.clone())
-            .with("instance_id", m.instance_id.clone())
-            .with("machine_name", m.name.clone());
-        if let Some(out) = role_output {
-            r = r.with("role_check", out.to_string());
-        }
-        if let Some(vol) = m
-            .config
-            .mounts
-            .iter()
-            .find_map(|mount| topo.volume_address.get(&mount.volume))
-        {
-            r = r.with(attr::VOLUME, vol.to_string());
-        }
-        live.insert(r);
+        let spec = MachineSpec {
+            cpu_kind: Some(if guest.cpu_kind.is_empty() {
+                "shared".to_string()
+            } else {
+                guest.cpu_kind.clone()
+            }),
+            cpus: Some(guest.cpus),
+            id: Some(m.id.clone()),
+            image: Some(normalize_image(&m.config.image)),
+            index,
+            instance_id: Some(m.instance_id.clone()),
+            leader: Some(role_output == Some("primary")),
+            machine_name: Some(m.name.clone()),
+            memory_mb: Some(u64::from(guest.memory_mb)),
+            region: m.region.clone(),
+            role,
+            role_check: role_output.map(str::to_string),
+            state,
+            vm_size: Some(vm_size(&guest.cpu_kind, guest.cpus)),
+            volume: m
+                .config
+                .mounts
+                .iter()
+                .find_map(|mount| topo.volume_address.get(&mount.volume))
+                .cloned(),
+        };
+        live.insert(Resource::new(
+            Address::machine(&m.region, index),
+            Spec::Machine(spec),
+        ));
     }
 
     // Formation: postgres-flex has no synchronous-standby setting; the
@@ -450,13 +451,15 @@ pub fn to_live(
                 .metadata
                 .get(meta::SYNC_STANDBYS)
                 .and_then(|s| s.parse::<u64>().ok())
-                .map_or(json!(0), |n| json!(n))
+                .unwrap_or(0)
         });
-        let mut r = Resource::new(Address::formation(app), Kind::Formation);
-        if let Some(v) = agreed(values) {
-            r.attrs.insert(attr::SYNC_STANDBYS.to_string(), v);
-        }
-        live.insert(r);
+        let spec = FormationSpec {
+            sync_standbys: agreed(values),
+        };
+        live.insert(Resource::new(
+            Address::formation(app),
+            Spec::Formation(spec),
+        ));
     }
 
     // Endpoint: Fly's proxy on 5432 exists while machines serve it.
@@ -467,10 +470,14 @@ pub fn to_live(
         } else {
             "stopped"
         };
+        let spec = EndpointSpec {
+            state: state.to_string(),
+        };
         live.insert(
-            Resource::new(Address::endpoint(app), Kind::Endpoint)
-                .with(attr::STATE, state)
-                .with(attr::PORT, PG_PROXY_PORT),
+            Resource::new(Address::endpoint(app), Spec::Endpoint(spec)).with_checks(Checks {
+                port: Some(u64::from(PG_PROXY_PORT)),
+                ..Checks::default()
+            }),
         );
     }
     live
@@ -577,7 +584,10 @@ mod tests {
             normalize_image("docker.io/library/postgres:16"),
             "postgres:16"
         );
-        assert_eq!(agreed([json!(5), json!(5)]), Some(json!(5)));
-        assert_eq!(agreed([json!(5), json!(7)]), Some(json!("mixed: 5, 7")));
+        assert_eq!(agreed([5u64, 5]), Some(Agreed::One(5)));
+        assert_eq!(
+            agreed([5u64, 7]),
+            Some(Agreed::Mixed("mixed: 5, 7".to_string()))
+        );
     }
 }

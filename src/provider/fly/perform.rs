@@ -20,7 +20,7 @@ use super::observe::{self, normalize_image, role_check, serves_proxy, Snapshot, 
 use super::{
     meta, secret_digest, FlyProvider, DEFAULT_SNAPSHOT_TIME, PG_DIRECT_PORT, PG_PROXY_PORT,
 };
-use crate::model::{attr, role, Address, Kind, Resource};
+use crate::model::{Agreed, Kind, MachineSpec, Resource, Role, Spec, Target, VolumeSpec};
 use crate::plan::{Action, Step};
 use crate::provider::pg::{attachments, roles};
 use crate::provider::{Outcome, ProviderError, StepContext};
@@ -145,26 +145,11 @@ fn changed(action: Action) -> Outcome {
     }
 }
 
-/// `volume.<name>[<region>:<index>]` → (name, region, index).
-fn parse_volume_address(a: &Address) -> Option<(String, String, u32)> {
-    let rest = a.as_str().strip_prefix("volume.")?;
-    let (name, node) = rest.split_once('[')?;
-    let (region, index) = node.strip_suffix(']')?.split_once(':')?;
-    Some((name.to_string(), region.to_string(), index.parse().ok()?))
-}
-
-/// `machine[<region>:<index>]` → (region, index).
-fn parse_machine_address(a: &Address) -> Option<(String, u32)> {
-    let node = a.as_str().strip_prefix("machine[")?.strip_suffix(']')?;
-    let (region, index) = node.split_once(':')?;
-    Some((region.to_string(), index.parse().ok()?))
-}
-
-/// The guest of a resource: explicit `cpu_kind`/`cpus` win over the preset
+/// The guest of a machine: explicit `cpu_kind`/`cpus` win over the preset
 /// named by `vm_size` (`shared-cpu-2x`, `performance-4x`).
-fn guest_of(r: &Resource) -> MachineGuest {
+fn guest_of(m: &MachineSpec) -> MachineGuest {
     let (mut kind, mut cpus) = ("shared".to_string(), 1u32);
-    if let Some(size) = r.str(attr::VM_SIZE) {
+    if let Some(size) = &m.vm_size {
         if let Some(n) = size
             .strip_prefix("shared-cpu-")
             .and_then(|n| n.strip_suffix('x'))
@@ -179,13 +164,13 @@ fn guest_of(r: &Resource) -> MachineGuest {
             cpus = n.parse().unwrap_or(1);
         }
     }
-    if let Some(k) = r.str(attr::CPU_KIND) {
-        kind = k.to_string();
+    if let Some(k) = &m.cpu_kind {
+        kind = k.clone();
     }
-    if let Some(n) = r.u64(attr::CPUS) {
-        cpus = n as u32;
+    if let Some(n) = m.cpus {
+        cpus = n;
     }
-    let memory_mb = r.u64(attr::MEMORY_MB).map_or(256 * cpus, |m| m as u32);
+    let memory_mb = m.memory_mb.map_or(256 * cpus, |m| m as u32);
     MachineGuest {
         cpu_kind: kind,
         cpus,
@@ -290,6 +275,18 @@ impl Performer<'_> {
             .ok_or_else(|| ProviderError::failed(&self.label, "the step has no desired resource"))
     }
 
+    fn after_volume(&self) -> Result<&VolumeSpec, ProviderError> {
+        self.after()?
+            .volume()
+            .ok_or_else(|| self.fail("the step's resource is not a volume"))
+    }
+
+    fn after_machine(&self) -> Result<&MachineSpec, ProviderError> {
+        self.after()?
+            .machine()
+            .ok_or_else(|| self.fail("the step's resource is not a machine"))
+    }
+
     fn fail(&self, message: impl Into<String>) -> ProviderError {
         ProviderError::failed(&self.label, message)
     }
@@ -318,8 +315,7 @@ impl Performer<'_> {
                     .step
                     .after
                     .as_ref()
-                    .and_then(|r| r.str(attr::PRIMARY_REGION))
-                    .map(str::to_string);
+                    .and_then(|r| r.app()?.primary_region.clone());
                 let outcome = match existing {
                     None if self.step.action == Action::Create => {
                         let body = CreateAppRequest {
@@ -512,10 +508,7 @@ impl Performer<'_> {
                 let vol = existing.ok_or_else(|| {
                     self.fail(format!("{} does not exist; plan again", self.step.address))
                 })?;
-                let want = self
-                    .after()?
-                    .u64(attr::SIZE_GB)
-                    .ok_or_else(|| self.fail("no size_gb in the desired volume"))?;
+                let want = self.after_volume()?.size_gb;
                 if want == vol.size_gb {
                     return Ok(Outcome::NotNeeded);
                 }
@@ -551,14 +544,11 @@ impl Performer<'_> {
     }
 
     async fn create_volume(&self, snap: &Snapshot) -> Result<Volume, ProviderError> {
-        let after = self.after()?;
-        let (addr_name, addr_region, index) = parse_volume_address(&self.step.address)
-            .ok_or_else(|| self.fail("not a volume address"))?;
-        let name = after.str(attr::NAME).unwrap_or(&addr_name).to_string();
-        let region = after.str(attr::REGION).unwrap_or(&addr_region).to_string();
-        let size_gb = after
-            .u64(attr::SIZE_GB)
-            .ok_or_else(|| self.fail("no size_gb in the desired volume"))?;
+        let after = self.after_volume()?;
+        let index = self.step.address.node().map_or(0, |(_, i)| i);
+        let name = after.name.clone();
+        let region = after.region.clone();
+        let size_gb = after.size_gb;
         // A new node's volume takes the snapshot policy its siblings have
         // (the desired volume does not carry it), so that scaling out does
         // not leave one volume on Fly's defaults.
@@ -585,19 +575,15 @@ impl Performer<'_> {
             size_gb,
             encrypted: true,
             require_unique_zone: true,
-            snapshot_retention: after
-                .u64("snapshot_retention")
-                .or_else(|| after.u64(attr::RETENTION_DAYS))
-                .or(sibling_retention),
-            auto_backup_enabled: after
-                .bool("auto_backup_enabled")
-                .or_else(|| after.bool(attr::SCHEDULED))
-                .or(sibling_backups),
+            snapshot_retention: sibling_retention,
+            auto_backup_enabled: sibling_backups,
             // A cluster restored from a snapshot: the first node's volume
-            // starts from it, as `fly pg create --snapshot-id` does.
-            snapshot_id: after
-                .str(attr::RESTORE_FROM)
-                .filter(|_| index == 0)
+            // starts from it, as `fly pg create --snapshot-id` does. Only a
+            // cluster being made has no volume yet.
+            snapshot_id: self
+                .ctx
+                .restore_from
+                .filter(|_| index == 0 && snap.volumes.is_empty())
                 .map(str::to_string),
         };
         let vol: Volume = self
@@ -669,17 +655,17 @@ impl Performer<'_> {
     }
 
     async fn create_machine(&self, snap: &Snapshot, topo: &Topology) -> Result<(), ProviderError> {
-        let after = self.after()?;
-        let (addr_region, index) = parse_machine_address(&self.step.address)
-            .ok_or_else(|| self.fail("not a machine address"))?;
-        let region = after.str(attr::REGION).unwrap_or(&addr_region).to_string();
+        let after = self.after_machine()?;
+        let index = after.index;
+        let region = after.region.clone();
         let image = after
-            .str(attr::IMAGE)
+            .image
+            .as_deref()
             .ok_or_else(|| self.fail("no image in the desired machine"))?;
-        let primary_region = match (&topo.primary_region, after.str(attr::ROLE)) {
+        let primary_region = match (&topo.primary_region, after.role) {
             (Some(pr), _) => pr.clone(),
-            (None, Some(role::CANDIDATE) | None) => region.clone(),
-            (None, Some(_)) => {
+            (None, Role::Candidate) => region.clone(),
+            (None, Role::Replica) => {
                 return Err(self.fail(
                     "the primary region is unknown (no app step and no primary-region machine)",
                 ))
@@ -688,7 +674,7 @@ impl Performer<'_> {
 
         // The node's volume: the one at the desired address; else (volumes
         // created out of order) the lowest unattached one of that name here.
-        let want_volume = after.str(attr::VOLUME).map(|s| Address(s.to_string()));
+        let want_volume = after.volume.clone();
         let attached: Vec<&str> = snap
             .machines
             .iter()
@@ -703,11 +689,14 @@ impl Performer<'_> {
                 .volume_at(snap, addr)
                 .filter(free)
                 .or_else(|| {
-                    let (name, vregion, _) = parse_volume_address(addr)?;
+                    let (name, vregion) = match addr.target() {
+                        Target::Volume { name, region, .. } => (name, region),
+                        _ => return None,
+                    };
                     let mut candidates: Vec<&Volume> = snap
                         .volumes
                         .iter()
-                        .filter(|v| v.name == name && v.region == vregion)
+                        .filter(|v| &v.name == name && &v.region == vregion)
                         .filter(free)
                         .collect();
                     candidates.sort_by_key(|v| topo.volume_address.get(&v.id).cloned());
@@ -836,16 +825,17 @@ impl Performer<'_> {
     /// for postgres-flex, the leader is updated in place (repmgr fails over
     /// if it stays down).
     async fn update_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
-        let after = self.after()?;
+        let after = self.after_machine()?;
         let mut config = m.config.clone();
-        if let Some(image) = after.str(attr::IMAGE) {
+        if let Some(image) = &after.image {
             if normalize_image(&config.image) != normalize_image(image) {
-                config.image = image.to_string();
+                config.image = image.clone();
             }
         }
-        let has_size = [attr::VM_SIZE, attr::CPUS, attr::CPU_KIND, attr::MEMORY_MB]
-            .iter()
-            .any(|k| after.attrs.contains_key(*k));
+        let has_size = after.vm_size.is_some()
+            || after.cpus.is_some()
+            || after.cpu_kind.is_some()
+            || after.memory_mb.is_some();
         if has_size {
             let want = guest_of(after);
             let mut guest = config.guest.clone().unwrap_or_default();
@@ -855,7 +845,7 @@ impl Performer<'_> {
             config.guest = Some(guest);
         }
         let config_changed = config != m.config;
-        let wants_running = after.str(attr::STATE).is_none_or(|s| s == "running");
+        let wants_running = after.state == "running";
         let needs_start = wants_running && m.state != "started";
         if !config_changed && !needs_start {
             return Ok(Outcome::NotNeeded);
@@ -960,11 +950,12 @@ impl Performer<'_> {
         if self.step.action == Action::Delete {
             return Ok(Outcome::NotNeeded);
         }
-        let want = self
-            .after()?
-            .u64(attr::SYNC_STANDBYS)
-            .ok_or_else(|| self.fail("no sync_standbys in the desired formation"))?
-            .to_string();
+        let want = match &self.after()?.spec {
+            Spec::Formation(f) => f.sync_standbys.as_ref().and_then(Agreed::one),
+            _ => None,
+        }
+        .ok_or_else(|| self.fail("no sync_standbys in the desired formation"))?
+        .to_string();
         let (snap, _) = self.snapshot().await?;
         if snap.machines.is_empty() {
             tracing::warn!("no machines to record sync_standbys on");
@@ -1023,8 +1014,10 @@ impl Performer<'_> {
         if self.step.action == Action::Delete {
             return Ok(Outcome::NotNeeded);
         }
-        let after = self.after()?;
-        if let Some(t) = after.str(attr::SNAPSHOT_TIME) {
+        let Spec::SnapshotPolicy(after) = &self.after()?.spec else {
+            return Err(self.fail("not a snapshot policy"));
+        };
+        if let Some(t) = &after.snapshot_time {
             if t != DEFAULT_SNAPSHOT_TIME {
                 return Err(ProviderError::Unsupported {
                     provider: "fly",
@@ -1034,14 +1027,9 @@ impl Performer<'_> {
                 });
             }
         }
-        let name = self
-            .step
-            .address
-            .as_str()
-            .strip_prefix("snapshot_policy.")
-            .ok_or_else(|| self.fail("not a snapshot_policy address"))?;
-        let retention = after.u64(attr::RETENTION_DAYS);
-        let scheduled = after.bool(attr::SCHEDULED);
+        let name = self.step.address.name();
+        let retention = after.retention_days.as_ref().and_then(Agreed::one).copied();
+        let scheduled = after.scheduled.as_ref().and_then(Agreed::one).copied();
         let (snap, _) = self.snapshot().await?;
         let mut any = false;
         for v in snap.volumes.iter().filter(|v| v.name == name) {
@@ -1078,31 +1066,40 @@ impl Performer<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn addresses_parse_into_their_parts() {
-        assert_eq!(
-            parse_volume_address(&Address::volume("pg_data", "iad", 2)),
-            Some(("pg_data".into(), "iad".into(), 2))
-        );
-        assert_eq!(
-            parse_machine_address(&Address::machine("ams", 0)),
-            Some(("ams".into(), 0))
-        );
-        assert_eq!(parse_machine_address(&Address("machine[x]".into())), None);
+    /// A machine that names no size.
+    fn bare_machine() -> MachineSpec {
+        MachineSpec {
+            cpu_kind: None,
+            cpus: None,
+            id: None,
+            image: None,
+            index: 0,
+            instance_id: None,
+            leader: None,
+            machine_name: None,
+            memory_mb: None,
+            region: "iad".into(),
+            role: Role::Candidate,
+            role_check: None,
+            state: "running".into(),
+            vm_size: None,
+            volume: None,
+        }
     }
 
     #[test]
     fn guests_come_from_presets_with_explicit_values_winning() {
-        let r = Resource::new(Address::machine("iad", 0), Kind::Machine)
-            .with(attr::VM_SIZE, "performance-2x")
-            .with(attr::MEMORY_MB, 4096);
-        let g = guest_of(&r);
+        let mut m = bare_machine();
+        m.vm_size = Some("performance-2x".into());
+        m.memory_mb = Some(4096);
+        let g = guest_of(&m);
         assert_eq!(
             (g.cpu_kind.as_str(), g.cpus, g.memory_mb),
             ("performance", 2, 4096)
         );
-        let r = r.with(attr::CPUS, 4).with(attr::CPU_KIND, "shared");
-        let g = guest_of(&r);
+        m.cpus = Some(4);
+        m.cpu_kind = Some("shared".into());
+        let g = guest_of(&m);
         assert_eq!((g.cpu_kind.as_str(), g.cpus), ("shared", 4));
     }
 
@@ -1111,7 +1108,7 @@ mod tests {
         let c = postgres_flex_config(
             "flyio/postgres-flex:15",
             "iad",
-            guest_of(&Resource::new(Address::machine("iad", 0), Kind::Machine)),
+            guest_of(&bare_machine()),
             "vol_1",
             0,
             None,

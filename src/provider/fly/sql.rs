@@ -325,7 +325,7 @@ impl FlyProvider {
         what: &str,
     ) -> Result<bool, ProviderError> {
         let primary = self.primary(what)?;
-        let secret = r.str(crate::model::attr::PASSWORD_SECRET);
+        let secret = r.user().and_then(|u| u.password_secret.as_deref());
         let password = match secret {
             Some(s) => Some(ctx.secrets.get(s).ok_or_else(|| {
                 ProviderError::failed(what, format!("the value of secret {s} is not available"))
@@ -334,7 +334,7 @@ impl FlyProvider {
         };
         let changed = roles::ensure_user(&primary, r, password).await?;
         if let (Some(secret), Some(value)) = (secret, password) {
-            let name = roles::name_of(r, "user.");
+            let name = roles::name_of(r);
             let c = primary.connect("postgres").await?;
             let verifier = sql::read_role(&c, &name)
                 .await?
@@ -365,7 +365,7 @@ impl FlyProvider {
         let removed = roles::remove_user(&primary, r).await?;
         let ledger = self.ledger(app);
         let mut book = ledger.roles()?;
-        if book.remove(&roles::name_of(r, "user.")).is_some() {
+        if book.remove(&roles::name_of(r)).is_some() {
             ledger.write_roles(&book)?;
         }
         Ok(removed)

@@ -39,9 +39,6 @@ impl ScramCache {
     }
 }
 
-/// The attribute naming the secret that holds a user's password.
-pub const PASSWORD_SECRET: &str = "password_secret";
-
 impl<'a> AppCtx<'a> {
     /// The port of the node the monitor has settled on as primary.
     pub fn primary_port(nodes: &[MonitorNode]) -> Option<u16> {
@@ -107,8 +104,8 @@ impl<'a> AppCtx<'a> {
     }
 
     pub fn ensure_user(&self, r: &Resource, step: &StepContext<'_>) -> Result<bool, ProviderError> {
-        let name = roles::name_of(r, "user.");
-        let password = match r.str(PASSWORD_SECRET) {
+        let name = roles::name_of(r);
+        let password = match r.user().and_then(|u| u.password_secret.as_deref()) {
             Some(secret) => Some(match step.secrets.get(secret) {
                 Some(v) => v.to_string(),
                 None => self.stored_secrets()?.remove(secret).ok_or_else(|| {

@@ -2,19 +2,17 @@
 //! pg_auto_failover keeper (`pg_autoctl run`) registered with the app's
 //! monitor. Creating, restarting, switching over and dropping them.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::db;
 use super::monitor::{read_nodes, write_server_files, MonitorNode, FORMATION};
 use super::process::{self, alive_with, postmaster_pid, read_pid, run_logged, spawn_daemon};
 use super::state::{self, port_for, FileLock};
 use super::AppCtx;
-use crate::model::{attr, role, Resource};
+use crate::model::{Address, MachineSpec, Resource, Role, Target};
 use crate::provider::ProviderError;
 
 /// Settings of every node, read after pg_autoctl's own (which size memory
@@ -52,13 +50,25 @@ pub const NETWORK_PARTITION_TIMEOUT: u32 = 2;
 
 /// Attributes recorded as labels: the local machine runs one PostgreSQL,
 /// whatever image and VM size were declared.
-pub const LABELS: &[&str] = &[
-    attr::IMAGE,
-    attr::VM_SIZE,
-    attr::MEMORY_MB,
-    attr::CPUS,
-    attr::CPU_KIND,
-];
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineLabels {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_size: Option<String>,
+}
+
+impl MachineLabels {
+    pub fn is_empty(&self) -> bool {
+        *self == MachineLabels::default()
+    }
+}
 
 /// What flyplan records about a machine (`machines/<node>.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,32 +79,39 @@ pub struct MachineRecord {
     /// Node name at the monitor: `<region>-<index>`.
     pub node: String,
     pub port: u16,
-    pub role: String,
+    pub role: Role,
     /// Address of the volume, e.g. `volume.pg_data[iad:0]`.
-    pub volume: String,
+    pub volume: Address,
     pub pgdata: PathBuf,
-    pub labels: BTreeMap<String, Value>,
+    pub labels: MachineLabels,
 }
 
 impl MachineRecord {
     pub fn candidate(&self) -> bool {
-        self.role != role::REPLICA
+        self.role != Role::Replica
     }
 }
 
 /// `volume.pg_data[iad:0]` → (`pg_data`, `iad`, 0).
-pub fn parse_volume_address(address: &str) -> Option<(String, String, u32)> {
-    let rest = address.strip_prefix("volume.")?;
-    let (name, rest) = rest.split_once('[')?;
-    let (region, index) = rest.strip_suffix(']')?.split_once(':')?;
-    Some((name.to_string(), region.to_string(), index.parse().ok()?))
+pub fn volume_parts(address: &Address) -> Option<(&str, &str, u32)> {
+    match address.target() {
+        Target::Volume {
+            name,
+            region,
+            index,
+        } => Some((name, region, *index)),
+        _ => None,
+    }
 }
 
-fn labels_of(r: &Resource) -> BTreeMap<String, Value> {
-    LABELS
-        .iter()
-        .filter_map(|k| r.attrs.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect()
+fn labels_of(m: &MachineSpec) -> MachineLabels {
+    MachineLabels {
+        cpu_kind: m.cpu_kind.clone(),
+        cpus: m.cpus,
+        image: m.image.clone(),
+        memory_mb: m.memory_mb,
+        vm_size: m.vm_size.clone(),
+    }
 }
 
 fn node_failed(node: &str, message: impl Into<String>) -> ProviderError {
@@ -125,19 +142,16 @@ impl AppCtx<'_> {
 
     /// The record a desired machine resource asks for.
     fn record_for(&self, r: &Resource) -> Result<MachineRecord, ProviderError> {
-        let region = r
-            .str(attr::REGION)
-            .ok_or_else(|| node_failed(r.address.as_str(), "no region"))?
-            .to_string();
-        let index = r
-            .u64(attr::INDEX)
-            .ok_or_else(|| node_failed(r.address.as_str(), "no index"))? as u32;
+        let m = r
+            .machine()
+            .ok_or_else(|| node_failed(r.address.as_str(), "not a machine"))?;
+        let (region, index) = (m.region.clone(), m.index);
         let node = format!("{region}-{index}");
-        let volume = r
-            .str(attr::VOLUME)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("volume.pg_data[{region}:{index}]"));
-        let (vname, vregion, vindex) = parse_volume_address(&volume)
+        let volume = m
+            .volume
+            .clone()
+            .unwrap_or_else(|| Address::volume("pg_data", &region, index));
+        let (vname, vregion, vindex) = volume_parts(&volume)
             .ok_or_else(|| node_failed(&node, format!("bad volume address {volume}")))?;
         let port = port_for(self.state_dir(), &self.paths, r.address.as_str())?;
         Ok(MachineRecord {
@@ -146,18 +160,16 @@ impl AppCtx<'_> {
             index,
             node,
             port,
-            role: r.str(attr::ROLE).unwrap_or(role::CANDIDATE).to_string(),
+            role: m.role,
+            pgdata: self.paths.volume_dir(vname, vregion, vindex).join("pgdata"),
             volume,
-            pgdata: self
-                .paths
-                .volume_dir(&vname, &vregion, vindex)
-                .join("pgdata"),
-            labels: labels_of(r),
+            labels: labels_of(m),
         })
     }
 
     pub fn node_name_of(r: &Resource) -> Option<String> {
-        Some(format!("{}-{}", r.str(attr::REGION)?, r.u64(attr::INDEX)?))
+        let (region, index) = r.address.node()?;
+        Some(format!("{region}-{index}"))
     }
 
     pub fn keeper_running(&self, rec: &MachineRecord) -> bool {

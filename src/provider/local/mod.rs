@@ -38,10 +38,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::live::Live;
-use crate::model::{attr, Address, Kind, Resource};
+use crate::model::{Address, Agreed, Kind, Resource, SnapshotPolicySpec, Spec};
 use crate::plan::{Action, Step};
 use crate::provider::{LockGuard, Outcome, Provider, ProviderError, StepContext};
 
@@ -49,7 +48,6 @@ use catalog::ScramCache;
 use process::Tools;
 use state::{AppPaths, FileLock, ServiceUser};
 
-pub use catalog::PASSWORD_SECRET;
 pub use keeper::MachineRecord;
 
 /// The local provider. Cheap to share between threads: `perform` may run
@@ -321,7 +319,10 @@ impl LocalProvider {
                 let existed = ctx.exists();
                 // A new cluster from a snapshot: refuse a snapshot that is
                 // missing or fails verification before anything is made.
-                let restore_from = after.str(attr::RESTORE_FROM).filter(|_| !existed);
+                let app = after
+                    .app()
+                    .ok_or_else(|| ProviderError::failed(step.address.as_str(), "not an app"))?;
+                let restore_from = app.restore_from.as_deref().filter(|_| !existed);
                 if let Some(id) = restore_from {
                     self.check_restorable(ctx.name, id)?;
                 }
@@ -330,7 +331,7 @@ impl LocalProvider {
                     ctx.record_restore(id)?;
                 }
                 let rec = AppRecord {
-                    primary_region: after.str(attr::PRIMARY_REGION).map(str::to_string),
+                    primary_region: app.primary_region.clone(),
                 };
                 let had: Option<AppRecord> = state::read_json(&ctx.paths.app_json())?;
                 let mut changed = had.as_ref() != Some(&rec);
@@ -379,14 +380,14 @@ impl LocalProvider {
             .ok_or_else(|| {
                 ProviderError::failed(step.address.as_str(), "a step without a resource")
             })?;
-        let (name, region, index) = keeper::parse_volume_address(r.address.as_str())
+        let (name, region, index) = keeper::volume_parts(&r.address)
             .ok_or_else(|| ProviderError::failed(r.address.as_str(), "not a volume address"))?;
-        let dir = ctx.paths.volume_dir(&name, &region, index);
+        let dir = ctx.paths.volume_dir(name, region, index);
         match step.action {
             Action::Delete => {
                 let existed = dir.exists();
                 for m in ctx.machines() {
-                    if m.volume == r.address.as_str() && ctx.node_running(&m) {
+                    if m.volume == r.address && ctx.node_running(&m) {
                         return Err(ProviderError::failed(
                             r.address.as_str(),
                             format!("machine {} still uses it", m.address),
@@ -398,7 +399,7 @@ impl LocalProvider {
             }
             action => {
                 require_app(ctx)?;
-                let size_gb = r.u64(attr::SIZE_GB).unwrap_or(1);
+                let size_gb = r.volume().map_or(1, |v| v.size_gb);
                 let path = dir.join("volume.json");
                 let had: Option<VolumeRecord> = state::read_json(&path)?;
                 if let Some(h) = &had {
@@ -411,8 +412,8 @@ impl LocalProvider {
                 }
                 ctx.user().mkdir(&dir, 0o700)?;
                 let rec = VolumeRecord {
-                    name,
-                    region,
+                    name: name.to_string(),
+                    region: region.to_string(),
                     index,
                     size_gb,
                 };
@@ -434,7 +435,11 @@ impl LocalProvider {
             }
             action => {
                 let after = desired(step)?;
-                let want = after.i64(attr::SYNC_STANDBYS).unwrap_or(0);
+                let want = match &after.spec {
+                    Spec::Formation(f) => f.sync_standbys.as_ref().and_then(Agreed::one),
+                    _ => None,
+                };
+                let want = want.map_or(0, |n| *n as i64);
                 let changed = ctx.ensure_formation(want)?;
                 Ok(not_needed_or(changed, created_or_updated(action)))
             }
@@ -446,25 +451,21 @@ impl LocalProvider {
         ctx: &AppCtx<'_>,
         step: &Step,
     ) -> Result<Outcome, ProviderError> {
-        let volume = step
-            .address
-            .as_str()
-            .strip_prefix("snapshot_policy.")
-            .unwrap_or(step.address.as_str())
-            .to_string();
+        let volume = step.address.name().to_string();
         let _guard = FileLock::acquire(&ctx.paths.state_lock())?;
-        let mut all: BTreeMap<String, BTreeMap<String, Value>> =
+        let mut all: BTreeMap<String, SnapshotPolicySpec> =
             state::read_json(&ctx.paths.snapshot_policy())?.unwrap_or_default();
         let outcome = match step.action {
             Action::Delete => not_needed_or(all.remove(&volume).is_some(), Outcome::Deleted),
             action => {
                 require_app(ctx)?;
                 let after = desired(step)?;
-                let rec: BTreeMap<String, Value> =
-                    [attr::SCHEDULED, attr::RETENTION_DAYS, attr::SNAPSHOT_TIME]
-                        .iter()
-                        .filter_map(|k| after.attrs.get(*k).map(|v| (k.to_string(), v.clone())))
-                        .collect();
+                let Spec::SnapshotPolicy(rec) = after.spec.clone() else {
+                    return Err(ProviderError::failed(
+                        step.address.as_str(),
+                        "not a snapshot policy",
+                    ));
+                };
                 if all.get(&volume) == Some(&rec) {
                     return Ok(Outcome::NotNeeded);
                 }
@@ -604,23 +605,17 @@ impl Provider for LocalProvider {
     fn status(&self, app: &str) -> Result<Live, ProviderError> {
         let mut live = self.observe(app)?;
         for n in self.node_status(app)? {
-            let Some(r) = live.resources.get_mut(&Address(n.address.clone())) else {
+            let Some(r) = Address::parse(&n.address)
+                .ok()
+                .and_then(|a| live.resources.get_mut(&a))
+            else {
                 continue;
             };
-            let checks = [
-                ("lag_bytes", n.lag_bytes.map(serde_json::Value::from)),
-                ("connections", n.connections.map(serde_json::Value::from)),
-                (
-                    "max_connections",
-                    n.max_connections.map(serde_json::Value::from),
-                ),
-                ("disk_used_bytes", Some(n.disk_used_bytes.into())),
-            ];
-            for (k, v) in checks {
-                if let Some(v) = v {
-                    r.status.insert(k.to_string(), v);
-                }
-            }
+            let checks = &mut r.checks;
+            checks.lag_bytes = n.lag_bytes.or(checks.lag_bytes);
+            checks.connections = n.connections.or(checks.connections);
+            checks.max_connections = n.max_connections.or(checks.max_connections);
+            checks.disk_used_bytes = Some(n.disk_used_bytes);
         }
         Ok(live)
     }

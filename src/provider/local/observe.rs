@@ -5,8 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::catalog::ScramCache;
 use super::db;
 use super::monitor::{read_nodes, read_number_sync_standbys, MonitorNode};
@@ -15,7 +13,10 @@ use super::secrets::secret_digest;
 use super::state::{self, disk_usage};
 use super::{AppCtx, AppRecord, FormationRecord, NodeStatus, VolumeRecord};
 use crate::live::Live;
-use crate::model::{attr, role, Address, Kind, Resource};
+use crate::model::{
+    Address, Agreed, AppSpec, Checks, Digest, EndpointSpec, FormationSpec, MachineSpec, Resource,
+    Role, SecretSpec, SnapshotPolicySpec, Spec, VolumeSpec,
+};
 use crate::provider::ProviderError;
 use crate::sql;
 
@@ -92,46 +93,62 @@ impl AppCtx<'_> {
             return Ok(live);
         };
         let monitor_up = self.monitor_running();
-        let mut app_r = Resource::new(Address::app(self.name), Kind::App)
-            .with(attr::STATE, if monitor_up { "running" } else { "stopped" });
-        if let Some(region) = &app.primary_region {
-            app_r = app_r.with(attr::PRIMARY_REGION, region.as_str());
-        }
-        if let Some(port) = state::recorded_port(&self.paths, "monitor") {
-            app_r = app_r.with_status("monitor_port", port as u64);
-        }
-        if let Some(id) = self.restored_from() {
-            app_r = app_r.with_status("restored_from", id);
-        }
+        let app_r = Resource::new(
+            Address::app(self.name),
+            Spec::App(AppSpec {
+                app_role: None,
+                id: None,
+                org: None,
+                primary_region: app.primary_region.clone(),
+                restore_from: None,
+                state: if monitor_up { "running" } else { "stopped" }.to_string(),
+                status: None,
+            }),
+        )
+        .with_checks(Checks {
+            monitor_port: state::recorded_port(&self.paths, "monitor").map(u64::from),
+            restored_from: self.restored_from(),
+            ..Checks::default()
+        });
         live.insert(app_r);
 
         let secrets = self.stored_secrets()?;
         for (name, value) in &secrets {
-            live.insert(
-                Resource::new(Address::secret(name), Kind::Secret)
-                    .with_sensitive(attr::DIGEST, secret_digest(self.name, name, value)),
-            );
+            live.insert(Resource::new(
+                Address::secret(name),
+                Spec::Secret(SecretSpec {
+                    digest: Some(Digest(secret_digest(self.name, name, value))),
+                    managed_by: None,
+                }),
+            ));
         }
 
         if let Ok(entries) = std::fs::read_dir(self.paths.volumes()) {
             for e in entries.flatten() {
                 if let Some(v) = state::read_json::<VolumeRecord>(&e.path().join("volume.json"))? {
-                    live.insert(
-                        Resource::new(Address::volume(&v.name, &v.region, v.index), Kind::Volume)
-                            .with(attr::NAME, v.name.as_str())
-                            .with(attr::REGION, v.region.as_str())
-                            .with(attr::SIZE_GB, v.size_gb),
-                    );
+                    live.insert(Resource::new(
+                        Address::volume(&v.name, &v.region, v.index),
+                        Spec::Volume(VolumeSpec {
+                            attached_machine_id: None,
+                            auto_backup_enabled: None,
+                            id: None,
+                            name: v.name.clone(),
+                            region: v.region.clone(),
+                            size_gb: v.size_gb,
+                            snapshot_retention: None,
+                        }),
+                    ));
                 }
             }
         }
 
-        let policies: BTreeMap<String, BTreeMap<String, Value>> =
+        let policies: BTreeMap<String, SnapshotPolicySpec> =
             state::read_json(&self.paths.snapshot_policy())?.unwrap_or_default();
-        for (volume, attrs) in policies {
-            let mut r = Resource::new(Address::snapshot_policy(&volume), Kind::SnapshotPolicy);
-            r.attrs.extend(attrs);
-            live.insert(r);
+        for (volume, spec) in policies {
+            live.insert(Resource::new(
+                Address::snapshot_policy(&volume),
+                Spec::SnapshotPolicy(spec),
+            ));
         }
 
         let view = if monitor_up {
@@ -149,40 +166,48 @@ impl AppCtx<'_> {
             let postgres = postmaster.is_some();
             let node = nodes.iter().find(|n| n.name == m.node);
             let role = match node {
-                Some(n) if n.candidate_priority == 0 => role::REPLICA,
-                Some(_) => role::CANDIDATE,
-                None => m.role.as_str(),
+                Some(n) if n.candidate_priority == 0 => Role::Replica,
+                Some(_) => Role::Candidate,
+                None => m.role,
             };
-            let mut r = Resource::new(Address(m.address.clone()), Kind::Machine)
-                .with(attr::REGION, m.region.as_str())
-                .with(attr::INDEX, m.index)
-                .with(attr::ROLE, role)
-                .with(attr::VOLUME, m.volume.as_str())
-                .with(attr::STATE, machine_state(keeper, postgres))
-                .with(attr::LEADER, node.is_some_and(|n| n.is_leader()))
-                .with_status(attr::PORT, m.port as u64);
-            for (k, v) in &m.labels {
-                r = r.with(k, v.clone());
-            }
-            if let Some(pid) = keeper_pid.filter(|_| keeper) {
-                r = r.with_status("pid", pid as i64);
-            }
-            if let Some(pid) = postmaster {
-                r = r.with_status("postgres_pid", pid as i64);
-            }
+            let Ok(address) = Address::parse(&m.address) else {
+                tracing::warn!(app = self.name, address = %m.address, "unreadable machine record");
+                continue;
+            };
+            let labels = m.labels.clone();
+            let spec = MachineSpec {
+                cpu_kind: labels.cpu_kind,
+                cpus: labels.cpus,
+                id: None,
+                image: labels.image,
+                index: m.index,
+                instance_id: None,
+                leader: Some(node.is_some_and(|n| n.is_leader())),
+                machine_name: None,
+                memory_mb: labels.memory_mb,
+                region: m.region.clone(),
+                role,
+                role_check: None,
+                state: machine_state(keeper, postgres).to_string(),
+                vm_size: labels.vm_size,
+                volume: Some(m.volume.clone()),
+            };
+            let mut checks = Checks {
+                port: Some(u64::from(m.port)),
+                pid: keeper_pid.filter(|_| keeper).map(i64::from),
+                postgres_pid: postmaster.map(i64::from),
+                ..Checks::default()
+            };
             if let Some(n) = node {
-                r = r
-                    .with_status("pg_state", n.reported.as_str())
-                    .with_status("goal_state", n.goal.as_str())
-                    .with_status("health", n.health as i64)
-                    .with_status("sync_state", n.rep_state.as_str());
-                if let Some(p) = primary_lsn {
-                    r = r.with_status("lag_bytes", (p - n.lsn).max(0));
-                }
+                checks.pg_state = Some(n.reported.clone());
+                checks.goal_state = Some(n.goal.clone());
+                checks.health = Some(i64::from(n.health));
+                checks.sync_state = Some(n.rep_state.clone());
+                checks.lag_bytes = primary_lsn.map(|p| (p - n.lsn).max(0));
             } else if view.nodes.is_some() {
-                r = r.with_status("pg_state", "unregistered");
+                checks.pg_state = Some("unregistered".to_string());
             }
-            live.insert(r);
+            live.insert(Resource::new(address, Spec::Machine(spec)).with_checks(checks));
         }
 
         let recorded: Option<FormationRecord> = state::read_json(&self.paths.formation())?;
@@ -195,25 +220,34 @@ impl AppCtx<'_> {
             (None, None) => None,
         };
         if let Some(n) = observed {
-            let mut r = Resource::new(Address::formation(self.name), Kind::Formation)
-                .with(attr::SYNC_STANDBYS, n);
-            if let Some(m) = view.number_sync_standbys {
-                r = r.with_status("monitor_number_sync_standbys", m as i64);
-            }
-            if let Some(k) = view.sync_effective {
-                r = r.with_status("sync_effective", k as u64);
-            }
-            live.insert(r);
+            let spec = FormationSpec {
+                sync_standbys: Some(Agreed::One(n.max(0) as u64)),
+            };
+            live.insert(
+                Resource::new(Address::formation(self.name), Spec::Formation(spec)).with_checks(
+                    Checks {
+                        monitor_number_sync_standbys: view.number_sync_standbys.map(i64::from),
+                        sync_effective: view.sync_effective.map(u64::from),
+                        ..Checks::default()
+                    },
+                ),
+            );
         }
 
         if let Some(ep) = self.endpoint()? {
             let running = self.haproxy_pid().is_some();
+            let spec = EndpointSpec {
+                state: if running { "running" } else { "stopped" }.to_string(),
+            };
             live.insert(
-                Resource::new(Address::endpoint(self.name), Kind::Endpoint)
-                    .with(attr::STATE, if running { "running" } else { "stopped" })
-                    .with_status(attr::PORT, ep.port as u64)
-                    .with_status("host", "127.0.0.1")
-                    .with_status("url", format!("postgres://127.0.0.1:{}", ep.port)),
+                Resource::new(Address::endpoint(self.name), Spec::Endpoint(spec)).with_checks(
+                    Checks {
+                        port: Some(u64::from(ep.port)),
+                        host: Some("127.0.0.1".to_string()),
+                        url: Some(format!("postgres://127.0.0.1:{}", ep.port)),
+                        ..Checks::default()
+                    },
+                ),
             );
         }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use tokio_postgres::Client;
 
 use super::{ConsumerSecrets, ConsumerVar, Primary};
-use crate::model::{attr, Address, Kind, Resource};
+use crate::model::{Address, AttachmentSpec as Attached, Resource, Spec};
 use crate::provider::ProviderError;
 use crate::sql::attach::{self, AttachmentInfo, AttachmentSpec};
 use crate::sql::{self, Change};
@@ -14,24 +14,27 @@ use crate::sql::{self, Change};
 /// `credentials` of an attachment whose role, password and secret agree.
 pub const VALID: &str = "valid";
 
-/// The consumer app of an `attachment.<app>` address.
-fn consumer_of(address: &Address) -> &str {
-    address
-        .as_str()
-        .strip_prefix("attachment.")
-        .unwrap_or(address.as_str())
-}
-
 /// The declared attachment a resource describes.
 pub fn spec_of(r: &Resource) -> AttachmentSpec {
-    let app = consumer_of(&r.address).to_string();
-    let derived = crate::config::identifier_for_app(&app);
-    AttachmentSpec {
-        database: r.str(attr::DATABASE).unwrap_or(&derived).to_string(),
-        user: r.str(attr::USER).unwrap_or(&derived).to_string(),
-        variable: r.str(attr::VARIABLE).unwrap_or("DATABASE_URL").to_string(),
-        superuser: r.bool(attr::SUPERUSER).unwrap_or(true),
-        app,
+    let app = r.address.name().to_string();
+    match r.attachment() {
+        Some(a) => AttachmentSpec {
+            database: a.database.clone(),
+            user: a.user.clone(),
+            variable: a.variable.clone(),
+            superuser: a.superuser.unwrap_or(true),
+            app,
+        },
+        None => {
+            let derived = crate::config::identifier_for_app(&app);
+            AttachmentSpec {
+                database: derived.clone(),
+                user: derived,
+                variable: "DATABASE_URL".to_string(),
+                superuser: true,
+                app,
+            }
+        }
     }
 }
 
@@ -72,14 +75,16 @@ pub async fn observe<S: ConsumerSecrets>(
         let app = info.mark.app.clone();
         let credentials = credentials(&info, find(&vars, &app, &info.mark.variable));
         seen.insert(app.clone());
-        out.push(
-            Resource::new(Address::attachment(&app), Kind::Attachment)
-                .with(attr::DATABASE, info.mark.database.as_str())
-                .with(attr::USER, info.user.as_str())
-                .with(attr::VARIABLE, info.mark.variable.as_str())
-                .with(attr::SUPERUSER, info.superuser)
-                .with(attr::CREDENTIALS, credentials),
-        );
+        out.push(Resource::new(
+            Address::attachment(&app),
+            Spec::Attachment(Attached {
+                credentials: credentials.to_string(),
+                database: info.mark.database.clone(),
+                superuser: Some(info.superuser),
+                user: info.user.clone(),
+                variable: info.mark.variable.clone(),
+            }),
+        ));
     }
     for v in vars {
         if seen.insert(v.app.clone()) {
@@ -103,11 +108,16 @@ pub async fn observe_unverified<S: ConsumerSecrets>(
 }
 
 fn secret_only(v: &ConsumerVar, credentials: &str) -> Resource {
-    Resource::new(Address::attachment(&v.app), Kind::Attachment)
-        .with(attr::DATABASE, v.database.as_str())
-        .with(attr::USER, v.user.as_str())
-        .with(attr::VARIABLE, v.variable.as_str())
-        .with(attr::CREDENTIALS, credentials)
+    Resource::new(
+        Address::attachment(&v.app),
+        Spec::Attachment(Attached {
+            credentials: credentials.to_string(),
+            database: v.database.clone(),
+            superuser: None,
+            user: v.user.clone(),
+            variable: v.variable.clone(),
+        }),
+    )
 }
 
 /// Attach: role, database and privileges on the primary, then the URL on
@@ -189,12 +199,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spec_defaults_follow_fly() {
-        let r = Resource::new(Address::attachment("billing-worker"), Kind::Attachment);
+    fn spec_reads_the_attachment_and_an_unknown_superuser_flag_follows_fly() {
+        let r = Resource::new(
+            Address::attachment("billing-worker"),
+            Spec::Attachment(Attached {
+                credentials: VALID.to_string(),
+                database: "billing".into(),
+                superuser: None,
+                user: "billing_worker".into(),
+                variable: "BILLING_URL".into(),
+            }),
+        );
         let s = spec_of(&r);
+        assert_eq!(s.app, "billing-worker");
         assert_eq!(s.user, "billing_worker");
-        assert_eq!(s.database, "billing_worker");
-        assert_eq!(s.variable, "DATABASE_URL");
+        assert_eq!(s.database, "billing");
+        assert_eq!(s.variable, "BILLING_URL");
         assert!(s.superuser);
     }
 

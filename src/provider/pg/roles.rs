@@ -4,31 +4,30 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use super::Primary;
-use crate::model::{attr, Address, Kind, Resource};
+use crate::model::{Address, DatabaseSpec, Digest as ModelDigest, Resource, Spec, UserSpec};
 use crate::provider::ProviderError;
 use crate::sql::{self, Change, RoleSpec};
 
 /// The name in `user.<name>` / `database.<name>`.
-pub fn name_of(r: &Resource, prefix: &str) -> String {
-    r.str(attr::NAME).map(str::to_string).unwrap_or_else(|| {
-        r.address
-            .as_str()
-            .strip_prefix(prefix)
-            .unwrap_or(r.address.as_str())
-            .to_string()
-    })
+pub fn name_of(r: &Resource) -> String {
+    r.address.name().to_string()
 }
 
 pub fn role_spec(r: &Resource) -> RoleSpec {
+    let u = r.user();
     RoleSpec {
-        name: name_of(r, "user."),
-        login: r.bool(attr::LOGIN).unwrap_or(true),
-        superuser: r.bool(attr::SUPERUSER).unwrap_or(false),
-        createdb: r.bool(attr::CREATEDB).unwrap_or(false),
-        createrole: r.bool(attr::CREATEROLE).unwrap_or(false),
-        replication: r.bool(attr::REPLICATION).unwrap_or(false),
-        connection_limit: r.i64(attr::CONNECTION_LIMIT).unwrap_or(-1) as i32,
-        member_of: r.strings(attr::MEMBER_OF).into_iter().collect(),
+        name: name_of(r),
+        login: u.is_none_or(|u| u.login),
+        superuser: u.is_some_and(|u| u.superuser),
+        createdb: u.and_then(|u| u.createdb).unwrap_or(false),
+        createrole: u.and_then(|u| u.createrole).unwrap_or(false),
+        replication: u.and_then(|u| u.replication).unwrap_or(false),
+        connection_limit: u.and_then(|u| u.connection_limit).unwrap_or(-1) as i32,
+        member_of: u
+            .and_then(|u| u.member_of.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -46,7 +45,7 @@ pub async fn ensure_user<P: Primary>(
 /// Drop a role after giving what it owns, in every database, to the admin
 /// role. Returns false when it was absent.
 pub async fn remove_user<P: Primary>(p: &P, r: &Resource) -> Result<bool, ProviderError> {
-    let name = name_of(r, "user.");
+    let name = name_of(r);
     if name == p.admin_role() {
         return Err(ProviderError::failed(
             format!("user {name}"),
@@ -72,18 +71,18 @@ pub async fn release_owned<P: Primary>(p: &P, c: &Client, role: &str) -> Result<
 }
 
 pub async fn ensure_database<P: Primary>(p: &P, r: &Resource) -> Result<bool, ProviderError> {
-    let name = name_of(r, "database.");
-    let owner = r
-        .str(attr::OWNER)
-        .map(str::to_string)
-        .unwrap_or_else(|| p.admin_role().to_string());
+    let name = name_of(r);
+    let owner = match &r.spec {
+        Spec::Database(d) => d.owner.clone(),
+        _ => p.admin_role().to_string(),
+    };
     let c = p.connect("postgres").await?;
     Ok(sql::ensure_database(&c, &name, &owner).await? != Change::None)
 }
 
 pub async fn remove_database<P: Primary>(p: &P, r: &Resource) -> Result<bool, ProviderError> {
     let c = p.connect("postgres").await?;
-    sql::drop_database(&c, &name_of(r, "database.")).await
+    sql::drop_database(&c, &name_of(r)).await
 }
 
 /// A role's password as observe reports it: the digest and name of the
@@ -100,39 +99,37 @@ pub async fn observe(
     let mut out = Vec::new();
     for role in sql::read_managed_roles(primary, extra).await? {
         let s = &role.spec;
-        let mut r = Resource::new(Address::user(&s.name), Kind::User)
-            .with(attr::LOGIN, s.login)
-            .with(attr::SUPERUSER, s.superuser)
-            .with(attr::CREATEDB, s.createdb)
-            .with(attr::CREATEROLE, s.createrole)
-            .with(attr::REPLICATION, s.replication)
-            .with(attr::CONNECTION_LIMIT, s.connection_limit as i64)
-            .with(
-                attr::MEMBER_OF,
-                s.member_of.iter().cloned().collect::<Vec<_>>(),
-            );
-        if role.managed {
-            r = r.with(attr::MANAGED_BY, "flyplan");
-        }
+        let mut u = UserSpec {
+            connection_limit: Some(i64::from(s.connection_limit)),
+            createdb: Some(s.createdb),
+            createrole: Some(s.createrole),
+            login: s.login,
+            managed_by: role.managed.then(|| "flyplan".to_string()),
+            member_of: Some(s.member_of.iter().cloned().collect()),
+            password: None,
+            password_secret: None,
+            replication: Some(s.replication),
+            superuser: s.superuser,
+        };
         if let Some(verifier) = role.verifier.as_deref() {
             match password(verifier) {
                 Some((secret, digest)) => {
-                    r = r
-                        .with_sensitive(attr::PASSWORD, digest)
-                        .with(attr::PASSWORD_SECRET, secret.as_str());
+                    u.password = Some(ModelDigest(digest));
+                    u.password_secret = Some(secret);
                 }
                 None => {
                     let d = Sha256::digest(format!("unknown\0{verifier}").as_bytes());
-                    r = r.with_sensitive(attr::PASSWORD, format!("sha256:{}", hex::encode(d)));
+                    u.password = Some(ModelDigest(format!("sha256:{}", hex::encode(d))));
                 }
             }
         }
-        out.push(r);
+        out.push(Resource::new(Address::user(&s.name), Spec::User(u)));
     }
     for d in sql::read_databases(primary).await? {
-        out.push(
-            Resource::new(Address::database(&d.name), Kind::Database).with(attr::OWNER, d.owner),
-        );
+        out.push(Resource::new(
+            Address::database(&d.name),
+            Spec::Database(DatabaseSpec { owner: d.owner }),
+        ));
     }
     Ok(out)
 }

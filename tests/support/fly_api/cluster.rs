@@ -8,7 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use flyplan::live::Live;
-use flyplan::model::{attr, role, Address, Kind, Resource};
+use flyplan::model::{
+    Address, Agreed, AppSpec, EndpointSpec, FormationSpec, MachineSpec, Resource, Role, SecretSpec,
+    SnapshotPolicySpec, Spec, VolumeSpec,
+};
 use flyplan::plan::{Action, Step};
 use flyplan::provider::fly::{FlyOptions, FlyProvider, FlyTimeouts, RetryPolicy};
 use flyplan::provider::{Outcome, Provider, ProviderError, SecretValues, StepContext};
@@ -101,67 +104,66 @@ impl Cluster {
     }
 
     /// Nodes in plan order: primary-region candidates, then replicas.
-    pub fn nodes(&self) -> Vec<(String, u32, &'static str)> {
+    pub fn nodes(&self) -> Vec<(String, u32, Role)> {
         let mut nodes: Vec<_> = (0..self.instances)
-            .map(|i| (self.primary_region.clone(), i, role::CANDIDATE))
+            .map(|i| (self.primary_region.clone(), i, Role::Candidate))
             .collect();
         for (region, n) in &self.replicas {
-            nodes.extend((0..*n).map(|i| (region.clone(), i, role::REPLICA)));
+            nodes.extend((0..*n).map(|i| (region.clone(), i, Role::Replica)));
         }
         nodes
     }
 
-    pub fn machine(&self, region: &str, i: u32, role: &str) -> Resource {
-        Resource::new(Address::machine(region, i), Kind::Machine)
-            .with(attr::REGION, region)
-            .with(attr::INDEX, i)
-            .with(attr::ROLE, role)
-            .with(attr::IMAGE, self.image.clone())
-            .with(attr::VM_SIZE, self.vm_size.clone())
-            .with(attr::MEMORY_MB, self.memory_mb)
-            .with(
-                attr::VOLUME,
-                Address::volume("pg_data", region, i).to_string(),
-            )
-            .with(attr::STATE, "running")
+    pub fn machine(&self, region: &str, i: u32, role: Role) -> Resource {
+        let mut m = MachineSpec::new(region, i, role, "running");
+        m.image = Some(self.image.clone());
+        m.vm_size = Some(self.vm_size.clone());
+        m.memory_mb = Some(self.memory_mb);
+        m.volume = Some(Address::volume("pg_data", region, i));
+        Resource::new(Address::machine(region, i), Spec::Machine(m))
     }
 
     /// The desired resources, in the order the plan engine creates them.
     pub fn desired(&self) -> Vec<Resource> {
-        let mut out = vec![Resource::new(Address::app(&self.app), Kind::App)
-            .with(attr::PRIMARY_REGION, self.primary_region.clone())
-            .with(attr::STATE, "running")];
+        let mut out = vec![Resource::new(
+            Address::app(&self.app),
+            Spec::App(AppSpec::new(Some(self.primary_region.clone()), "running")),
+        )];
         for (name, value) in &self.secrets {
-            out.push(
-                Resource::new(Address::secret(name), Kind::Secret)
-                    .with_sensitive(attr::DIGEST, digest(&self.app, name, value)),
-            );
+            out.push(Resource::new(
+                Address::secret(name),
+                Spec::Secret(SecretSpec::with_digest(digest(&self.app, name, value))),
+            ));
         }
         for (region, i, _) in self.nodes() {
-            out.push(
-                Resource::new(Address::volume("pg_data", &region, i), Kind::Volume)
-                    .with(attr::NAME, "pg_data")
-                    .with(attr::REGION, region.clone())
-                    .with(attr::SIZE_GB, self.size_gb),
-            );
+            out.push(Resource::new(
+                Address::volume("pg_data", &region, i),
+                Spec::Volume(VolumeSpec::new("pg_data", &region, self.size_gb)),
+            ));
         }
         for (region, i, role) in self.nodes() {
             out.push(self.machine(&region, i, role));
         }
-        out.push(
-            Resource::new(Address::formation(&self.app), Kind::Formation)
-                .with(attr::SYNC_STANDBYS, self.sync_standbys),
-        );
-        out.push(
-            Resource::new(Address::endpoint(&self.app), Kind::Endpoint)
-                .with(attr::STATE, "running"),
-        );
-        out.push(
-            Resource::new(Address::snapshot_policy("pg_data"), Kind::SnapshotPolicy)
-                .with(attr::SCHEDULED, self.scheduled)
-                .with(attr::RETENTION_DAYS, self.retention_days)
-                .with(attr::SNAPSHOT_TIME, "00:00"),
-        );
+        out.push(Resource::new(
+            Address::formation(&self.app),
+            Spec::Formation(FormationSpec {
+                sync_standbys: Some(Agreed::One(self.sync_standbys)),
+            }),
+        ));
+        out.push(Resource::new(
+            Address::endpoint(&self.app),
+            Spec::Endpoint(EndpointSpec {
+                state: "running".to_string(),
+            }),
+        ));
+        out.push(Resource::new(
+            Address::snapshot_policy("pg_data"),
+            Spec::SnapshotPolicy(SnapshotPolicySpec {
+                retention_days: Some(Agreed::One(self.retention_days)),
+                scheduled: Some(Agreed::One(self.scheduled)),
+                snapshot_time: Some("00:00".to_string()),
+            }),
+        ));
         out
     }
 }
@@ -178,7 +180,7 @@ pub fn step(
     Step {
         id,
         address: r.address.clone(),
-        kind: r.kind,
+        kind: r.kind(),
         action,
         reason: match action {
             Action::Create => "not in live state".to_string(),
@@ -200,14 +202,14 @@ pub fn drift(desired: &[Resource], live: &Live) -> Vec<String> {
         match live.get(&d.address) {
             None => out.push(format!("{}: missing", d.address)),
             Some(l) => {
-                for (k, v) in &d.attrs {
-                    if l.attrs.get(k) != Some(v) {
-                        out.push(format!(
-                            "{}.{k}: want {v}, have {}",
-                            d.address,
-                            l.attrs.get(k).map_or("nothing".into(), |x| x.to_string())
-                        ));
-                    }
+                let (want, have) = (d.spec.attrs(), l.spec.attrs());
+                for k in d.spec.changed(&l.spec) {
+                    out.push(format!(
+                        "{}.{k}: want {}, have {}",
+                        d.address,
+                        want[k],
+                        have.get(k).map_or("nothing".into(), |x| x.to_string())
+                    ));
                 }
             }
         }
@@ -225,10 +227,10 @@ pub fn plan(desired: &[Resource], live: &Live) -> Vec<Step> {
             None => steps.push(step(id, Action::Create, None, Some(d.clone()), vec![])),
             Some(l) => {
                 let changed: Vec<String> = d
-                    .attrs
-                    .iter()
-                    .filter(|(k, v)| l.attrs.get(*k) != Some(*v))
-                    .map(|(k, _)| k.clone())
+                    .spec
+                    .changed(&l.spec)
+                    .into_iter()
+                    .map(str::to_string)
                     .collect();
                 if !changed.is_empty() {
                     steps.push(step(
@@ -264,6 +266,7 @@ pub fn apply(
     let ctx = StepContext {
         app: &cluster.app,
         secrets: &secrets,
+        restore_from: None,
     };
     let mut done = Vec::new();
     for s in steps {

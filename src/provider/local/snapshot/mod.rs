@@ -26,15 +26,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::db;
-use super::keeper::{parse_volume_address, MachineRecord};
+use super::keeper::{volume_parts, MachineRecord};
 use super::monitor::MonitorNode;
 use super::process::run_logged;
 use super::state::{self, FileLock, ServiceUser};
 use super::{AppCtx, LocalProvider};
+use crate::model::SnapshotPolicySpec;
 use crate::provider::{Provider, ProviderError};
 use crate::snapshot::{schedule, Manifest, Policy, RunReport, Snapshots, Trigger};
 use files::{
@@ -327,7 +327,7 @@ impl LocalProvider {
     fn volumes_of(ctx: &AppCtx<'_>) -> BTreeSet<String> {
         ctx.machines()
             .iter()
-            .filter_map(|m| parse_volume_address(&m.volume).map(|v| v.0))
+            .filter_map(|m| volume_parts(&m.volume).map(|v| v.0.to_string()))
             .collect()
     }
 
@@ -363,11 +363,11 @@ impl LocalProvider {
         &self,
         ctx: &AppCtx<'_>,
     ) -> Result<BTreeMap<String, Policy>, ProviderError> {
-        let all: BTreeMap<String, BTreeMap<String, Value>> =
+        let all: BTreeMap<String, SnapshotPolicySpec> =
             state::read_json(&ctx.paths.snapshot_policy())?.unwrap_or_default();
         Ok(all
             .into_iter()
-            .map(|(volume, attrs)| (volume, Policy::from_attrs(&attrs)))
+            .map(|(volume, spec)| (volume, Policy::from_spec(&spec)))
             .collect())
     }
 }

@@ -1,0 +1,83 @@
+//! What `flyplan status` shows of a resource besides its spec: process ids,
+//! ports, replication lag, connections, disk and the platform's snapshots.
+//! Checks are never compared, planned or fingerprinted.
+
+use serde::{Deserialize, Serialize};
+
+/// A snapshot the platform took of a volume (Fly's daily snapshots).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakenSnapshot {
+    pub created_at: String,
+    pub id: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub status: String,
+}
+
+/// Observations of one resource; each is absent when the provider could
+/// not read it. Fields are alphabetical so that they serialise sorted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checks {
+    /// Client connections of a node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<i64>,
+    /// Bytes used by a node's data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_used_bytes: Option<u64>,
+    /// The state pg_auto_failover's monitor wants a node in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal_state: Option<String>,
+    /// The monitor's health of a node (1 healthy, 0 bad, -1 unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<i64>,
+    /// Host of the leader endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Bytes of WAL a node has yet to replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// A node's `max_connections`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<i64>,
+    /// Synchronous standbys as the monitor counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_number_sync_standbys: Option<i64>,
+    /// Port of the monitor of a local cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_port: Option<u64>,
+    /// The state a node reported to the monitor (`primary`, `secondary`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_state: Option<String>,
+    /// Pid of a node's keeper.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i64>,
+    /// Port of a node, or of the leader endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u64>,
+    /// Pid of a node's postmaster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_pid: Option<i64>,
+    /// The snapshot a local cluster was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<String>,
+    /// Snapshots the platform took of a volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<Vec<TakenSnapshot>>,
+    /// Standbys the leader's `synchronous_standby_names` waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_effective: Option<u64>,
+    /// The node's replication state as the monitor reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_state: Option<String>,
+    /// URL of the leader endpoint, without credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl Checks {
+    pub fn is_empty(&self) -> bool {
+        *self == Checks::default()
+    }
+}
