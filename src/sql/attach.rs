@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use super::{db_err, quote_ident, quote_literal, read_role, Change};
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+
+use super::{db_err, read_role, Change};
 use crate::provider::ProviderError;
 
 /// The start of the comment on an attachment role.
@@ -149,7 +151,7 @@ pub async fn ensure_attachment(
     spec: &AttachmentSpec,
     password: Option<&str>,
 ) -> Result<(Change, String), ProviderError> {
-    let ident = quote_ident(&spec.user);
+    let ident = escape_identifier(&spec.user);
     let what = format!("attachment {} (role {})", spec.app, spec.user);
     let current = read_role(admin, &spec.user).await?;
     let comment: Option<String> = admin
@@ -206,7 +208,7 @@ pub async fn ensure_attachment(
             let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
             statements.push(format!(
                 "ALTER ROLE {ident} PASSWORD {}",
-                quote_literal(&verifier)
+                escape_literal(&verifier)
             ));
             change = change.or(Change::Updated);
             verifier
@@ -229,7 +231,7 @@ pub async fn ensure_attachment(
     if comment.as_deref() != Some(wanted_comment.as_str()) {
         statements.push(format!(
             "COMMENT ON ROLE {ident} IS {}",
-            quote_literal(&wanted_comment)
+            escape_literal(&wanted_comment)
         ));
         change = change.or(Change::Updated);
     }
@@ -252,7 +254,7 @@ pub async fn ensure_attachment(
         admin
             .batch_execute(&format!(
                 "CREATE DATABASE {} OWNER {ident}",
-                quote_ident(&spec.database)
+                escape_identifier(&spec.database)
             ))
             .await
             .map_err(|e| db_err(&format!("creating database {}", spec.database), e))?;
@@ -261,7 +263,7 @@ pub async fn ensure_attachment(
     admin
         .batch_execute(&format!(
             "GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {} TO {ident}",
-            quote_ident(&spec.database)
+            escape_identifier(&spec.database)
         ))
         .await
         .map_err(|e| db_err(&format!("granting database {} to {what}", spec.database), e))?;
@@ -273,7 +275,7 @@ pub async fn ensure_attachment(
 /// use and create in schema `public`, read and write its tables and
 /// sequences, now and for tables made later by the database owner.
 pub async fn grant_read_write(db: &Client, user: &str) -> Result<(), ProviderError> {
-    let ident = quote_ident(user);
+    let ident = escape_identifier(user);
     let owner: String = db
         .query_one(
             "select pg_get_userbyid(datdba) from pg_database where datname = current_database()",
@@ -294,7 +296,7 @@ pub async fn grant_read_write(db: &Client, user: &str) -> Result<(), ProviderErr
                GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLES TO {ident}; \
              ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA public \
                GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {ident};",
-            o = quote_ident(&owner)
+            o = escape_identifier(&owner)
         ));
     }
     db.batch_execute(&sql)
