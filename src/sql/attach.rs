@@ -64,30 +64,6 @@ pub fn verifier_digest(verifier: &str) -> String {
     )
 }
 
-/// The URL an attached app connects with.
-pub fn connection_url(host: &str, port: u16, user: &str, password: &str, database: &str) -> String {
-    // Names are plain identifiers and generated passwords are alphanumeric;
-    // anything else is percent-encoded all the same.
-    format!(
-        "postgres://{}:{}@{host}:{port}/{}?sslmode=disable",
-        percent_encode(user),
-        percent_encode(password),
-        percent_encode(database)
-    )
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Attachment roles of the connected cluster, with their database's
 /// existence and whether their password is still the one flyplan set.
 pub async fn read_attachments(client: &Client) -> Result<Vec<AttachmentInfo>, ProviderError> {
@@ -307,18 +283,6 @@ pub async fn grant_read_write(db: &Client, user: &str) -> Result<(), ProviderErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_percent_encodes_what_is_not_plain() {
-        assert_eq!(
-            connection_url("127.0.0.1", 5432, "my_app", "Ab9", "my_app"),
-            "postgres://my_app:Ab9@127.0.0.1:5432/my_app?sslmode=disable"
-        );
-        assert_eq!(
-            connection_url("h", 1, "a b", "p@ss:/", "d"),
-            "postgres://a%20b:p%40ss%3A%2F@h:1/d?sslmode=disable"
-        );
-    }
 
     #[test]
     fn verifier_digest_hides_the_verifier_and_tells_them_apart() {

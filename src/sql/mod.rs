@@ -1,15 +1,18 @@
 //! All SQL that flyplan sends to PostgreSQL: roles, databases and catalog
 //! reads over tokio-postgres, with identifiers and literals quoted by
-//! postgres-protocol's escaping (libpq's rules). Both providers use it (locally over a unix socket, on Fly over a
-//! route the user provides).
+//! postgres-protocol's escaping (libpq's rules), and the connection URLs
+//! handed to attached apps. Both providers use it (locally over a unix
+//! socket, on Fly over a route the user provides).
 
 use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
+use url::Url;
 
 use crate::provider::ProviderError;
 
@@ -17,6 +20,40 @@ pub mod attach;
 
 /// The comment that marks a role as managed by flyplan.
 pub const MANAGED_COMMENT: &str = "managed by flyplan";
+
+/// What is percent-encoded in a connection URL's user, password and
+/// database: everything but RFC 3986's unreserved characters. The url
+/// crate's own userinfo set leaves `%` and some delimiters alone, which libpq
+/// would then decode or split on; encoding first keeps every value as given.
+const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A `postgres://` URL with `sslmode=disable`: what an attached app gets in
+/// its secret, and what keepers use to reach the monitor.
+///
+/// `host` is an IP address or an app's private name, both plain host names.
+pub fn connection_url(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    database: &str,
+) -> String {
+    let encode = |s: &str| utf8_percent_encode(s, URL_COMPONENT).to_string();
+    let mut url = Url::parse("postgres://localhost").expect("a constant URL parses");
+    url.set_host(Some(host))
+        .expect("hosts are IP addresses or validated app names");
+    url.set_port(Some(port))
+        .and_then(|()| url.set_username(&encode(user)))
+        .and_then(|()| url.set_password(password.map(encode).as_deref()))
+        .expect("a URL with a host takes a port, user and password");
+    url.set_path(&encode(database));
+    url.query_pairs_mut().append_pair("sslmode", "disable");
+    url.into()
+}
 
 fn db_err(what: &str, e: tokio_postgres::Error) -> ProviderError {
     // The message of a database error is in `as_db_error`; `Display` of the
@@ -450,6 +487,26 @@ mod tests {
         // whatever standard_conforming_strings says; the leading space keeps
         // it apart from whatever precedes it in the statement.
         assert_eq!(escape_literal(r"a\b'"), r" E'a\\b'''");
+    }
+
+    #[test]
+    fn connection_urls_percent_encode_what_is_not_plain() {
+        assert_eq!(
+            connection_url("127.0.0.1", 5432, "my_app", Some("Ab9"), "my_app"),
+            "postgres://my_app:Ab9@127.0.0.1:5432/my_app?sslmode=disable"
+        );
+        assert_eq!(
+            connection_url("h", 1, "a b", Some("p@ss:/"), "d"),
+            "postgres://a%20b:p%40ss%3A%2F@h:1/d?sslmode=disable"
+        );
+        assert_eq!(
+            connection_url("pg-x.flycast", 5432, "u", Some("50%+!é"), "d b/c"),
+            "postgres://u:50%25%2B%21%C3%A9@pg-x.flycast:5432/d%20b%2Fc?sslmode=disable"
+        );
+        assert_eq!(
+            connection_url("127.0.0.1", 6001, "autoctl_node", None, "pg_auto_failover"),
+            "postgres://autoctl_node@127.0.0.1:6001/pg_auto_failover?sslmode=disable"
+        );
     }
 
     #[test]
