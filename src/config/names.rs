@@ -1,6 +1,6 @@
 //! Strict checks for every name flyplan passes on to Fly or PostgreSQL (app
-//! names, identifiers, secret and variable names, volume names), and the edit
-//! distance behind "did you mean" suggestions.
+//! names, identifiers, secret and variable names, volume names), and the
+//! nearest-match rule behind "did you mean" suggestions.
 //!
 //! Names end up in API paths and SQL, so they are validated against narrow
 //! patterns here rather than escaped later: quotes, spaces and semicolons
@@ -205,22 +205,6 @@ pub fn sanitise_app_name(raw: &str) -> Option<String> {
     check_fly_app_name(&name).ok().map(|()| name)
 }
 
-/// Levenshtein distance between two strings, by characters.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
 /// The candidate closest to `word` (case-insensitively), if it is close
 /// enough to be a plausible typo: at most two edits, and fewer edits than
 /// half the candidate's length so that short keys do not match everything.
@@ -228,7 +212,7 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let word = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (edit_distance(&word, &c.to_ascii_lowercase()), c))
+        .map(|c| (strsim::levenshtein(&word, &c.to_ascii_lowercase()), c))
         .filter(|(d, c)| *d <= 2 && *d * 2 < c.chars().count())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -291,15 +275,6 @@ mod tests {
         assert_eq!(sanitise_app_name("123db").as_deref(), Some("db"));
         assert_eq!(sanitise_app_name("--"), None);
         assert_eq!(sanitise_app_name("x"), None);
-    }
-
-    #[test]
-    fn edit_distance_counts_insertions_deletions_and_substitutions() {
-        assert_eq!(edit_distance("instances", "instances"), 0);
-        assert_eq!(edit_distance("instnces", "instances"), 1);
-        assert_eq!(edit_distance("primery_region", "primary_region"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

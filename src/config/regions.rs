@@ -2,8 +2,6 @@
 //! replicas: the current regions and the retired ones still seen in real
 //! fly.toml files.
 
-use super::names;
-
 /// Every region code flyplan accepts, sorted. The JSON Schema's region enum
 /// must equal this list (checked by a test).
 pub const REGIONS: &[&str] = &[
@@ -22,7 +20,7 @@ pub fn closest_region(code: &str) -> Option<&'static str> {
     let code = code.to_ascii_lowercase();
     REGIONS
         .iter()
-        .map(|r| (names::edit_distance(&code, r), *r))
+        .map(|r| (strsim::levenshtein(&code, r), *r))
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
         .map(|(_, r)| r)

@@ -30,9 +30,7 @@ impl FileProvider {
 
     fn save(&self, live: &Live) -> Result<(), ProviderError> {
         let text = serde_json::to_string_pretty(live).expect("live state serialises");
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text + "\n")
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
+        crate::fsutil::write_atomic(&self.path, (text + "\n").as_bytes(), None)
             .map_err(|e| ProviderError::io(format!("write {}", self.path.display()), e))
     }
 }

@@ -192,9 +192,7 @@ impl WatchStatus {
     /// The file cannot be written.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).expect("status serialises") + "\n";
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)
+        crate::fsutil::write_atomic(path, text.as_bytes(), None)
     }
 
     /// The record for people (`flyplan watch --status`).

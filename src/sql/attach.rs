@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use super::{db_err, quote_ident, quote_literal, read_role, Change};
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+
+use super::{db_err, read_role, Change};
 use crate::provider::ProviderError;
 
 /// The start of the comment on an attachment role.
@@ -60,30 +62,6 @@ pub fn verifier_digest(verifier: &str) -> String {
             format!("flyplan-verifier-v1\0{verifier}").as_bytes()
         ))
     )
-}
-
-/// The URL an attached app connects with.
-pub fn connection_url(host: &str, port: u16, user: &str, password: &str, database: &str) -> String {
-    // Names are plain identifiers and generated passwords are alphanumeric;
-    // anything else is percent-encoded all the same.
-    format!(
-        "postgres://{}:{}@{host}:{port}/{}?sslmode=disable",
-        percent_encode(user),
-        percent_encode(password),
-        percent_encode(database)
-    )
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Attachment roles of the connected cluster, with their database's
@@ -149,7 +127,7 @@ pub async fn ensure_attachment(
     spec: &AttachmentSpec,
     password: Option<&str>,
 ) -> Result<(Change, String), ProviderError> {
-    let ident = quote_ident(&spec.user);
+    let ident = escape_identifier(&spec.user);
     let what = format!("attachment {} (role {})", spec.app, spec.user);
     let current = read_role(admin, &spec.user).await?;
     let comment: Option<String> = admin
@@ -206,7 +184,7 @@ pub async fn ensure_attachment(
             let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
             statements.push(format!(
                 "ALTER ROLE {ident} PASSWORD {}",
-                quote_literal(&verifier)
+                escape_literal(&verifier)
             ));
             change = change.or(Change::Updated);
             verifier
@@ -229,7 +207,7 @@ pub async fn ensure_attachment(
     if comment.as_deref() != Some(wanted_comment.as_str()) {
         statements.push(format!(
             "COMMENT ON ROLE {ident} IS {}",
-            quote_literal(&wanted_comment)
+            escape_literal(&wanted_comment)
         ));
         change = change.or(Change::Updated);
     }
@@ -252,7 +230,7 @@ pub async fn ensure_attachment(
         admin
             .batch_execute(&format!(
                 "CREATE DATABASE {} OWNER {ident}",
-                quote_ident(&spec.database)
+                escape_identifier(&spec.database)
             ))
             .await
             .map_err(|e| db_err(&format!("creating database {}", spec.database), e))?;
@@ -261,7 +239,7 @@ pub async fn ensure_attachment(
     admin
         .batch_execute(&format!(
             "GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {} TO {ident}",
-            quote_ident(&spec.database)
+            escape_identifier(&spec.database)
         ))
         .await
         .map_err(|e| db_err(&format!("granting database {} to {what}", spec.database), e))?;
@@ -273,7 +251,7 @@ pub async fn ensure_attachment(
 /// use and create in schema `public`, read and write its tables and
 /// sequences, now and for tables made later by the database owner.
 pub async fn grant_read_write(db: &Client, user: &str) -> Result<(), ProviderError> {
-    let ident = quote_ident(user);
+    let ident = escape_identifier(user);
     let owner: String = db
         .query_one(
             "select pg_get_userbyid(datdba) from pg_database where datname = current_database()",
@@ -294,7 +272,7 @@ pub async fn grant_read_write(db: &Client, user: &str) -> Result<(), ProviderErr
                GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLES TO {ident}; \
              ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA public \
                GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {ident};",
-            o = quote_ident(&owner)
+            o = escape_identifier(&owner)
         ));
     }
     db.batch_execute(&sql)
@@ -305,18 +283,6 @@ pub async fn grant_read_write(db: &Client, user: &str) -> Result<(), ProviderErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_percent_encodes_what_is_not_plain() {
-        assert_eq!(
-            connection_url("127.0.0.1", 5432, "my_app", "Ab9", "my_app"),
-            "postgres://my_app:Ab9@127.0.0.1:5432/my_app?sslmode=disable"
-        );
-        assert_eq!(
-            connection_url("h", 1, "a b", "p@ss:/", "d"),
-            "postgres://a%20b:p%40ss%3A%2F@h:1/d?sslmode=disable"
-        );
-    }
 
     #[test]
     fn verifier_digest_hides_the_verifier_and_tells_them_apart() {

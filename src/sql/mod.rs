@@ -1,14 +1,18 @@
 //! All SQL that flyplan sends to PostgreSQL: roles, databases and catalog
-//! reads over tokio-postgres, with identifier and literal quoting done in one
-//! place. Both providers use it (locally over a unix socket, on Fly over a
-//! route the user provides).
+//! reads over tokio-postgres, with identifiers and literals quoted by
+//! postgres-protocol's escaping (libpq's rules), and the connection URLs
+//! handed to attached apps. Both providers use it (locally over a unix
+//! socket, on Fly over a route the user provides).
 
 use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use postgres_protocol::escape::{escape_identifier, escape_literal};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
+use url::Url;
 
 use crate::provider::ProviderError;
 
@@ -17,39 +21,38 @@ pub mod attach;
 /// The comment that marks a role as managed by flyplan.
 pub const MANAGED_COMMENT: &str = "managed by flyplan";
 
-/// Quote an identifier for PostgreSQL: wrapped in double quotes, embedded
-/// double quotes doubled. Always quotes, so case and keywords are kept.
-pub fn quote_ident(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 2);
-    out.push('"');
-    for c in name.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
+/// What is percent-encoded in a connection URL's user, password and
+/// database: everything but RFC 3986's unreserved characters. The url
+/// crate's own userinfo set leaves `%` and some delimiters alone, which libpq
+/// would then decode or split on; encoding first keeps every value as given.
+const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
-/// Quote a string literal for PostgreSQL: single quotes doubled; when the
-/// value holds a backslash the escape-string form `E'...'` is used with
-/// backslashes doubled, so the result means the same whatever
-/// `standard_conforming_strings` says.
-pub fn quote_literal(value: &str) -> String {
-    let mut body = String::with_capacity(value.len() + 2);
-    for c in value.chars() {
-        match c {
-            '\'' => body.push_str("''"),
-            '\\' => body.push_str("\\\\"),
-            _ => body.push(c),
-        }
-    }
-    if value.contains('\\') {
-        format!("E'{body}'")
-    } else {
-        format!("'{body}'")
-    }
+/// A `postgres://` URL with `sslmode=disable`: what an attached app gets in
+/// its secret, and what keepers use to reach the monitor.
+///
+/// `host` is an IP address or an app's private name, both plain host names.
+pub fn connection_url(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    database: &str,
+) -> String {
+    let encode = |s: &str| utf8_percent_encode(s, URL_COMPONENT).to_string();
+    let mut url = Url::parse("postgres://localhost").expect("a constant URL parses");
+    url.set_host(Some(host))
+        .expect("hosts are IP addresses or validated app names");
+    url.set_port(Some(port))
+        .and_then(|()| url.set_username(&encode(user)))
+        .and_then(|()| url.set_password(password.map(encode).as_deref()))
+        .expect("a URL with a host takes a port, user and password");
+    url.set_path(&encode(database));
+    url.query_pairs_mut().append_pair("sslmode", "disable");
+    url.into()
 }
 
 fn db_err(what: &str, e: tokio_postgres::Error) -> ProviderError {
@@ -190,7 +193,7 @@ pub async fn ensure_role(
     spec: &RoleSpec,
     password: Option<&str>,
 ) -> Result<Change, ProviderError> {
-    let ident = quote_ident(&spec.name);
+    let ident = escape_identifier(&spec.name);
     let what = format!("role {}", spec.name);
     let current = read_role(client, &spec.name).await?;
     let mut change = Change::None;
@@ -220,14 +223,14 @@ pub async fn ensure_role(
         .unwrap_or_default();
     for group in spec.member_of.difference(&had) {
         client
-            .batch_execute(&format!("GRANT {} TO {ident}", quote_ident(group)))
+            .batch_execute(&format!("GRANT {} TO {ident}", escape_identifier(group)))
             .await
             .map_err(|e| db_err(&format!("granting {group} to {what}"), e))?;
         change = change.or(Change::Updated);
     }
     for group in had.difference(&spec.member_of) {
         client
-            .batch_execute(&format!("REVOKE {} FROM {ident}", quote_ident(group)))
+            .batch_execute(&format!("REVOKE {} FROM {ident}", escape_identifier(group)))
             .await
             .map_err(|e| db_err(&format!("revoking {group} from {what}"), e))?;
         change = change.or(Change::Updated);
@@ -243,7 +246,7 @@ pub async fn ensure_role(
             client
                 .batch_execute(&format!(
                     "ALTER ROLE {ident} PASSWORD {}",
-                    quote_literal(&verifier)
+                    escape_literal(&verifier)
                 ))
                 .await
                 .map_err(|e| db_err(&format!("setting the password of {what}"), e))?;
@@ -254,7 +257,7 @@ pub async fn ensure_role(
         client
             .batch_execute(&format!(
                 "COMMENT ON ROLE {ident} IS {}",
-                quote_literal(MANAGED_COMMENT)
+                escape_literal(MANAGED_COMMENT)
             ))
             .await
             .map_err(|e| db_err(&format!("marking {what} as managed"), e))?;
@@ -312,8 +315,8 @@ pub async fn ensure_database(
             client
                 .batch_execute(&format!(
                     "CREATE DATABASE {} OWNER {}",
-                    quote_ident(name),
-                    quote_ident(owner)
+                    escape_identifier(name),
+                    escape_identifier(owner)
                 ))
                 .await
                 .map_err(|e| db_err(&format!("creating database {name}"), e))?;
@@ -323,8 +326,8 @@ pub async fn ensure_database(
             client
                 .batch_execute(&format!(
                     "ALTER DATABASE {} OWNER TO {}",
-                    quote_ident(name),
-                    quote_ident(owner)
+                    escape_identifier(name),
+                    escape_identifier(owner)
                 ))
                 .await
                 .map_err(|e| db_err(&format!("changing the owner of database {name}"), e))?;
@@ -341,7 +344,10 @@ pub async fn drop_database(client: &Client, name: &str) -> Result<bool, Provider
         return Ok(false);
     }
     client
-        .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(name)))
+        .batch_execute(&format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            escape_identifier(name)
+        ))
         .await
         .map_err(|e| db_err(&format!("dropping database {name}"), e))?;
     Ok(true)
@@ -369,8 +375,8 @@ pub async fn reassign_and_drop_owned(
     client
         .batch_execute(&format!(
             "REASSIGN OWNED BY {r} TO {o}; DROP OWNED BY {r}",
-            r = quote_ident(role),
-            o = quote_ident(new_owner)
+            r = escape_identifier(role),
+            o = escape_identifier(new_owner)
         ))
         .await
         .map_err(|e| db_err(&format!("releasing what role {role} owns"), e))
@@ -382,7 +388,7 @@ pub async fn drop_role(client: &Client, name: &str) -> Result<bool, ProviderErro
         return Ok(false);
     }
     client
-        .batch_execute(&format!("DROP ROLE {}", quote_ident(name)))
+        .batch_execute(&format!("DROP ROLE {}", escape_identifier(name)))
         .await
         .map_err(|e| db_err(&format!("dropping role {name}"), e))?;
     Ok(true)
@@ -462,15 +468,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quote_ident_doubles_embedded_double_quotes() {
-        assert_eq!(quote_ident("app"), "\"app\"");
-        assert_eq!(quote_ident("My \"odd\" role"), "\"My \"\"odd\"\" role\"");
+    fn identifiers_are_always_quoted_with_embedded_quotes_doubled() {
+        assert_eq!(escape_identifier("app"), r#""app""#);
+        assert_eq!(escape_identifier("Select"), r#""Select""#);
+        assert_eq!(
+            escape_identifier(r#"My "odd" role"#),
+            r#""My ""odd"" role""#
+        );
+        // A backslash means nothing inside an identifier.
+        assert_eq!(escape_identifier(r"a\b"), r#""a\b""#);
     }
 
     #[test]
-    fn quote_literal_doubles_quotes_and_escapes_backslashes() {
-        assert_eq!(quote_literal("it's"), "'it''s'");
-        assert_eq!(quote_literal("a\\b'"), "E'a\\\\b'''");
+    fn literals_double_quotes_and_use_the_escape_form_for_backslashes() {
+        assert_eq!(escape_literal("it's"), "'it''s'");
+        assert_eq!(escape_literal(MANAGED_COMMENT), "'managed by flyplan'");
+        // With a backslash the E'' form is used, so the value reads the same
+        // whatever standard_conforming_strings says; the leading space keeps
+        // it apart from whatever precedes it in the statement.
+        assert_eq!(escape_literal(r"a\b'"), r" E'a\\b'''");
+    }
+
+    #[test]
+    fn connection_urls_percent_encode_what_is_not_plain() {
+        assert_eq!(
+            connection_url("127.0.0.1", 5432, "my_app", Some("Ab9"), "my_app"),
+            "postgres://my_app:Ab9@127.0.0.1:5432/my_app?sslmode=disable"
+        );
+        assert_eq!(
+            connection_url("h", 1, "a b", Some("p@ss:/"), "d"),
+            "postgres://a%20b:p%40ss%3A%2F@h:1/d?sslmode=disable"
+        );
+        assert_eq!(
+            connection_url("pg-x.flycast", 5432, "u", Some("50%+!é"), "d b/c"),
+            "postgres://u:50%25%2B%21%C3%A9@pg-x.flycast:5432/d%20b%2Fc?sslmode=disable"
+        );
+        assert_eq!(
+            connection_url("127.0.0.1", 6001, "autoctl_node", None, "pg_auto_failover"),
+            "postgres://autoctl_node@127.0.0.1:6001/pg_auto_failover?sslmode=disable"
+        );
     }
 
     #[test]

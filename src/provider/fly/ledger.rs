@@ -4,7 +4,6 @@
 //! cluster's primary region while it has no machine to carry it.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -143,26 +142,14 @@ impl Ledger {
         }
     }
 
-    /// Write whole or not at all (temporary file, then rename), mode 0600.
+    /// Write whole or not at all, mode 0600.
     fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ProviderError> {
         self.ensure_dir()?;
         let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let what = format!("write {}", path.display());
         let mut bytes = serde_json::to_vec_pretty(value).expect("ledger serialises");
         bytes.push(b'\n');
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut file = opts.open(&tmp).map_err(|e| ProviderError::io(&what, e))?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| ProviderError::io(&what, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| ProviderError::io(&what, e))
+        crate::fsutil::write_atomic(&path, &bytes, Some(0o600))
+            .map_err(|e| ProviderError::io(format!("write {}", path.display()), e))
     }
 }
 

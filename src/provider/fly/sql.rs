@@ -251,11 +251,11 @@ impl ConsumerSecrets for FlyConsumers<'_> {
         // What `fly pg attach` sets: the cluster's Flycast address, whose
         // port 5432 Fly's proxy sends to the leader.
         let host = format!("{}.flycast", self.cluster);
-        Ok(attach::connection_url(
+        Ok(sql::connection_url(
             &host,
             PG_PROXY_PORT,
             user,
-            password,
+            Some(password),
             database,
         ))
     }

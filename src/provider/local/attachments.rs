@@ -3,7 +3,9 @@
 //! consumer apps' URLs in the local consumer store, pointing at the leader
 //! endpoint.
 
+use percent_encoding::percent_decode_str;
 use tokio_postgres::Client;
+use url::Url;
 
 use super::consumers::{ConsumerSecret, ConsumerStore};
 use super::db;
@@ -11,17 +13,16 @@ use super::AppCtx;
 use crate::model::Resource;
 use crate::provider::pg::{attachments, ConsumerSecrets, ConsumerVar};
 use crate::provider::ProviderError;
-use crate::sql::attach;
+use crate::sql;
 
 /// The host the local endpoint listens on.
 const HOST: &str = "127.0.0.1";
 
-/// The password in a URL made by `sql::attach::connection_url` (generated
-/// passwords are alphanumeric, so no decoding is needed).
-fn password_in(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("postgres://")?;
-    let (userinfo, _) = rest.split_once('@')?;
-    Some(userinfo.split_once(':')?.1)
+/// The password in a URL made by `sql::connection_url`, decoded.
+fn password_in(url: &str) -> Option<String> {
+    let url = Url::parse(url).ok().filter(|u| u.scheme() == "postgres")?;
+    let password = percent_decode_str(url.password()?).decode_utf8().ok()?;
+    Some(password.into_owned())
 }
 
 /// The consumer store as one cluster sees it.
@@ -34,7 +35,7 @@ pub struct LocalConsumers<'a> {
 
 impl LocalConsumers<'_> {
     fn url_for(&self, port: u16, user: &str, password: &str, database: &str) -> String {
-        attach::connection_url(HOST, port, user, password, database)
+        sql::connection_url(HOST, port, user, Some(password), database)
     }
 }
 
@@ -47,7 +48,7 @@ impl ConsumerSecrets for LocalConsumers<'_> {
             .map(|(app, variable, s)| {
                 let current = password_in(&s.value)
                     .zip(self.port)
-                    .map(|(pw, port)| self.url_for(port, &s.user, pw, &s.database))
+                    .map(|(pw, port)| self.url_for(port, &s.user, &pw, &s.database))
                     .as_deref()
                     == Some(s.value.as_str());
                 ConsumerVar {
@@ -134,8 +135,11 @@ mod tests {
 
     #[test]
     fn password_is_read_back_from_a_url() {
-        let url = attach::connection_url(HOST, 6000, "myapp", "Abc123", "myapp");
-        assert_eq!(password_in(&url), Some("Abc123"));
-        assert_eq!(password_in("mysql://x"), None);
+        let url = sql::connection_url(HOST, 6000, "myapp", Some("Abc123"), "myapp");
+        assert_eq!(password_in(&url).as_deref(), Some("Abc123"));
+        let url = sql::connection_url(HOST, 6000, "myapp", Some("a%b:c"), "myapp");
+        assert_eq!(password_in(&url).as_deref(), Some("a%b:c"));
+        assert_eq!(password_in("postgres://u@h/d"), None);
+        assert_eq!(password_in("mysql://u:p@h/d"), None);
     }
 }

@@ -167,9 +167,12 @@ impl AppCtx<'_> {
 
     /// The URI keepers use to reach the monitor.
     pub fn monitor_uri(&self) -> Result<String, ProviderError> {
-        Ok(format!(
-            "postgres://autoctl_node@127.0.0.1:{}/pg_auto_failover?sslmode=disable",
-            self.monitor_port()?
+        Ok(crate::sql::connection_url(
+            "127.0.0.1",
+            self.monitor_port()?,
+            "autoctl_node",
+            None,
+            "pg_auto_failover",
         ))
     }
 

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -250,27 +249,10 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(),
     write_file(path, &bytes, mode)
 }
 
-/// Write a file atomically with `mode` (set before any content is written).
+/// Write a file atomically with exactly `mode`.
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ProviderError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!(
-        "tmp{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let io = |e| ProviderError::io(format!("writing {}", path.display()), e);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io)?;
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
+    crate::fsutil::write_atomic(path, bytes, Some(mode))
+        .map_err(|e| ProviderError::io(format!("writing {}", path.display()), e))
 }
 
 /// Ports of one app by key (`monitor`, `endpoint`, or a machine address).
