@@ -88,7 +88,7 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
     }
 
     for p in &mut pending {
-        decorate(p, live, opts);
+        decorate(p, opts);
     }
     let folded = fold_into_app_delete(&mut pending);
     let mut plan = order(pending, live, desired, live.fingerprint(), opts, unchanged);
@@ -239,7 +239,7 @@ fn update_reason(want: &Resource, have: &Resource, changed: &[String], action: A
 }
 
 /// Blocks, notes, and kind-specific rules.
-fn decorate(p: &mut Pending, live: &Live, opts: PlanOptions) {
+fn decorate(p: &mut Pending, opts: PlanOptions) {
     let step = &mut p.step;
     match (step.kind, step.action) {
         (Kind::Volume, Action::Update) if step.changed.iter().any(|c| c == "size_gb") => {
@@ -325,9 +325,22 @@ fn decorate(p: &mut Pending, live: &Live, opts: PlanOptions) {
                 format!("commits wait for {n} standby(s)")
             });
         }
-        _ => {}
+        // Every kind is named, so a new kind must decide here whether it
+        // needs a rule.
+        (
+            Kind::App
+            | Kind::Secret
+            | Kind::Volume
+            | Kind::Machine
+            | Kind::Formation
+            | Kind::Endpoint
+            | Kind::User
+            | Kind::Database
+            | Kind::Attachment
+            | Kind::SnapshotPolicy,
+            _,
+        ) => {}
     }
-    let _ = live;
 }
 
 /// Phases in execution order; each step depends on the steps of the

@@ -26,7 +26,7 @@ pub const CHANGED_OUTSIDE: &str = "sha256:changed-outside-flyplan";
 
 /// What the API says about an app, read in one go.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub struct AppView {
     pub app: App,
     /// Machines that still count (not destroyed).
     pub machines: Vec<Machine>,
@@ -47,7 +47,7 @@ pub async fn fetch(
     app: &str,
     label: &str,
     with_snapshots: bool,
-) -> Result<Option<Snapshot>, ProviderError> {
+) -> Result<Option<AppView>, ProviderError> {
     let Some(app_info) = client
         .request(label, reqwest::Method::GET, &["apps", app])
         .send_opt::<App>()
@@ -83,7 +83,7 @@ pub async fn fetch(
         list.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         snapshots.insert(v.id.clone(), list);
     }
-    Ok(Some(Snapshot {
+    Ok(Some(AppView {
         app: app_info,
         machines: machines
             .into_iter()
@@ -107,8 +107,8 @@ pub struct Topology {
 
 impl Topology {
     /// The machine at `machine[<region>:<index>]`.
-    pub fn machine_at<'s>(&self, snap: &'s Snapshot, address: &Address) -> Option<&'s Machine> {
-        snap.machines.iter().find(|m| {
+    pub fn machine_at<'s>(&self, view: &'s AppView, address: &Address) -> Option<&'s Machine> {
+        view.machines.iter().find(|m| {
             self.machine_index
                 .get(&m.id)
                 .is_some_and(|i| &Address::machine(&m.region, *i) == address)
@@ -116,8 +116,8 @@ impl Topology {
     }
 
     /// The volume at `volume.<name>[<region>:<index>]`.
-    pub fn volume_at<'s>(&self, snap: &'s Snapshot, address: &Address) -> Option<&'s Volume> {
-        snap.volumes
+    pub fn volume_at<'s>(&self, view: &'s AppView, address: &Address) -> Option<&'s Volume> {
+        view.volumes
             .iter()
             .find(|v| self.volume_address.get(&v.id) == Some(address))
     }
@@ -136,16 +136,16 @@ fn created_key(created_at: &str, id: &str) -> (String, String) {
 /// takes the lowest index of its region that no machine and no attached
 /// volume of that name uses, in order of creation then id, so a volume
 /// whose machine was never made is found again by the next apply.
-pub fn topology(snap: &Snapshot, app_ledger: &AppLedger) -> Topology {
+pub fn topology(view: &AppView, app_ledger: &AppLedger) -> Topology {
     let mut topo = Topology {
-        primary_region: primary_region(&snap.machines)
+        primary_region: primary_region(&view.machines)
             .or_else(|| app_ledger.primary_region.clone()),
         ..Default::default()
     };
 
     // Machines, region by region.
     let mut by_region: BTreeMap<&str, Vec<&Machine>> = BTreeMap::new();
-    for m in &snap.machines {
+    for m in &view.machines {
         by_region.entry(m.region.as_str()).or_default().push(m);
     }
     for machines in by_region.values_mut() {
@@ -174,14 +174,14 @@ pub fn topology(snap: &Snapshot, app_ledger: &AppLedger) -> Topology {
 
     // Which machine holds which volume.
     let mut holder: BTreeMap<&str, &Machine> = BTreeMap::new();
-    for m in &snap.machines {
+    for m in &view.machines {
         for mount in &m.config.mounts {
             holder.insert(mount.volume.as_str(), m);
         }
     }
-    for v in &snap.volumes {
+    for v in &view.volumes {
         if let Some(mid) = v.attached_machine_id.as_deref().filter(|s| !s.is_empty()) {
-            if let Some(m) = snap.machines.iter().find(|m| m.id == mid) {
+            if let Some(m) = view.machines.iter().find(|m| m.id == mid) {
                 holder.entry(v.id.as_str()).or_insert(m);
             }
         }
@@ -190,7 +190,7 @@ pub fn topology(snap: &Snapshot, app_ledger: &AppLedger) -> Topology {
     // Indexes in use per (volume name, region).
     let mut taken: BTreeMap<(&str, &str), BTreeSet<u32>> = BTreeMap::new();
     let mut unattached = Vec::new();
-    for v in &snap.volumes {
+    for v in &view.volumes {
         match holder.get(v.id.as_str()) {
             Some(m) => {
                 let i = topo.machine_index[&m.id];
@@ -206,7 +206,7 @@ pub fn topology(snap: &Snapshot, app_ledger: &AppLedger) -> Topology {
     }
     unattached.sort_by_key(|v| created_key(&v.created_at, &v.id));
     for v in unattached {
-        let machine_indexes: BTreeSet<u32> = snap
+        let machine_indexes: BTreeSet<u32> = view
             .machines
             .iter()
             .filter(|m| m.region == v.region)
@@ -310,19 +310,14 @@ pub fn reported_secret_digest(secret: &AppSecret, ledger: &SecretsLedger) -> Str
 }
 
 /// The live state of an app from a snapshot.
-pub fn to_live(
-    app: &str,
-    snap: &Snapshot,
-    topo: &Topology,
-    secrets_ledger: &SecretsLedger,
-) -> Live {
+pub fn to_live(app: &str, view: &AppView, topo: &Topology, secrets_ledger: &SecretsLedger) -> Live {
     let mut live = Live::empty(app);
 
     // The app.
     let app_spec = AppSpec {
-        app_role: snap.app.app_role.clone(),
-        id: Some(snap.app.id.clone()),
-        org: snap
+        app_role: view.app.app_role.clone(),
+        id: Some(view.app.id.clone()),
+        org: view
             .app
             .organization
             .as_ref()
@@ -331,12 +326,12 @@ pub fn to_live(
         primary_region: topo.primary_region.clone(),
         restore_from: None,
         state: "running".to_string(),
-        status: Some(snap.app.status.clone()),
+        status: Some(view.app.status.clone()),
     };
     live.insert(Resource::new(Address::app(app), Spec::App(app_spec)));
 
     // Secrets: digests flyplan can vouch for, others marked.
-    for s in &snap.secrets {
+    for s in &view.secrets {
         let spec = SecretSpec {
             digest: Some(Digest(reported_secret_digest(s, secrets_ledger))),
             managed_by: (!secrets_ledger.secrets.contains_key(&s.name))
@@ -347,7 +342,7 @@ pub fn to_live(
 
     // Volumes.
     let mut by_name: BTreeMap<&str, Vec<&Volume>> = BTreeMap::new();
-    for v in &snap.volumes {
+    for v in &view.volumes {
         let Some(address) = topo.volume_address.get(&v.id) else {
             continue;
         };
@@ -367,7 +362,7 @@ pub fn to_live(
         };
         // What Fly has taken so far: checks, never compared.
         let checks = Checks {
-            snapshots: snap.snapshots.get(&v.id).map(|list| {
+            snapshots: view.snapshots.get(&v.id).map(|list| {
                 list.iter()
                     .map(|s| TakenSnapshot {
                         created_at: s.created_at.clone(),
@@ -397,7 +392,7 @@ pub fn to_live(
     }
 
     // Machines.
-    for m in &snap.machines {
+    for m in &view.machines {
         let index = topo.machine_index[&m.id];
         let guest = m.config.guest.clone().unwrap_or_default();
         let role = match &topo.primary_region {
@@ -445,8 +440,8 @@ pub fn to_live(
     // Formation: postgres-flex has no synchronous-standby setting; the
     // number flyplan applied is kept in machine metadata (0 when absent,
     // which is what postgres-flex does: asynchronous replication).
-    if !snap.machines.is_empty() {
-        let values = snap.machines.iter().map(|m| {
+    if !view.machines.is_empty() {
+        let values = view.machines.iter().map(|m| {
             m.config
                 .metadata
                 .get(meta::SYNC_STANDBYS)
@@ -463,7 +458,7 @@ pub fn to_live(
     }
 
     // Endpoint: Fly's proxy on 5432 exists while machines serve it.
-    let serving: Vec<&Machine> = snap.machines.iter().filter(|m| serves_proxy(m)).collect();
+    let serving: Vec<&Machine> = view.machines.iter().filter(|m| serves_proxy(m)).collect();
     if !serving.is_empty() {
         let state = if serving.iter().any(|m| m.state == "started") {
             "running"
@@ -530,7 +525,7 @@ mod tests {
 
     #[test]
     fn machines_keep_their_stored_index_and_others_take_free_ones_in_creation_order() {
-        let snap = Snapshot {
+        let view = AppView {
             machines: vec![
                 machine("m_b", "iad", "2024-01-02", None, None),
                 machine("m_a", "iad", "2024-01-03", Some(0), None),
@@ -539,7 +534,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let t = topology(&snap, &AppLedger::default());
+        let t = topology(&view, &AppLedger::default());
         assert_eq!(t.machine_index["m_a"], 0);
         assert_eq!(t.machine_index["m_c"], 1);
         assert_eq!(t.machine_index["m_b"], 2);
@@ -549,7 +544,7 @@ mod tests {
 
     #[test]
     fn unattached_volumes_take_the_next_index_free_of_machines_and_attached_volumes() {
-        let snap = Snapshot {
+        let view = AppView {
             machines: vec![
                 machine("m0", "iad", "1", Some(0), Some("vol_a")),
                 machine("m1", "iad", "2", Some(1), Some("vol_b")),
@@ -563,7 +558,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let t = topology(&snap, &AppLedger::default());
+        let t = topology(&view, &AppLedger::default());
         let addr = |id: &str| t.volume_address[id].to_string();
         assert_eq!(addr("vol_a"), "volume.pg_data[iad:0]");
         assert_eq!(addr("vol_b"), "volume.pg_data[iad:1]");

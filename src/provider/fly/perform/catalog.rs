@@ -1,0 +1,76 @@
+//! Roles, databases and attachments: SQL through the user's route.
+
+use super::*;
+
+impl Performer<'_> {
+    /// Roles, databases and attachments: SQL through the user's route.
+    pub(super) async fn sql(&self) -> Result<Outcome, ProviderError> {
+        if self.step.action == Action::Replace {
+            let before = self.step.before.as_ref().or(self.step.after.as_ref());
+            if let Some(r) = before {
+                self.sql_delete(r).await?;
+            }
+            self.sql_ensure(self.desired()?).await?;
+            return Ok(Outcome::Created);
+        }
+        if self.step.action == Action::Delete {
+            let r = self
+                .step
+                .before
+                .as_ref()
+                .or(self.step.after.as_ref())
+                .ok_or_else(|| self.fail("a delete without a resource"))?;
+            let done = self.sql_delete(r).await?;
+            return Ok(if done {
+                Outcome::Deleted
+            } else {
+                Outcome::NotNeeded
+            });
+        }
+        let done = self.sql_ensure(self.desired()?).await?;
+        Ok(if done {
+            changed(self.step.action)
+        } else {
+            Outcome::NotNeeded
+        })
+    }
+
+    pub(super) async fn sql_ensure(&self, r: &Resource) -> Result<bool, ProviderError> {
+        let (p, what, app) = (self.p, self.label.as_str(), self.app);
+        match self.step.kind {
+            Kind::User => p.ensure_user(r, self.ctx, what).await,
+            Kind::Database => roles::ensure_database(&p.primary(what)?, r).await,
+            Kind::Attachment => attachments::ensure(&p.primary(what)?, &p.consumers(app), r).await,
+            Kind::App
+            | Kind::Secret
+            | Kind::Volume
+            | Kind::Machine
+            | Kind::Formation
+            | Kind::Endpoint
+            | Kind::SnapshotPolicy => Err(self.fail("not a role, database or attachment")),
+        }
+    }
+
+    pub(super) async fn sql_delete(&self, r: &Resource) -> Result<bool, ProviderError> {
+        let (p, what, app) = (self.p, self.label.as_str(), self.app);
+        match self.step.kind {
+            Kind::User => p.remove_user(r, app, what).await,
+            Kind::Database => roles::remove_database(&p.primary(what)?, r).await,
+            Kind::Attachment => attachments::remove(&p.primary(what)?, &p.consumers(app), r).await,
+            Kind::App
+            | Kind::Secret
+            | Kind::Volume
+            | Kind::Machine
+            | Kind::Formation
+            | Kind::Endpoint
+            | Kind::SnapshotPolicy => Err(self.fail("not a role, database or attachment")),
+        }
+    }
+
+    pub(super) fn desired(&self) -> Result<&Resource, ProviderError> {
+        self.step
+            .after
+            .as_ref()
+            .ok_or_else(|| self.fail("a create or update without a desired resource"))
+    }
+}

@@ -1,0 +1,334 @@
+//! Machines: created on their volume, updated under a lease, waited for,
+//! destroyed; a replace is a destroy then a create.
+
+use super::*;
+
+impl Performer<'_> {
+    pub(super) async fn machine(&self, action: Action) -> Result<Outcome, ProviderError> {
+        let (view, topo) = self.read().await?;
+        let existing = topo.machine_at(&view, &self.step.address).cloned();
+        match action {
+            Action::Create => {
+                if existing.is_some() {
+                    return Ok(Outcome::NotNeeded);
+                }
+                self.create_machine(&view, &topo).await?;
+                Ok(Outcome::Created)
+            }
+            Action::Update => {
+                let m = existing.ok_or_else(|| {
+                    self.fail(format!("{} does not exist; plan again", self.step.address))
+                })?;
+                self.update_machine(&m).await
+            }
+            Action::Delete => {
+                let Some(m) = existing else {
+                    return Ok(Outcome::NotNeeded);
+                };
+                self.delete_machine(&m).await
+            }
+            Action::Replace | Action::NoOp => Ok(Outcome::NotNeeded),
+        }
+    }
+
+    pub(super) fn sync_standbys_of(view: &AppView) -> Option<String> {
+        let mut values = view
+            .machines
+            .iter()
+            .filter_map(|m| m.config.metadata.get(meta::SYNC_STANDBYS).cloned());
+        let first = values.next()?;
+        values.all(|v| v == first).then_some(first)
+    }
+
+    pub(super) async fn create_machine(
+        &self,
+        view: &AppView,
+        topo: &Topology,
+    ) -> Result<(), ProviderError> {
+        let after = self.after_machine()?;
+        let index = after.index;
+        let region = after.region.clone();
+        let image = after
+            .image
+            .as_deref()
+            .ok_or_else(|| self.fail("no image in the desired machine"))?;
+        let primary_region = match (&topo.primary_region, after.role) {
+            (Some(pr), _) => pr.clone(),
+            (None, Role::Candidate) => region.clone(),
+            (None, Role::Replica) => {
+                return Err(self.fail(
+                    "the primary region is unknown (no app step and no primary-region machine)",
+                ))
+            }
+        };
+
+        // The node's volume: the one at the desired address; else (volumes
+        // created out of order) the lowest unattached one of that name here.
+        let want_volume = after.volume.clone();
+        let attached: Vec<&str> = view
+            .machines
+            .iter()
+            .flat_map(|m| m.config.mounts.iter().map(|x| x.volume.as_str()))
+            .collect();
+        let free = |v: &&Volume| {
+            !attached.contains(&v.id.as_str())
+                && v.attached_machine_id.as_deref().is_none_or(str::is_empty)
+        };
+        let volume = match &want_volume {
+            Some(addr) => topo
+                .volume_at(view, addr)
+                .filter(free)
+                .or_else(|| {
+                    let (name, vregion) = match addr.target() {
+                        Target::Volume { name, region, .. } => (name, region),
+                        _ => return None,
+                    };
+                    let mut candidates: Vec<&Volume> = view
+                        .volumes
+                        .iter()
+                        .filter(|v| &v.name == name && &v.region == vregion)
+                        .filter(free)
+                        .collect();
+                    candidates.sort_by_key(|v| topo.volume_address.get(&v.id).cloned());
+                    candidates.into_iter().next()
+                })
+                .ok_or_else(|| {
+                    self.fail(format!("{addr} does not exist or is in use; plan again"))
+                })?,
+            None => return Err(self.fail("the desired machine names no volume")),
+        };
+
+        let config = postgres_flex_config(
+            image,
+            &primary_region,
+            guest_of(after),
+            &volume.id,
+            index,
+            Self::sync_standbys_of(view).as_deref(),
+        );
+        let body = MachineRequest {
+            config,
+            region: region.clone(),
+            min_secrets_version: self.p.ledger(self.app).secrets()?.version,
+        };
+        let m: Machine = self
+            .client()
+            .request(&self.label, Method::POST, &["apps", self.app, "machines"])
+            .json(&body)
+            .send()
+            .await?;
+        tracing::info!(machine = %m.id, address = %self.step.address, volume = %volume.id, "created machine; waiting for it to start");
+        self.wait_started(&m.id, &m.instance_id, None).await
+    }
+
+    /// Wait until the machine is `started`.
+    pub(super) async fn wait_started(
+        &self,
+        id: &str,
+        instance_id: &str,
+        nonce: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        self.wait_state(id, instance_id, "started", nonce).await
+    }
+
+    /// Wait until the machine is in `state`, in slices the API serves.
+    pub(super) async fn wait_state(
+        &self,
+        id: &str,
+        instance_id: &str,
+        state: &str,
+        nonce: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let deadline = Instant::now() + self.p.timeouts.machine_start;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let slice = left.as_secs().clamp(1, WAIT_SLICE_SECS);
+            let mut call = self
+                .client()
+                .request(
+                    &self.label,
+                    Method::GET,
+                    &["apps", self.app, "machines", id, "wait"],
+                )
+                .query("state", state)
+                .query("timeout", slice.to_string())
+                .nonce(nonce)
+                .timeout(std::time::Duration::from_secs(slice + 10));
+            if !instance_id.is_empty() {
+                call = call.query("instance_id", instance_id);
+            }
+            let status = call.send_status(&[StatusCode::REQUEST_TIMEOUT]).await?;
+            if status != StatusCode::REQUEST_TIMEOUT {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.fail(format!(
+                    "machine {id} did not reach {state} within {} s",
+                    self.p.timeouts.machine_start.as_secs()
+                )));
+            }
+        }
+    }
+
+    pub(super) async fn acquire_lease(&self, id: &str) -> Result<String, ProviderError> {
+        let reply: LeaseReply = self
+            .client()
+            .request(
+                &self.label,
+                Method::POST,
+                &["apps", self.app, "machines", id, "lease"],
+            )
+            .json(&CreateLeaseRequest {
+                ttl: self.p.timeouts.lease_ttl.as_secs().max(1),
+                description: format!("flyplan: {}", self.label),
+            })
+            .send()
+            .await?;
+        reply
+            .nonce()
+            .map(str::to_string)
+            .ok_or_else(|| self.fail(format!("the lease on machine {id} came without a nonce")))
+    }
+
+    pub(super) async fn release_lease(&self, id: &str, nonce: &str) {
+        let released = self
+            .client()
+            .request(
+                &self.label,
+                Method::DELETE,
+                &["apps", self.app, "machines", id, "lease"],
+            )
+            .nonce(Some(nonce))
+            .send_status(&[StatusCode::NOT_FOUND])
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(
+                machine = id,
+                "could not release the lease (it expires by itself): {e}"
+            );
+        }
+    }
+
+    /// Image, size or state drift: replicas come first in the plan and the
+    /// leader last. Each machine is updated under a lease. postgres-flex
+    /// has no switchover through the Machines API; like `fly image update`
+    /// for postgres-flex, the leader is updated in place (repmgr fails over
+    /// if it stays down).
+    pub(super) async fn update_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
+        let after = self.after_machine()?;
+        let mut config = m.config.clone();
+        if let Some(image) = &after.image {
+            if normalize_image(&config.image) != normalize_image(image) {
+                config.image = image.clone();
+            }
+        }
+        let has_size = after.vm_size.is_some()
+            || after.cpus.is_some()
+            || after.cpu_kind.is_some()
+            || after.memory_mb.is_some();
+        if has_size {
+            let want = guest_of(after);
+            let mut guest = config.guest.clone().unwrap_or_default();
+            guest.cpu_kind = want.cpu_kind;
+            guest.cpus = want.cpus;
+            guest.memory_mb = want.memory_mb;
+            config.guest = Some(guest);
+        }
+        let config_changed = config != m.config;
+        let wants_running = after.state == "running";
+        let needs_start = wants_running && m.state != "started";
+        if !config_changed && !needs_start {
+            return Ok(Outcome::NotNeeded);
+        }
+        if role_check(m) == Some("primary") {
+            tracing::info!(machine = %m.id, "updating the leader in place (no switchover through the Machines API)");
+        }
+
+        let nonce = self.acquire_lease(&m.id).await?;
+        let result = async {
+            if config_changed {
+                let body = MachineRequest {
+                    config,
+                    region: m.region.clone(),
+                    min_secrets_version: self.p.ledger(self.app).secrets()?.version,
+                };
+                let updated: Machine = self
+                    .client()
+                    .request(
+                        &self.label,
+                        Method::POST,
+                        &["apps", self.app, "machines", &m.id],
+                    )
+                    .json(&body)
+                    .nonce(Some(&nonce))
+                    .send()
+                    .await?;
+                tracing::info!(machine = %m.id, "updated machine; waiting for it to start");
+                if wants_running {
+                    self.wait_started(&m.id, &updated.instance_id, Some(&nonce))
+                        .await?;
+                }
+            } else {
+                self.client()
+                    .request(
+                        &self.label,
+                        Method::POST,
+                        &["apps", self.app, "machines", &m.id, "start"],
+                    )
+                    .nonce(Some(&nonce))
+                    .send_status(&[])
+                    .await?;
+                tracing::info!(machine = %m.id, "started machine");
+                self.wait_started(&m.id, "", Some(&nonce)).await?;
+            }
+            Ok::<_, ProviderError>(())
+        }
+        .await;
+        self.release_lease(&m.id, &nonce).await;
+        result.map(|()| Outcome::Updated)
+    }
+
+    /// Stop, wait for `stopped`, then destroy. The 2024 API description has
+    /// no `force`/`kill` parameter on delete (flyctl sends `kill=true`), so
+    /// the machine is stopped first, which any API version accepts.
+    pub(super) async fn delete_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
+        if m.state != "stopped" {
+            let stopped = self
+                .client()
+                .request(
+                    &self.label,
+                    Method::POST,
+                    &["apps", self.app, "machines", &m.id, "stop"],
+                )
+                .send_status(&[StatusCode::NOT_FOUND])
+                .await?;
+            if stopped == StatusCode::NOT_FOUND {
+                return Ok(Outcome::NotNeeded);
+            }
+            self.wait_state(&m.id, "", "stopped", None).await?;
+        }
+        self.delete_at(&["apps", self.app, "machines", &m.id]).await
+    }
+
+    /// A replace of a volume or machine: the old one goes, the new one comes.
+    pub(super) async fn delete_then_create(&self) -> Result<Outcome, ProviderError> {
+        let (view, topo) = self.read().await?;
+        match self.step.kind {
+            Kind::Volume => {
+                if let Some(v) = topo.volume_at(&view, &self.step.address) {
+                    self.delete_volume(v).await?;
+                }
+                let (view, _) = self.read().await?;
+                self.create_volume(&view).await?;
+            }
+            _ => {
+                if let Some(m) = topo.machine_at(&view, &self.step.address) {
+                    self.delete_machine(m).await?;
+                }
+                let (view, topo) = self.read().await?;
+                self.create_machine(&view, &topo).await?;
+            }
+        }
+        Ok(Outcome::Updated)
+    }
+}

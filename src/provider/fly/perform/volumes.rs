@@ -1,0 +1,113 @@
+//! Volumes: created with flyctl's placement, extended, destroyed.
+
+use super::*;
+
+impl Performer<'_> {
+    pub(super) async fn volume(&self, action: Action) -> Result<Outcome, ProviderError> {
+        let (view, topo) = self.read().await?;
+        let existing = topo.volume_at(&view, &self.step.address);
+        match action {
+            Action::Create => {
+                if existing.is_some() {
+                    return Ok(Outcome::NotNeeded);
+                }
+                self.create_volume(&view).await?;
+                Ok(Outcome::Created)
+            }
+            Action::Update => {
+                let vol = existing.ok_or_else(|| {
+                    self.fail(format!("{} does not exist; plan again", self.step.address))
+                })?;
+                let want = self.after_volume()?.size_gb;
+                if want == vol.size_gb {
+                    return Ok(Outcome::NotNeeded);
+                }
+                if want < vol.size_gb {
+                    return Err(self.fail(format!(
+                        "volumes cannot shrink ({} GB to {want} GB)",
+                        vol.size_gb
+                    )));
+                }
+                let reply: ExtendVolumeResponse = self
+                    .client()
+                    .request(
+                        &self.label,
+                        Method::PUT,
+                        &["apps", self.app, "volumes", &vol.id, "extend"],
+                    )
+                    .json(&ExtendVolumeRequest { size_gb: want })
+                    .send()
+                    .await?;
+                if reply.needs_restart {
+                    tracing::warn!(volume = %vol.id, "the volume grew; its machine needs a restart to see the space");
+                }
+                Ok(Outcome::Updated)
+            }
+            Action::Delete => {
+                let Some(vol) = existing else {
+                    return Ok(Outcome::NotNeeded);
+                };
+                self.delete_volume(vol).await
+            }
+            Action::Replace | Action::NoOp => Ok(Outcome::NotNeeded),
+        }
+    }
+
+    pub(super) async fn create_volume(&self, view: &AppView) -> Result<Volume, ProviderError> {
+        let after = self.after_volume()?;
+        let index = self.step.address.node().map_or(0, |(_, i)| i);
+        let name = after.name.clone();
+        let region = after.region.clone();
+        let size_gb = after.size_gb;
+        // A new node's volume takes the snapshot policy its siblings have
+        // (the desired volume does not carry it), so that scaling out does
+        // not leave one volume on Fly's defaults.
+        let siblings: Vec<&Volume> = view.volumes.iter().filter(|v| v.name == name).collect();
+        let agreed = |values: Vec<Option<u64>>| -> Option<u64> {
+            let first = *values.first()?;
+            values
+                .iter()
+                .all(|v| *v == first)
+                .then_some(first)
+                .flatten()
+        };
+        let sibling_retention = agreed(siblings.iter().map(|v| v.snapshot_retention).collect());
+        let sibling_backups = agreed(
+            siblings
+                .iter()
+                .map(|v| Some(u64::from(v.auto_backup_enabled.unwrap_or(true))))
+                .collect(),
+        )
+        .map(|b| b == 1);
+        let body = CreateVolumeRequest {
+            name,
+            region,
+            size_gb,
+            encrypted: true,
+            require_unique_zone: true,
+            snapshot_retention: sibling_retention,
+            auto_backup_enabled: sibling_backups,
+            // A cluster restored from a snapshot: the first node's volume
+            // starts from it, as `fly pg create --snapshot-id` does. Only a
+            // cluster being made has no volume yet.
+            snapshot_id: self
+                .ctx
+                .restore_from
+                .filter(|_| index == 0 && view.volumes.is_empty())
+                .map(str::to_string),
+        };
+        let vol: Volume = self
+            .client()
+            .request(&self.label, Method::POST, &["apps", self.app, "volumes"])
+            .json(&body)
+            .send()
+            .await?;
+        tracing::info!(volume = %vol.id, address = %self.step.address, "created volume");
+        Ok(vol)
+    }
+
+    pub(super) async fn delete_volume(&self, vol: &Volume) -> Result<Outcome, ProviderError> {
+        self.delete_at(&["apps", self.app, "volumes", &vol.id])
+            .await
+    }
+}
