@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::Address;
 use crate::plan::{Plan, Step};
-use crate::provider::{Outcome, Provider, ProviderError, SecretValues, StepContext};
+use crate::provider::{Outcome, Provider, ProviderError, Restore, SecretValues, StepContext};
 
 /// Errors of the apply layer.
 #[derive(Debug, thiserror::Error)]
@@ -130,11 +130,7 @@ pub fn execute(
     let ctx = StepContext {
         app: &plan.app,
         secrets,
-        restore_from: plan
-            .steps
-            .iter()
-            .filter_map(|s| s.after.as_ref()?.app()?.restore_from.as_deref())
-            .next(),
+        restore: Restore::of(plan),
     };
     let mut report = ApplyReport::default();
     let mut done: BTreeSet<usize> = BTreeSet::new();

@@ -11,6 +11,10 @@ use fly_api::{Fault, FlyApi, Recorded};
 use flyplan::model::{
     Address, AttachmentSpec, DatabaseSpec, Kind, Resource, Spec, UserSpec, VolumeSpec,
 };
+use flyplan::plan::Action;
+use flyplan::provider::{Outcome, Provider, ProviderError, SecretValues, StepContext};
+
+const APP: &str = "pg-test";
 
 /// The digest a live secret reports.
 fn secret_digest(r: &Resource) -> Option<&str> {
@@ -19,10 +23,6 @@ fn secret_digest(r: &Resource) -> Option<&str> {
         _ => None,
     }
 }
-use flyplan::plan::Action;
-use flyplan::provider::{Outcome, Provider, ProviderError, SecretValues, StepContext};
-
-const APP: &str = "pg-test";
 
 fn setup() -> (
     FlyApi,
@@ -607,7 +607,7 @@ fn roles_databases_and_attachments_without_a_route_fail_naming_the_route_variabl
     let ctx = StepContext {
         app: &c.app,
         secrets: &secrets,
-        restore_from: None,
+        restore: None,
     };
     for r in [
         Resource::new(Address::user("app"), Spec::User(UserSpec::new(true, false))),
@@ -762,4 +762,41 @@ fn machine_volume(api: &FlyApi) -> String {
         .unwrap()
         .to_string();
     id
+}
+
+#[test]
+fn a_cluster_restored_from_a_snapshot_creates_its_first_volume_from_it() {
+    let (api, _dir, p, c) = setup();
+    // The whole path a command takes: desired state, the plan engine, apply.
+    let mut desired = flyplan::desired::Desired::nothing(APP);
+    for r in c.desired() {
+        desired.resources.insert(r.address.clone(), r);
+    }
+    assert!(desired.restore_from("vs_restore_me"));
+    let live = p.observe(APP).unwrap();
+    let plan = flyplan::plan::plan(&desired, &live, flyplan::plan::PlanOptions::default());
+    flyplan::apply::execute(
+        &p,
+        &plan,
+        &c.secret_values(),
+        &flyplan::apply::ApplyOptions::default(),
+        &flyplan::apply::Quiet,
+    )
+    .expect("the restored cluster is created");
+
+    let creates: Vec<serde_json::Value> = api
+        .changes()
+        .into_iter()
+        .filter(|r| r.op() == "POST /apps/{app_name}/volumes")
+        .map(|r| r.body.clone().expect("a body"))
+        .collect();
+    assert_eq!(creates.len(), 4, "{creates:#?}");
+    let from_snapshot: Vec<&serde_json::Value> = creates
+        .iter()
+        .filter(|b| b.get("snapshot_id").is_some())
+        .collect();
+    assert_eq!(from_snapshot.len(), 1, "{creates:#?}");
+    assert_eq!(from_snapshot[0]["snapshot_id"], "vs_restore_me");
+    assert_eq!(from_snapshot[0]["region"], "iad");
+    api.assert_conformant();
 }

@@ -202,7 +202,7 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
     let ctx = StepContext {
         app: APP,
         secrets: &secrets,
-        restore_from: None,
+        restore: None,
     };
     let run = |steps: &[flyplan::plan::Step]| {
         for s in steps {

@@ -51,7 +51,7 @@ impl Cluster {
         let ctx = StepContext {
             app: &self.app,
             secrets,
-            restore_from: None,
+            restore: None,
         };
         self.provider
             .perform(step, &ctx)

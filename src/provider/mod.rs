@@ -53,9 +53,40 @@ impl std::fmt::Debug for SecretValues {
 pub struct StepContext<'a> {
     pub app: &'a str,
     pub secrets: &'a SecretValues,
-    /// The snapshot a cluster being created starts from (`restore_from` of
-    /// the plan's app step), for providers whose first volume takes it.
-    pub restore_from: Option<&'a str>,
+    /// The snapshot a cluster being created starts from, for providers
+    /// whose first volume takes it.
+    pub restore: Option<Restore<'a>>,
+}
+
+/// A cluster created from a snapshot: `restore_from` of the plan's app
+/// create step, and the volume of the node that is created first (the
+/// lowest primary-region candidate), which starts from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Restore<'a> {
+    pub snapshot: &'a str,
+    pub volume: &'a crate::model::Address,
+}
+
+impl<'a> Restore<'a> {
+    /// The restore a plan asks for, if any.
+    pub fn of(plan: &'a crate::plan::Plan) -> Option<Self> {
+        use crate::plan::Action;
+        let snapshot = plan
+            .steps
+            .iter()
+            .filter(|s| s.action == Action::Create)
+            .find_map(|s| s.after.as_ref()?.app()?.restore_from.as_deref())?;
+        let volume = plan
+            .steps
+            .iter()
+            .filter(|s| s.action == Action::Create)
+            .filter_map(|s| s.after.as_ref()?.machine())
+            .filter(|m| m.role == crate::model::Role::Candidate)
+            .min_by_key(|m| m.index)?
+            .volume
+            .as_ref()?;
+        Some(Restore { snapshot, volume })
+    }
 }
 
 /// Errors of the provider layer.

@@ -266,7 +266,7 @@ pub fn apply(
     let ctx = StepContext {
         app: &cluster.app,
         secrets: &secrets,
-        restore_from: None,
+        restore: None,
     };
     let mut done = Vec::new();
     for s in steps {

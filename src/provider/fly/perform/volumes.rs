@@ -55,7 +55,6 @@ impl Performer<'_> {
 
     pub(super) async fn create_volume(&self, view: &AppView) -> Result<Volume, ProviderError> {
         let after = self.after_volume()?;
-        let index = self.step.address.node().map_or(0, |(_, i)| i);
         let name = after.name.clone();
         let region = after.region.clone();
         let size_gb = after.size_gb;
@@ -88,13 +87,12 @@ impl Performer<'_> {
             snapshot_retention: sibling_retention,
             auto_backup_enabled: sibling_backups,
             // A cluster restored from a snapshot: the first node's volume
-            // starts from it, as `fly pg create --snapshot-id` does. Only a
-            // cluster being made has no volume yet.
+            // starts from it, as `fly pg create --snapshot-id` does.
             snapshot_id: self
                 .ctx
-                .restore_from
-                .filter(|_| index == 0 && view.volumes.is_empty())
-                .map(str::to_string),
+                .restore
+                .filter(|r| r.volume == &self.step.address)
+                .map(|r| r.snapshot.to_string()),
         };
         let vol: Volume = self
             .client()
