@@ -8,6 +8,7 @@ pub mod desired;
 pub mod live;
 pub mod logging;
 pub mod model;
+pub mod pipeline;
 pub mod plan;
 pub mod planfile;
 pub mod provider;

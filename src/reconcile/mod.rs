@@ -23,10 +23,11 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport};
+use crate::apply::{ApplyError, ApplyOptions, ApplyReport};
 use crate::config::{self, ConfigError, SecretSource};
 use crate::desired::{Desired, DesiredError};
-use crate::plan::{self, Plan, PlanOptions};
+use crate::pipeline::{self, End, PipelineError};
+use crate::plan::Plan;
 use crate::provider::{LockGuard, Provider, ProviderError};
 use crate::render;
 use crate::secrets::ProcessEnv;
@@ -62,6 +63,20 @@ pub enum ReconcileError {
     },
     #[error("another flyplan watch of this repository, branch and path is running ({holder})")]
     Busy { holder: String },
+    #[error(transparent)]
+    Pipeline(PipelineError),
+}
+
+impl From<PipelineError> for ReconcileError {
+    /// Keep provider and apply errors apart: [`error_policy`] tells a held
+    /// lock from other failures.
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Provider(e) => ReconcileError::Provider(e),
+            PipelineError::Apply(e) => ReconcileError::Apply(e),
+            other => ReconcileError::Pipeline(other),
+        }
+    }
 }
 
 impl ReconcileError {
@@ -173,7 +188,7 @@ pub fn reconcile(ctx: &Context<'_>, target: &Target) -> Result<Outcome, Reconcil
         changed: false,
         apply_time: None,
     };
-    for (f, desired) in &apps {
+    for (f, desired) in apps {
         let (plan, report) = plan_and_apply(ctx.provider, desired, ctx.mode, &ctx.apply)?;
         let snapshots = if ctx.mode == Mode::Apply {
             run_snapshot_schedule(ctx.provider, &plan.app)
@@ -230,26 +245,29 @@ fn run_snapshot_schedule(provider: &dyn Provider, app: &str) -> Option<String> {
 /// A held lock, an unreadable live state, a blocked step, failed steps.
 pub fn plan_and_apply(
     provider: &dyn Provider,
-    desired: &Desired,
+    desired: Desired,
     mode: Mode,
     opts: &ApplyOptions,
 ) -> Result<(Plan, Option<ApplyReport>), ReconcileError> {
-    let options = PlanOptions {
-        allow_destroy: opts.allow_destroy,
+    let mode = if mode == Mode::Apply {
+        pipeline::Mode::Apply {
+            desired,
+            restore_from: None,
+        }
+    } else {
+        pipeline::Mode::Plan { desired }
     };
-    if mode != Mode::Apply {
-        let live = provider.observe(&desired.app)?;
-        return Ok((plan::plan(desired, &live, options), None));
-    }
-    let _lock = provider.lock(&desired.app)?;
-    let live = provider.observe(&desired.app)?;
-    let plan = plan::plan(desired, &live, options);
-    if !plan.has_changes() {
-        return Ok((plan, None));
-    }
-    apply::check_blocked(&plan, opts.allow_destroy)?;
-    let report = apply::execute(provider, &plan, &desired.secret_values, opts, &apply::Quiet)?;
-    Ok((plan, Some(report)))
+    let request = pipeline::Request {
+        mode,
+        allow_destroy: opts.allow_destroy,
+        parallelism: opts.parallelism,
+    };
+    let run = pipeline::run(provider, request, &mut pipeline::Unattended)?;
+    let report = match run.end {
+        End::Applied(report) => Some(report),
+        End::Planned | End::NoChanges | End::Cancelled => None,
+    };
+    Ok((run.plan, report))
 }
 
 /// Show the path inside the repository, not the checkout's, in diagnostics.
