@@ -14,6 +14,7 @@ pub mod planfile;
 pub mod provider;
 pub mod reconcile;
 pub mod render;
+pub mod runtime;
 pub mod secrets;
 pub mod snapshot;
 pub mod sql;

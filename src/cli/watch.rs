@@ -84,11 +84,7 @@ pub(super) fn watch(cli: &Cli, a: &WatchArgs) -> Result<ExitCode> {
         });
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    runtime.block_on(async {
+    crate::runtime::get().block_on(async {
         // Installed before the first step, so an early SIGTERM is also clean.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install the SIGTERM handler")?;
