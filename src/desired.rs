@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::config::{Config, Diagnostic, Ensure, SecretSource};
 use crate::model::{attr, role, Address, Kind, Resource};
-use crate::provider::SecretValues;
+use crate::secrets::SecretValues;
 use crate::secrets::{self, Environment};
 
 /// Everything fly.toml asks for, as resources.

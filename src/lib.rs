@@ -5,6 +5,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod desired;
+pub mod error;
 pub mod live;
 pub mod logging;
 pub mod model;

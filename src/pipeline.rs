@@ -12,8 +12,8 @@ use crate::live::Live;
 use crate::model::{attr, Address, Kind};
 use crate::plan::{self, Plan, PlanOptions, Step};
 use crate::planfile::{PlanFile, PlanFileError};
-use crate::provider::{Outcome, Provider, ProviderError, SecretValues};
-use crate::secrets::ProcessEnv;
+use crate::provider::{Outcome, Provider, ProviderError};
+use crate::secrets::{ProcessEnv, SecretValues};
 
 /// What to do with the app.
 pub enum Mode {

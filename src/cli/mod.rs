@@ -138,7 +138,7 @@ fn plan_cmd(cli: &Cli, a: &PlanArgs) -> Result<ExitCode> {
     let run = pipeline::run(
         provider.as_ref(),
         request,
-        &mut Terminal::new(a.format, false),
+        &mut Terminal::new(a.format.into(), false),
     )?;
     let plan = run.plan;
     if let Some(out) = &a.out {
@@ -149,7 +149,7 @@ fn plan_cmd(cli: &Cli, a: &PlanArgs) -> Result<ExitCode> {
             plan: plan.clone(),
         }
         .save(out)?;
-        if a.format == Format::Text {
+        if a.format == FormatArg::Text {
             println!(
                 "\nSaved the plan to {}. Apply it with: flyplan apply {}",
                 out.display(),

@@ -483,7 +483,7 @@ impl Watcher {
         let dir = opts.dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| ReconcileError::io(format!("create {}", dir.display()), e))?;
-        let lock = crate::provider::file::lock_file(&dir.join("watch.lock"), &url).map_err(
+        let lock = crate::provider::lock::lock_file(&dir.join("watch.lock"), &url).map_err(
             |e| match e {
                 ProviderError::Locked { holder, .. } => ReconcileError::Busy { holder },
                 other => ReconcileError::Provider(other),

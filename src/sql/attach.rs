@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use super::{db_err, quote_ident, quote_literal, read_role, Change};
-use crate::provider::ProviderError;
+use crate::error::ProviderError;
 
 /// The start of the comment on an attachment role.
 pub const ATTACHMENT_COMMENT_PREFIX: &str = "flyplan attachment ";

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use crate::provider::ProviderError;
+use crate::error::ProviderError;
 
 pub mod attach;
 

@@ -191,7 +191,7 @@ impl Provider for FlyProvider {
     fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError> {
         let ledger = self.ledger(app);
         ledger.ensure_dir()?;
-        super::file::lock_file(&ledger.dir().join("apply.lock"), app)
+        super::lock::lock_file(&ledger.dir().join("apply.lock"), app)
     }
 }
 

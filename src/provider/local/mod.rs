@@ -641,7 +641,7 @@ impl Provider for LocalProvider {
     fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError> {
         let paths = AppPaths::new(&self.state_dir, app);
         state::mkdir(&paths.root, 0o755)?;
-        super::file::lock_file(&paths.apply_lock(), app)
+        super::lock::lock_file(&paths.apply_lock(), app)
     }
 
     fn snapshots(&self) -> Option<&dyn crate::snapshot::Snapshots> {
