@@ -48,7 +48,7 @@ pub struct TargetFile {
 
 /// What a successful reconcile did.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Reconciliation {
     pub result: ResultKind,
     pub plans: Vec<AppPlan>,
     /// Some plan had changes (applied, or only planned).
@@ -67,7 +67,7 @@ pub struct Outcome {
 /// # Guarantees
 /// Acts on the live state observed now, so running it again after a failure
 /// or an interruption re-plans and finishes the job.
-pub fn reconcile(ctx: &Context<'_>, target: &Target) -> Result<Outcome, ReconcileError> {
+pub fn reconcile(ctx: &Context<'_>, target: &Target) -> Result<Reconciliation, ReconcileError> {
     let mut apps = Vec::new();
     for f in &target.files {
         let config = config::load(&f.path).map_err(|error| ReconcileError::Config {
@@ -83,7 +83,7 @@ pub fn reconcile(ctx: &Context<'_>, target: &Target) -> Result<Outcome, Reconcil
         })?;
         apps.push((f, desired));
     }
-    let mut outcome = Outcome {
+    let mut outcome = Reconciliation {
         result: ResultKind::NoChanges,
         plans: Vec::new(),
         changed: false,

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::apply::ApplyOptions;
 
-use super::{git, Backoff, WatchStatus};
+use super::{git, Backoff, WatchState};
 
 /// What `flyplan watch` follows, and how.
 #[derive(Debug, Clone)]
@@ -65,8 +65,8 @@ pub fn watch_dir(state_dir: &Path, repo: &str, branch: &str, path: &str) -> Path
     state_dir.join("watch").join(id)
 }
 
-/// The status record of a watch directory.
-pub fn status_path(dir: &Path) -> PathBuf {
+/// The record of a watch directory (`status.json`: the file name users know).
+pub fn record_path(dir: &Path) -> PathBuf {
     dir.join("status.json")
 }
 
@@ -101,8 +101,8 @@ pub fn set_suspended(dir: &Path, on: bool) -> std::io::Result<()> {
 ///
 /// # Errors
 /// The record exists but cannot be read.
-pub fn load_status(dir: &Path) -> std::io::Result<Option<WatchStatus>> {
-    let mut st = WatchStatus::load(&status_path(dir))?;
+pub fn load_state(dir: &Path) -> std::io::Result<Option<WatchState>> {
+    let mut st = WatchState::load(&record_path(dir))?;
     if let Some(st) = &mut st {
         st.suspended = is_suspended(dir);
     }

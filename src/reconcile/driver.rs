@@ -28,7 +28,7 @@ pub async fn run(
     let wake = Arc::new(tokio::sync::Notify::new());
     let server = match listen {
         Some(addr) => {
-            let (bound, handle) = http::serve(addr, watcher.shared_status(), wake.clone())
+            let (bound, handle) = http::serve(addr, watcher.shared_state(), wake.clone())
                 .await
                 .map_err(|e| ReconcileError::io(format!("listen on {addr}"), e))?;
             watcher.set_listen(Some(bound))?;

@@ -70,7 +70,7 @@ impl ReconcileError {
 
 /// What the loop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum Decision {
     /// Reconcile again after this long (unless a new commit comes first).
     Requeue(Duration),
 }
@@ -78,12 +78,12 @@ pub enum Action {
 /// Decide when a failed reconcile is tried again: exponential backoff on the
 /// number of failures in a row; a held apply lock is tried again after the
 /// base delay, because the other apply will finish.
-pub fn error_policy(err: &ReconcileError, failures: u32, backoff: &Backoff) -> Action {
+pub fn error_policy(err: &ReconcileError, failures: u32, backoff: &Backoff) -> Decision {
     match err {
         ReconcileError::Provider(ProviderError::Locked { .. })
         | ReconcileError::Apply(ApplyError::Provider(ProviderError::Locked { .. })) => {
-            Action::Requeue(backoff.base)
+            Decision::Requeue(backoff.base)
         }
-        _ => Action::Requeue(backoff.delay(failures)),
+        _ => Decision::Requeue(backoff.delay(failures)),
     }
 }

@@ -20,9 +20,9 @@ pub mod status;
 mod watcher;
 
 pub use backoff::Backoff;
-pub use commit::{plan_and_apply, reconcile, Context, Mode, Outcome, Target, TargetFile};
-pub use dir::{is_suspended, load_status, set_suspended, status_path, watch_dir, WatchOptions};
+pub use commit::{plan_and_apply, reconcile, Context, Mode, Reconciliation, Target, TargetFile};
+pub use dir::{is_suspended, load_state, record_path, set_suspended, watch_dir, WatchOptions};
 pub use driver::run;
-pub use error::{error_policy, Action, ReconcileError};
-pub use status::{AppPlan, CommitRecord, ResultKind, WatchStatus};
+pub use error::{error_policy, Decision, ReconcileError};
+pub use status::{AppPlan, CommitRecord, ResultKind, WatchState};
 pub use watcher::{StepReport, Watcher};

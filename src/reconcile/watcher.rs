@@ -12,11 +12,11 @@ use time::OffsetDateTime;
 use crate::apply::ApplyOptions;
 use crate::provider::{LockGuard, Provider, ProviderError};
 
-use super::dir::{is_suspended, parse_time, status_path};
+use super::dir::{is_suspended, parse_time, record_path};
 use super::git::{self, Mirror};
 use super::{
-    error_policy, reconcile, status, Action, CommitRecord, Context, Mode, Outcome, ReconcileError,
-    ResultKind, WatchOptions, WatchStatus,
+    error_policy, reconcile, status, CommitRecord, Context, Decision, Mode, ReconcileError,
+    Reconciliation, ResultKind, WatchOptions, WatchState,
 };
 
 /// What one turn of the loop did.
@@ -84,7 +84,7 @@ pub struct Watcher {
     pub(super) dir: PathBuf,
     pub(super) mirror: Mirror,
     pub(super) provider: Box<dyn Provider>,
-    pub(super) status: Arc<Mutex<WatchStatus>>,
+    pub(super) state: Arc<Mutex<WatchState>>,
     pub(super) fetch_failures: u32,
     pub(super) _lock: Box<dyn LockGuard>,
 }
@@ -108,7 +108,7 @@ impl Watcher {
         )?;
         let mirror = Mirror::open(&dir.join("repo.git"), &url)
             .map_err(|e| ReconcileError::git("open mirror", e))?;
-        let mut st = WatchStatus::load(&status_path(&dir))
+        let mut st = WatchState::load(&record_path(&dir))
             .map_err(|e| ReconcileError::io("read status.json", e))?
             .unwrap_or_default();
         st.repo = url;
@@ -121,7 +121,7 @@ impl Watcher {
             dir,
             mirror,
             provider,
-            status: Arc::new(Mutex::new(st)),
+            state: Arc::new(Mutex::new(st)),
             fetch_failures: 0,
             _lock: lock,
         };
@@ -135,28 +135,28 @@ impl Watcher {
     }
 
     /// A copy of the record.
-    pub fn status(&self) -> WatchStatus {
-        self.lock_status().clone()
+    pub fn state(&self) -> WatchState {
+        self.lock_state().clone()
     }
 
     /// The record shared with the metrics endpoint.
-    pub fn shared_status(&self) -> Arc<Mutex<WatchStatus>> {
-        self.status.clone()
+    pub fn shared_state(&self) -> Arc<Mutex<WatchState>> {
+        self.state.clone()
     }
 
-    fn lock_status(&self) -> std::sync::MutexGuard<'_, WatchStatus> {
-        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn save(&self) -> Result<(), ReconcileError> {
-        let st = self.lock_status();
-        st.save(&status_path(&self.dir))
+        let st = self.lock_state();
+        st.save(&record_path(&self.dir))
             .map_err(|e| ReconcileError::io("write status.json", e))
     }
 
     /// Record the address of the webhook server.
     pub fn set_listen(&self, addr: Option<SocketAddr>) -> Result<(), ReconcileError> {
-        self.lock_status().listen = addr.map(|a| a.to_string());
+        self.lock_state().listen = addr.map(|a| a.to_string());
         self.save()
     }
 
@@ -168,17 +168,17 @@ impl Watcher {
     /// The record is written (atomically) before this returns.
     pub fn step(&mut self, force: bool) -> StepReport {
         let suspended = is_suspended(&self.dir);
-        self.lock_status().suspended = suspended;
+        self.lock_state().suspended = suspended;
         let head = match self.mirror.fetch(&self.opts.branch) {
             Ok(oid) => {
                 self.fetch_failures = 0;
-                self.lock_status().fetch_error = None;
+                self.lock_state().fetch_error = None;
                 oid
             }
             Err(e) => {
                 self.fetch_failures += 1;
                 let error = format!("{} {}: {}", self.opts.repo, self.opts.branch, e.message());
-                self.lock_status().fetch_error = Some(error.clone());
+                self.lock_state().fetch_error = Some(error.clone());
                 let _ = self.save();
                 return StepReport::FetchFailed { error };
             }
@@ -186,7 +186,7 @@ impl Watcher {
         let revision = head.to_string();
         let now = OffsetDateTime::now_utc();
         let previous = self
-            .lock_status()
+            .lock_state()
             .current()
             .filter(|c| c.revision == revision)
             .cloned();
@@ -232,13 +232,13 @@ impl Watcher {
         head: git2::Oid,
         previous: Option<CommitRecord>,
         mode: Mode,
-        result: Result<Outcome, ReconcileError>,
+        result: Result<Reconciliation, ReconcileError>,
         took: Duration,
     ) -> StepReport {
         let revision = head.to_string();
         let now = OffsetDateTime::now_utc();
         let now_s = now.format(&Rfc3339).unwrap_or_default();
-        let mut st = self.lock_status();
+        let mut st = self.lock_state();
         let already_applied = st.applied_revision.as_deref() == Some(revision.as_str());
         let mut rec = previous.unwrap_or_else(|| CommitRecord {
             revision: revision.clone(),
@@ -310,7 +310,7 @@ impl Watcher {
             }
             Err(err) => {
                 rec.failures += 1;
-                let Action::Requeue(wait) = error_policy(&err, rec.failures, &self.opts.backoff);
+                let Decision::Requeue(wait) = error_policy(&err, rec.failures, &self.opts.backoff);
                 let at = now + wait;
                 rec.next_retry = Some(at.format(&Rfc3339).unwrap_or_default());
                 rec.result = ResultKind::Failed;
@@ -336,7 +336,7 @@ impl Watcher {
         if self.fetch_failures > 0 {
             wait = wait.min(self.opts.backoff.delay(self.fetch_failures));
         }
-        let st = self.lock_status();
+        let st = self.lock_state();
         if let Some(at) = st
             .current()
             .filter(|c| c.result == ResultKind::Failed)
