@@ -4,15 +4,13 @@
 //! [`run`]; they differ only in the [`Mode`] they ask for and in the
 //! [`Operator`] that shows the plan and approves it.
 
-use std::time::Duration;
-
-use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport, Progress};
+use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport, Progress, Quiet};
 use crate::desired::Desired;
 use crate::live::Live;
 use crate::model::{attr, Address, Kind};
-use crate::plan::{self, Plan, PlanOptions, Step};
+use crate::plan::{self, Plan, PlanOptions};
 use crate::planfile::{PlanFile, PlanFileError};
-use crate::provider::{Outcome, Provider, ProviderError};
+use crate::provider::{Provider, ProviderError};
 use crate::secrets::{ProcessEnv, SecretValues};
 
 /// What to do with the app.
@@ -105,15 +103,9 @@ pub trait Operator: Progress {
     fn applying(&mut self, _plan: &Plan) {}
 }
 
-/// An operator that shows nothing and approves everything.
-pub struct Unattended;
-
-impl Progress for Unattended {
-    fn started(&self, _: &Step) {}
-    fn finished(&self, _: &Step, _: &Result<Outcome, ProviderError>, _: Duration) {}
-}
-
-impl Operator for Unattended {}
+/// Quiet is the unattended operator: it shows nothing and approves
+/// everything.
+impl Operator for Quiet {}
 
 /// Run the pipeline for one app.
 ///

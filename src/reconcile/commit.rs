@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::apply::{ApplyOptions, ApplyReport};
+use crate::apply::{ApplyOptions, ApplyReport, Quiet};
 use crate::config::{self, ConfigError};
 use crate::desired::{Desired, DesiredError};
 use crate::pipeline::{self, End};
@@ -139,8 +139,8 @@ fn run_snapshot_schedule(provider: &dyn Provider, app: &str) -> Option<String> {
     })
 }
 
-/// Desired → lock → observe → plan → apply for one app, as `flyplan apply
-/// --auto-approve` does. Without [`Mode::Apply`] it plans only, unlocked.
+/// One app through [`pipeline::run`], unattended, as `flyplan apply
+/// --auto-approve` runs it. Without [`Mode::Apply`] it plans only, unlocked.
 ///
 /// # Errors
 /// A held lock, an unreadable live state, a blocked step, failed steps.
@@ -163,7 +163,7 @@ pub fn plan_and_apply(
         allow_destroy: opts.allow_destroy,
         parallelism: opts.parallelism,
     };
-    let run = pipeline::run(provider, request, &mut pipeline::Unattended)?;
+    let run = pipeline::run(provider, request, &mut Quiet)?;
     let report = match run.end {
         End::Applied(report) => Some(report),
         End::Planned | End::NoChanges | End::Cancelled => None,
