@@ -93,7 +93,7 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let status_path = flyplan::reconcile::status_path(&flyplan::reconcile::watch_dir(
+    let status_path = flyplan::reconcile::record_path(&flyplan::reconcile::watch_dir(
         &state,
         &src.display().to_string(),
         "main",

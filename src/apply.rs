@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::model::Address;
 use crate::plan::{Plan, Step};
-use crate::provider::{Outcome, Provider, ProviderError, Restore, SecretValues, StepContext};
+use crate::provider::{Outcome, Provider, ProviderError, Restore, StepContext};
+use crate::secrets::SecretValues;
 
 /// Errors of the apply layer.
 #[derive(Debug, thiserror::Error)]

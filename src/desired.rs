@@ -9,7 +9,7 @@ use crate::model::{
     Address, Agreed, AppSpec, AttachmentSpec, DatabaseSpec, Digest, EndpointSpec, FormationSpec,
     MachineSpec, Resource, Role, SecretSpec, SnapshotPolicySpec, Spec, UserSpec, VolumeSpec,
 };
-use crate::provider::SecretValues;
+use crate::secrets::SecretValues;
 use crate::secrets::{self, Environment};
 
 /// The state that desired machines, apps and endpoints are in.

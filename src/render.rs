@@ -11,7 +11,7 @@ use crate::model::Resource;
 use crate::plan::{show_value, Action, Plan, Step};
 
 /// Output formats of `flyplan plan`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Text,
     Markdown,

@@ -1,5 +1,6 @@
 //! Secret sources and digests: values are read from their declared source
-//! only to be handed to a provider; everywhere else a secret is a digest.
+//! only to be handed to a provider (as [`SecretValues`]); everywhere else a
+//! secret is a digest.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -96,6 +97,31 @@ pub fn generate_password() -> String {
     (0..32)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// Secret values resolved for this apply, by secret name. Never serialised,
+/// never printed; `Debug` shows names only.
+#[derive(Clone, Default)]
+pub struct SecretValues {
+    values: BTreeMap<String, String>,
+}
+
+impl SecretValues {
+    pub fn new(values: BTreeMap<String, String>) -> Self {
+        SecretValues { values }
+    }
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
 }
 
 #[cfg(test)]

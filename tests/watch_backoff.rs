@@ -5,7 +5,7 @@ mod watch_common;
 
 use std::time::Duration;
 
-use flyplan::reconcile::{error_policy, Action, Backoff, ResultKind, StepReport};
+use flyplan::reconcile::{error_policy, Backoff, Decision, ResultKind, StepReport};
 use watch_common::*;
 
 #[test]
@@ -18,20 +18,20 @@ fn a_failing_commit_waits_for_its_backoff_and_a_newer_commit_supersedes_it() {
 
     let r = w.step(false);
     assert!(r.failed(), "{r:?}");
-    assert_eq!(w.status().current().unwrap().failures, 1);
+    assert_eq!(w.state().current().unwrap().failures, 1);
 
     // Right away, and on every poll before the retry time: no retry.
     for _ in 0..5 {
         let r = w.step(false);
         assert!(matches!(r, StepReport::Waiting { .. }), "{r:?}");
     }
-    assert_eq!(w.status().counters.failed, 1);
+    assert_eq!(w.state().counters.failed, 1);
     assert!(w.next_wake() <= Duration::from_millis(300));
 
     std::thread::sleep(Duration::from_millis(350));
     let r = w.step(false);
     assert!(r.failed(), "{r:?}");
-    let st = w.status();
+    let st = w.state();
     let rec = st.current().unwrap();
     assert_eq!((rec.attempts, rec.failures), (2, 2));
     assert_eq!(st.counters.failed, 2);
@@ -50,7 +50,7 @@ fn a_failing_commit_waits_for_its_backoff_and_a_newer_commit_supersedes_it() {
         matches!(&r, StepReport::Reconciled { result: ResultKind::Applied, revision, .. } if *revision == good.to_string()),
         "{r:?}"
     );
-    assert!(w.status().current().unwrap().next_retry.is_none());
+    assert!(w.state().current().unwrap().next_retry.is_none());
     assert_eq!(w.next_wake(), Duration::from_secs(3600));
 }
 
@@ -66,7 +66,7 @@ fn error_policy_doubles_the_delay_per_failure_up_to_the_cap() {
     };
     let delays: Vec<u64> = (1..=9)
         .map(|n| match error_policy(&err, n, &backoff) {
-            Action::Requeue(d) => d.as_secs(),
+            Decision::Requeue(d) => d.as_secs(),
         })
         .collect();
     assert_eq!(delays, [5, 10, 20, 40, 80, 160, 320, 600, 600]);

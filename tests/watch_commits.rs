@@ -35,7 +35,7 @@ fn each_new_commit_is_applied_and_a_broken_fly_toml_is_recorded_and_changes_noth
         ),
         "{r:?}"
     );
-    let st = w.status();
+    let st = w.state();
     let rec = st.current().unwrap();
     assert_eq!(rec.revision, attach.to_string());
     assert_eq!(rec.result, ResultKind::Applied);
@@ -64,7 +64,7 @@ fn each_new_commit_is_applied_and_a_broken_fly_toml_is_recorded_and_changes_noth
         ),
         "{r:?}"
     );
-    let st = w.status();
+    let st = w.state();
     let rec = st.current().unwrap();
     assert_eq!(rec.revision, bad.to_string());
     assert_eq!(rec.result, ResultKind::Failed);
@@ -97,12 +97,12 @@ fn each_new_commit_is_applied_and_a_broken_fly_toml_is_recorded_and_changes_noth
 
     // The record survives a restart and holds no secret value.
     drop(w);
-    let path = flyplan::reconcile::status_path(&place.options(&repo).dir());
+    let path = flyplan::reconcile::record_path(&place.options(&repo).dir());
     let saved = std::fs::read_to_string(path).unwrap();
     assert!(!saved.contains(SECRET));
     let revs: Vec<String> = place
         .watcher(place.options(&repo))
-        .status()
+        .state()
         .commits
         .iter()
         .map(|c| c.revision.clone())

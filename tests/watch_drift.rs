@@ -40,7 +40,7 @@ fn a_stopped_machine_is_healed_on_the_next_interval_and_counted_as_drift() {
         live_resource(&place, "machine[iad:1]").unwrap()["attrs"]["state"],
         "running"
     );
-    let st = w.status();
+    let st = w.state();
     assert_eq!(st.counters.drift_detected, 1);
     assert_eq!(st.current().unwrap().drift_found, 1);
     assert_eq!(st.current().unwrap().result, ResultKind::Applied);
@@ -51,7 +51,7 @@ fn a_stopped_machine_is_healed_on_the_next_interval_and_counted_as_drift() {
         matches!(&r, StepReport::Reconciled { drift: false, .. }),
         "{r:?}"
     );
-    assert_eq!(w.status().counters.drift_detected, 1);
+    assert_eq!(w.state().counters.drift_detected, 1);
 }
 
 #[test]

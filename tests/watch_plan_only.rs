@@ -33,7 +33,7 @@ fn plan_only_records_the_plan_and_never_changes_the_live_state() {
     assert!(!w.step(true).failed());
     assert!(!place.live().exists());
 
-    let st = w.status();
+    let st = w.state();
     let rec = st.current().unwrap();
     assert_eq!(rec.result, ResultKind::Planned);
     assert_eq!(

@@ -11,20 +11,22 @@ mod watch;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 
 pub use args::Cli;
 use args::*;
 
-use crate::apply::{self, ApplyOptions};
+use crate::apply::{ApplyOptions, Progress};
 use crate::config::{self, Config};
 use crate::desired::Desired;
-use crate::plan::{self, Plan, PlanOptions};
+use crate::pipeline::{self, End, Mode, Operator, Request, Run};
+use crate::plan::{Plan, Step};
 use crate::planfile::PlanFile;
 use crate::provider::fly::{FlyOptions, FlyProvider};
 use crate::provider::local::LocalProvider;
-use crate::provider::{file::FileProvider, Provider};
+use crate::provider::{file::FileProvider, Outcome as StepOutcome, Provider};
 use crate::render::{self, Format};
 use crate::secrets::ProcessEnv;
 
@@ -126,25 +128,28 @@ fn plan_cmd(cli: &Cli, a: &PlanArgs) -> Result<ExitCode> {
     } else {
         desired_of(&config)?
     };
+    let secret_sources = desired.secret_sources.clone();
     let provider = open_provider(cli)?;
-    let live = provider.observe(&desired.app)?;
-    let plan = plan::plan(
-        &desired,
-        &live,
-        PlanOptions {
-            allow_destroy: a.allow_destroy,
-        },
-    );
-    print!("{}", render::render(&plan, a.format, color_stdout()));
+    let request = Request {
+        mode: Mode::Plan { desired },
+        allow_destroy: a.allow_destroy,
+        parallelism: ApplyOptions::default().parallelism,
+    };
+    let run = pipeline::run(
+        provider.as_ref(),
+        request,
+        &mut Terminal::new(a.format.into(), false),
+    )?;
+    let plan = run.plan;
     if let Some(out) = &a.out {
         PlanFile {
             kind: crate::planfile::KIND.to_string(),
             config_path: absolute(&a.config.config),
-            secret_sources: desired.secret_sources.clone(),
+            secret_sources,
             plan: plan.clone(),
         }
         .save(out)?;
-        if a.format == Format::Text {
+        if a.format == FormatArg::Text {
             println!(
                 "\nSaved the plan to {}. Apply it with: flyplan apply {}",
                 out.display(),
@@ -163,21 +168,69 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn confirm(plan: &Plan, auto_approve: bool) -> Result<bool> {
-    if auto_approve {
-        return Ok(true);
+/// The terminal as the pipeline's operator: prints the plan, asks for
+/// "yes" unless `--auto-approve`, and shows apply progress.
+struct Terminal {
+    format: Format,
+    auto_approve: bool,
+    bar: Option<Box<dyn progress::Finish>>,
+}
+
+impl Terminal {
+    fn new(format: Format, auto_approve: bool) -> Self {
+        Terminal {
+            format,
+            auto_approve,
+            bar: None,
+        }
     }
-    if !std::io::stdin().is_terminal() {
-        bail!("apply needs --auto-approve when not run from a terminal");
+}
+
+impl Progress for Terminal {
+    fn started(&self, step: &Step) {
+        if let Some(bar) = &self.bar {
+            bar.started(step);
+        }
     }
-    print!(
-        "\nDo you want to perform these actions on app {}?\n  Only 'yes' will be accepted: ",
-        plan.app
-    );
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(answer.trim() == "yes")
+    fn finished(
+        &self,
+        step: &Step,
+        result: &Result<StepOutcome, crate::provider::ProviderError>,
+        took: Duration,
+    ) {
+        if let Some(bar) = &self.bar {
+            bar.finished(step, result, took);
+        }
+    }
+}
+
+impl Operator for Terminal {
+    fn planned(&mut self, plan: &Plan) {
+        print!("{}", render::render(plan, self.format, color_stdout()));
+    }
+
+    fn approve(&mut self, plan: &Plan) -> std::io::Result<bool> {
+        if self.auto_approve {
+            return Ok(true);
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(std::io::Error::other(
+                "apply needs --auto-approve when not run from a terminal",
+            ));
+        }
+        print!(
+            "\nDo you want to perform these actions on app {}?\n  Only 'yes' will be accepted: ",
+            plan.app
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        Ok(answer.trim() == "yes")
+    }
+
+    fn applying(&mut self, plan: &Plan) {
+        self.bar = Some(progress::for_terminal(plan));
+    }
 }
 
 fn apply_cmd(cli: &Cli, a: &ApplyArgs) -> Result<ExitCode> {
@@ -185,99 +238,57 @@ fn apply_cmd(cli: &Cli, a: &ApplyArgs) -> Result<ExitCode> {
         bail!("apply needs --auto-approve when not run from a terminal");
     }
     let provider = open_provider(cli)?;
-    let opts = ApplyOptions {
-        parallelism: a.parallelism,
-        allow_destroy: a.allow_destroy,
-    };
-    if let Some(path) = &a.planfile {
-        return apply_saved(provider.as_ref(), path, a, &opts);
-    }
-    if PlanFile::sniff(&a.config.config) {
-        bail!(
-            "{} is a saved plan: run flyplan apply {}",
-            a.config.config.display(),
-            a.config.config.display()
-        );
-    }
-    let config = load_config(&a.config)?;
-    let mut desired = desired_of(&config)?;
-    let _lock = provider.lock(&desired.app)?;
-    let live = provider.observe(&desired.app)?;
-    if let Some(id) = &a.snapshot_id {
-        snapshots::seed_from(&mut desired, &live, provider.as_ref(), id)?;
-    }
-    let plan = plan::plan(
-        &desired,
-        &live,
-        PlanOptions {
-            allow_destroy: a.allow_destroy,
-        },
-    );
-    print!("{}", render::render(&plan, Format::Text, color_stdout()));
-    if !plan.has_changes() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    apply::check_blocked(&plan, a.allow_destroy)?;
-    if !confirm(&plan, a.auto_approve)? {
-        println!("Apply cancelled.");
-        return Ok(ExitCode::FAILURE);
-    }
-    run_apply(provider.as_ref(), &plan, &desired.secret_values, &opts)
-}
-
-/// Apply a saved plan: only while live state still has its fingerprint.
-fn apply_saved(
-    provider: &dyn Provider,
-    path: &Path,
-    a: &ApplyArgs,
-    opts: &ApplyOptions,
-) -> Result<ExitCode> {
-    let pf = PlanFile::load(path)?;
-    let _lock = provider.lock(&pf.plan.app)?;
-    let live = provider.observe(&pf.plan.app)?;
-    let now = live.fingerprint();
-    if now != pf.plan.live_fingerprint {
-        return Err(apply::ApplyError::Stale {
-            planned: short(&pf.plan.live_fingerprint),
-            now: short(&now),
+    let mode = if let Some(path) = &a.planfile {
+        Mode::ApplySaved {
+            planfile: Box::new(PlanFile::load(path)?),
         }
-        .into());
-    }
-    apply::check_blocked(&pf.plan, a.allow_destroy || pf.plan.allow_destroy)?;
-    let secrets = pf.secret_values(&ProcessEnv)?;
-    print!("{}", render::render(&pf.plan, Format::Text, color_stdout()));
-    if !pf.plan.has_changes() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !confirm(&pf.plan, a.auto_approve)? {
-        println!("Apply cancelled.");
-        return Ok(ExitCode::FAILURE);
-    }
-    run_apply(provider, &pf.plan, &secrets, opts)
+    } else {
+        if PlanFile::sniff(&a.config.config) {
+            bail!(
+                "{} is a saved plan: run flyplan apply {}",
+                a.config.config.display(),
+                a.config.config.display()
+            );
+        }
+        let config = load_config(&a.config)?;
+        Mode::Apply {
+            desired: desired_of(&config)?,
+            restore_from: a.snapshot_id.clone(),
+        }
+    };
+    let request = Request {
+        mode,
+        allow_destroy: a.allow_destroy,
+        parallelism: a.parallelism,
+    };
+    let mut terminal = Terminal::new(Format::Text, a.auto_approve);
+    let run = pipeline::run(provider.as_ref(), request, &mut terminal)?;
+    Ok(report_run(&run, &terminal, "Apply cancelled."))
 }
 
-fn short(fp: &str) -> String {
-    fp.trim_start_matches("sha256:").chars().take(12).collect()
-}
-
-fn run_apply(
-    provider: &dyn Provider,
-    plan: &Plan,
-    secrets: &crate::provider::SecretValues,
-    opts: &ApplyOptions,
-) -> Result<ExitCode> {
-    let progress = progress::for_terminal(plan);
-    let report = apply::execute(provider, plan, secrets, opts, progress.as_ref())?;
-    progress.finish();
-    let s = plan.summary;
-    println!(
-        "\nApply complete! Resources: {} added, {} changed, {} destroyed ({:.1}s).",
-        s.add,
-        s.change,
-        s.destroy,
-        report.elapsed.as_secs_f64()
-    );
-    Ok(ExitCode::SUCCESS)
+/// Exit code and closing line of an apply or destroy.
+fn report_run(run: &Run, terminal: &Terminal, cancelled: &str) -> ExitCode {
+    match &run.end {
+        End::Planned | End::NoChanges => ExitCode::SUCCESS,
+        End::Cancelled => {
+            println!("{cancelled}");
+            ExitCode::FAILURE
+        }
+        End::Applied(report) => {
+            if let Some(bar) = &terminal.bar {
+                bar.finish();
+            }
+            let s = run.plan.summary;
+            println!(
+                "\nApply complete! Resources: {} added, {} changed, {} destroyed ({:.1}s).",
+                s.add,
+                s.change,
+                s.destroy,
+                report.elapsed.as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn destroy(cli: &Cli, a: &DestroyArgs) -> Result<ExitCode> {
@@ -289,29 +300,14 @@ fn destroy(cli: &Cli, a: &DestroyArgs) -> Result<ExitCode> {
     }
     let config = load_config(&a.config)?;
     let provider = open_provider(cli)?;
-    let desired = Desired::nothing(&config.app);
-    let _lock = provider.lock(&desired.app)?;
-    let live = provider.observe(&desired.app)?;
-    let plan = plan::plan(
-        &desired,
-        &live,
-        PlanOptions {
-            allow_destroy: true,
-        },
-    );
-    print!("{}", render::render(&plan, Format::Text, color_stdout()));
-    if !plan.has_changes() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !confirm(&plan, a.auto_approve)? {
-        println!("Destroy cancelled.");
-        return Ok(ExitCode::FAILURE);
-    }
-    let opts = ApplyOptions {
+    let request = Request {
+        mode: Mode::Destroy { app: config.app },
         allow_destroy: true,
-        ..Default::default()
+        parallelism: ApplyOptions::default().parallelism,
     };
-    run_apply(provider.as_ref(), &plan, &Default::default(), &opts)
+    let mut terminal = Terminal::new(Format::Text, a.auto_approve);
+    let run = pipeline::run(provider.as_ref(), request, &mut terminal)?;
+    Ok(report_run(&run, &terminal, "Destroy cancelled."))
 }
 
 /// Used by `main`: print an error the way the user should see it.

@@ -1,10 +1,10 @@
-//! `flyplan snapshots list|create|run|verify|restore`, and the seed of a
-//! new cluster from a snapshot that `flyplan apply --snapshot-id` shares.
+//! `flyplan snapshots list|create|run|verify|restore`; a restore is
+//! `flyplan apply --snapshot-id`.
 //! The snapshot store is the provider's ([`crate::snapshot::Snapshots`]).
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use time::OffsetDateTime;
 
 use super::args::{
@@ -12,8 +12,6 @@ use super::args::{
     SnapshotTakeArgs, SnapshotsCommand,
 };
 use super::{load_config, open_provider};
-use crate::desired::Desired;
-use crate::live::Live;
 use crate::model::Kind;
 use crate::provider::Provider;
 use crate::snapshot::{clock, Manifest, Snapshots};
@@ -229,39 +227,6 @@ fn restore(cli: &Cli, a: &SnapshotRestoreArgs) -> Result<ExitCode> {
         snapshot_id: Some(a.id.clone()),
     };
     super::apply_cmd(cli, &args)
-}
-
-/// Make the desired cluster start from snapshot `id`: only a cluster that
-/// does not exist yet can (a restore never overwrites live data).
-///
-/// # Errors
-/// When the app already exists.
-pub(super) fn seed_from(
-    desired: &mut Desired,
-    live: &Live,
-    provider: &dyn Provider,
-    id: &str,
-) -> Result<()> {
-    if live.of_kind(Kind::App).next().is_some() {
-        bail!(
-            "app {} already exists: a snapshot restores into a new cluster; set another `app` \
-             in fly.toml (or destroy this one first)",
-            desired.app
-        );
-    }
-    if let Some(store) = provider.snapshots() {
-        // Fail before planning when the id is unknown; verification
-        // happens when the app is created.
-        if !store.list(None)?.iter().any(|m| m.id == id) {
-            return Err(anyhow!(
-                "no snapshot {id} (see `flyplan snapshots list --all`)"
-            ));
-        }
-    }
-    if !desired.restore_from(id) {
-        return Err(anyhow!("the desired state has no app resource"));
-    }
-    Ok(())
 }
 
 fn human_bytes(n: u64) -> String {

@@ -45,8 +45,8 @@ pub(super) fn watch(cli: &Cli, a: &WatchArgs) -> Result<ExitCode> {
     }
 
     if a.status {
-        let Some(st) = reconcile::load_status(&dir)
-            .with_context(|| format!("read {}", reconcile::status_path(&dir).display()))?
+        let Some(st) = reconcile::load_state(&dir)
+            .with_context(|| format!("read {}", reconcile::record_path(&dir).display()))?
         else {
             if a.json {
                 println!("null");
@@ -72,7 +72,7 @@ pub(super) fn watch(cli: &Cli, a: &WatchArgs) -> Result<ExitCode> {
     if a.once {
         let report = watcher.step(true);
         println!("{report}");
-        if let Some(reason) = watcher.status().current().and_then(|c| c.reason.clone()) {
+        if let Some(reason) = watcher.state().current().and_then(|c| c.reason.clone()) {
             if report.failed() {
                 eprintln!("{reason}");
             }
@@ -84,11 +84,7 @@ pub(super) fn watch(cli: &Cli, a: &WatchArgs) -> Result<ExitCode> {
         });
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    runtime.block_on(async {
+    crate::runtime::get().block_on(async {
         // Installed before the first step, so an early SIGTERM is also clean.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install the SIGTERM handler")?;

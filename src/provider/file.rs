@@ -2,10 +2,7 @@
 //! edits it. It makes plan, apply and the reconcile loop testable without
 //! servers; it runs no PostgreSQL.
 
-use std::fs::File;
 use std::path::PathBuf;
-
-use fs4::fs_std::FileExt;
 
 use super::{LockGuard, Outcome, Provider, ProviderError, StepContext};
 use crate::live::Live;
@@ -34,9 +31,6 @@ impl FileProvider {
             .map_err(|e| ProviderError::io(format!("write {}", self.path.display()), e))
     }
 }
-
-struct FileLock(#[allow(dead_code)] File);
-impl LockGuard for FileLock {}
 
 impl Provider for FileProvider {
     fn name(&self) -> &'static str {
@@ -107,45 +101,6 @@ impl Provider for FileProvider {
     }
 
     fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError> {
-        lock_file(&self.path.with_extension("lock"), app)
+        super::lock::lock_file(&self.path.with_extension("lock"), app)
     }
-}
-
-/// An exclusive, non-blocking lock on `path`, recording the holder's pid.
-pub fn lock_file(path: &std::path::Path, app: &str) -> Result<Box<dyn LockGuard>, ProviderError> {
-    use std::io::{Read, Seek, Write};
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ProviderError::io("create lock dir", e))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| ProviderError::io(format!("open {}", path.display()), e))?;
-    match FileExt::try_lock_exclusive(&f) {
-        Ok(true) => {}
-        Ok(false) | Err(_) => {
-            let mut holder = String::new();
-            let _ = f.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(ProviderError::Locked {
-                app: app.to_string(),
-                holder: if holder.is_empty() {
-                    "unknown holder".to_string()
-                } else {
-                    holder.to_string()
-                },
-            });
-        }
-    }
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let _ = f.set_len(0);
-    let _ = f.seek(std::io::SeekFrom::Start(0));
-    let _ = write!(f, "pid {} since {now}", std::process::id());
-    let _ = f.flush();
-    Ok(Box::new(FileLock(f)))
 }

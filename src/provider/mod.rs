@@ -1,17 +1,17 @@
 //! Providers observe live state and carry out plan steps. Plan and apply do
 //! not know which provider runs.
 
-pub mod fly;
-
-use std::collections::BTreeMap;
-
 pub mod file;
+pub mod fly;
+pub mod local;
+pub mod lock;
+pub mod pg;
+
+pub use crate::error::ProviderError;
+pub use crate::secrets::SecretValues;
 
 use crate::live::Live;
 use crate::plan::Step;
-
-pub mod local;
-pub mod pg;
 
 /// What a step did, so re-running it is visibly harmless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -22,31 +22,6 @@ pub enum Outcome {
     Deleted,
     /// Already as the step wanted.
     NotNeeded,
-}
-
-/// Secret values resolved for this apply, by secret name. Never serialised,
-/// never printed; `Debug` shows names only.
-#[derive(Clone, Default)]
-pub struct SecretValues {
-    values: BTreeMap<String, String>,
-}
-
-impl SecretValues {
-    pub fn new(values: BTreeMap<String, String>) -> Self {
-        SecretValues { values }
-    }
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
-    }
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.values.keys().map(String::as_str)
-    }
-}
-
-impl std::fmt::Debug for SecretValues {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.values.keys()).finish()
-    }
 }
 
 /// What a step may use besides its own resource.
@@ -86,41 +61,6 @@ impl<'a> Restore<'a> {
             .volume
             .as_ref()?;
         Some(Restore { snapshot, volume })
-    }
-}
-
-/// Errors of the provider layer.
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    #[error("{what}: {message}")]
-    Failed { what: String, message: String },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the {provider} provider cannot {what}")]
-    Unsupported {
-        provider: &'static str,
-        what: String,
-    },
-    #[error("another apply of app {app} is running ({holder})")]
-    Locked { app: String, holder: String },
-}
-
-impl ProviderError {
-    pub fn failed(what: impl Into<String>, message: impl Into<String>) -> Self {
-        ProviderError::Failed {
-            what: what.into(),
-            message: message.into(),
-        }
-    }
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        ProviderError::Io {
-            what: what.into(),
-            source,
-        }
     }
 }
 

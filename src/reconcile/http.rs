@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::status::WatchStatus;
+use super::status::WatchState;
 
 /// Bind `addr` (port 0 picks a free port) and serve until the returned task
 /// is aborted. Returns the bound address.
@@ -26,7 +26,7 @@ use super::status::WatchStatus;
 /// The address cannot be bound.
 pub async fn serve(
     addr: SocketAddr,
-    status: Arc<Mutex<WatchStatus>>,
+    state: Arc<Mutex<WatchState>>,
     wake: Arc<Notify>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
@@ -36,11 +36,11 @@ pub async fn serve(
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let status = status.clone();
+            let state = state.clone();
             let wake = wake.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
-                    let reply = route(&req, &status, &wake);
+                    let reply = route(&req, &state, &wake);
                     async move { Ok::<_, Infallible>(reply) }
                 });
                 if let Err(e) = http1::Builder::new()
@@ -57,7 +57,7 @@ pub async fn serve(
 
 fn route(
     req: &Request<Incoming>,
-    status: &Mutex<WatchStatus>,
+    state: &Mutex<WatchState>,
     wake: &Notify,
 ) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
@@ -70,7 +70,7 @@ fn route(
             )
         }
         (&Method::GET, "/metrics") => {
-            let text = status.lock().unwrap_or_else(|e| e.into_inner()).metrics();
+            let text = state.lock().unwrap_or_else(|e| e.into_inner()).metrics();
             reply(StatusCode::OK, "text/plain; version=0.0.4", text)
         }
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),

@@ -130,7 +130,7 @@ impl Counters {
 
 /// The whole record of one watched repository, branch and path.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct WatchStatus {
+pub struct WatchState {
     pub repo: String,
     pub branch: String,
     pub path: String,
@@ -155,7 +155,7 @@ pub struct WatchStatus {
     pub counters: Counters,
 }
 
-impl WatchStatus {
+impl WatchState {
     /// The record of the branch head last seen.
     pub fn current(&self) -> Option<&CommitRecord> {
         self.commits.first()
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn metrics_name_every_result_label() {
-        let mut st = WatchStatus::default();
+        let mut st = WatchState::default();
         st.counters.count(ResultKind::Applied);
         st.counters.count(ResultKind::NoChanges);
         let m = st.metrics();
@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_newer_record_of_the_same_revision_replaces_the_older() {
-        let mut st = WatchStatus::default();
+        let mut st = WatchState::default();
         let rec = |rev: &str, result| CommitRecord {
             revision: rev.into(),
             message: String::new(),

@@ -14,7 +14,7 @@ pub mod schedule;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::provider::ProviderError;
+use crate::error::ProviderError;
 
 pub use schedule::Policy;
 

@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 
 use super::{db_err, read_role, Change};
-use crate::provider::ProviderError;
+use crate::error::ProviderError;
 
 /// The start of the comment on an attachment role.
 pub const ATTACHMENT_COMMENT_PREFIX: &str = "flyplan attachment ";

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 use url::Url;
 
-use crate::provider::ProviderError;
+use crate::error::ProviderError;
 
 pub mod attach;
 

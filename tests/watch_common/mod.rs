@@ -153,7 +153,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// The watch's status.json as JSON, when written.
 pub fn status_json(place: &Place, repo: &Repo) -> Option<serde_json::Value> {
-    let path = flyplan::reconcile::status_path(&place.options(repo).dir());
+    let path = flyplan::reconcile::record_path(&place.options(repo).dir());
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }

@@ -10,7 +10,6 @@ mod observe;
 mod perform;
 mod sql;
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -123,28 +122,14 @@ impl FlyOptions {
     }
 }
 
-/// The fly provider. Synchronous to its callers; runs its HTTP calls on a
-/// private single-threaded tokio runtime.
+/// The fly provider. Synchronous to its callers; runs its HTTP calls on
+/// the process's runtime ([`crate::runtime`]).
 pub struct FlyProvider {
     client: FlyClient,
     org_slug: String,
     state_dir: PathBuf,
     timeouts: FlyTimeouts,
     pg_route: Option<PgRoute>,
-    /// `None` only while dropping.
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Drop for FlyProvider {
-    /// A runtime cannot be dropped inside another one (a provider made and
-    /// dropped in async code): shut it down in the background then.
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                rt.shutdown_background();
-            }
-        }
-    }
 }
 
 impl std::fmt::Debug for FlyProvider {
@@ -159,7 +144,7 @@ impl std::fmt::Debug for FlyProvider {
 
 impl FlyProvider {
     /// # Errors
-    /// When the base URL is invalid or the runtime cannot start.
+    /// When the base URL is invalid.
     pub fn new(options: FlyOptions) -> Result<Self, ProviderError> {
         let client = FlyClient::new(
             &options.base_url,
@@ -167,44 +152,17 @@ impl FlyProvider {
             options.timeouts.request,
             options.timeouts.retry.clone(),
         )?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ProviderError::io("start the fly provider's runtime", e))?;
         Ok(FlyProvider {
             client,
             org_slug: options.org_slug,
             state_dir: options.state_dir,
             timeouts: options.timeouts,
             pg_route: options.pg_route,
-            runtime: Some(runtime),
         })
     }
 
     fn ledger(&self, app: &str) -> Ledger {
         Ledger::new(&self.state_dir, app)
-    }
-
-    /// Run a future to completion on the private runtime, also when called
-    /// from inside another tokio runtime (then on a scoped thread).
-    fn block_on<F>(&self, fut: F) -> F::Output
-    where
-        F: Future + Send,
-        F::Output: Send,
-    {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|s| {
-                s.spawn(|| self.rt().block_on(fut))
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-        } else {
-            self.rt().block_on(fut)
-        }
-    }
-
-    fn rt(&self) -> &tokio::runtime::Runtime {
-        self.runtime.as_ref().expect("the runtime lives until drop")
     }
 }
 
@@ -227,13 +185,13 @@ impl Provider for FlyProvider {
     fn perform(&self, step: &Step, ctx: &StepContext<'_>) -> Result<Outcome, ProviderError> {
         let _span =
             tracing::info_span!("perform", step = step.id, address = %step.address).entered();
-        self.block_on(perform::perform(self, step, ctx))
+        crate::runtime::block_on(perform::perform(self, step, ctx))
     }
 
     fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError> {
         let ledger = self.ledger(app);
         ledger.ensure_dir()?;
-        super::file::lock_file(&ledger.dir().join("apply.lock"), app)
+        super::lock::lock_file(&ledger.dir().join("apply.lock"), app)
     }
 }
 
@@ -246,13 +204,13 @@ impl FlyProvider {
         let ledger = self.ledger(app);
         let secrets_ledger = ledger.secrets()?;
         let app_ledger = ledger.app()?;
-        let snap = self.block_on(observe::fetch(&self.client, app, &label, snapshots))?;
+        let snap = crate::runtime::block_on(observe::fetch(&self.client, app, &label, snapshots))?;
         let Some(snap) = snap else {
             return Ok(Live::empty(app));
         };
         let topo = observe::topology(&snap, &app_ledger);
         let mut live = observe::to_live(app, &snap, &topo, &secrets_ledger);
-        for r in self.block_on(self.observe_sql(app))? {
+        for r in crate::runtime::block_on(self.observe_sql(app))? {
             live.insert(r);
         }
         Ok(live)

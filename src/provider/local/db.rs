@@ -1,8 +1,7 @@
-//! Connections to the app's servers over their unix sockets, and running
-//! async SQL from the synchronous provider on any thread (also one that is
-//! already inside a tokio runtime).
+//! Connections to the app's servers over their unix sockets; the
+//! synchronous provider runs its async SQL with [`block_on`], on the
+//! process's runtime.
 
-use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,28 +9,10 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::provider::ProviderError;
 
-/// Run a future to completion on a private single-threaded runtime, on a
-/// scoped thread so that callers inside an async context do not panic.
-pub fn block_on<F>(fut: F) -> F::Output
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime can be built")
-                .block_on(fut)
-        })
-        .join()
-        .expect("the SQL thread does not panic")
-    })
-}
+pub use crate::runtime::block_on;
 
 /// Connect as `user` to `dbname` through the unix socket in `sock_dir`.
-/// Must be called inside a runtime (see [`block_on`]).
+/// Must be called inside the runtime (see [`block_on`]).
 pub async fn connect(
     sock_dir: &Path,
     port: u16,
