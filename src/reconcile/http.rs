@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::status::WatchState;
+use super::record::WatchState;
 
 /// Bind `addr` (port 0 picks a free port) and serve until the returned task
 /// is aborted. Returns the bound address.

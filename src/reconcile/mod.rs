@@ -16,7 +16,7 @@ mod driver;
 mod error;
 pub mod git;
 pub mod http;
-pub mod status;
+pub mod record;
 mod watcher;
 
 pub use backoff::Backoff;
@@ -24,5 +24,5 @@ pub use commit::{plan_and_apply, reconcile, Context, Mode, Reconciliation, Targe
 pub use dir::{is_suspended, load_state, record_path, set_suspended, watch_dir, WatchOptions};
 pub use driver::run;
 pub use error::{error_policy, Decision, ReconcileError};
-pub use status::{AppPlan, CommitRecord, ResultKind, WatchState};
+pub use record::{AppPlan, CommitRecord, ResultKind, WatchState};
 pub use watcher::{StepReport, Watcher};

@@ -15,7 +15,7 @@ use crate::provider::{LockGuard, Provider, ProviderError};
 use super::dir::{is_suspended, parse_time, record_path};
 use super::git::{self, Mirror};
 use super::{
-    error_policy, reconcile, status, CommitRecord, Context, Decision, Mode, ReconcileError,
+    error_policy, reconcile, record, CommitRecord, Context, Decision, Mode, ReconcileError,
     Reconciliation, ResultKind, WatchOptions, WatchState,
 };
 
@@ -58,7 +58,7 @@ impl std::fmt::Display for StepReport {
                 drift,
                 detail,
             } => {
-                write!(f, "{} {}", status::short(revision), result.as_str())?;
+                write!(f, "{} {}", record::short(revision), result.as_str())?;
                 if *drift {
                     write!(f, " (drift)")?;
                 }
@@ -70,7 +70,7 @@ impl std::fmt::Display for StepReport {
             StepReport::Waiting { revision, until } => write!(
                 f,
                 "{} failed; next retry at {until}",
-                status::short(revision)
+                record::short(revision)
             ),
             StepReport::FetchFailed { error } => write!(f, "fetch failed: {error}"),
         }
@@ -218,7 +218,7 @@ impl Watcher {
                 },
             };
             let _span =
-                tracing::info_span!("reconcile", revision = %status::short(&revision)).entered();
+                tracing::info_span!("reconcile", revision = %record::short(&revision)).entered();
             reconcile(&ctx, &target)
         });
         let took = started.elapsed();
