@@ -2,6 +2,13 @@
 
 use super::*;
 
+/// The catalog objects SQL steps make and drop.
+enum Object {
+    User,
+    Database,
+    Attachment,
+}
+
 impl Performer<'_> {
     /// Roles, databases and attachments: SQL through the user's route.
     pub(super) async fn sql(&self) -> Result<Outcome, ProviderError> {
@@ -35,12 +42,12 @@ impl Performer<'_> {
         })
     }
 
-    pub(super) async fn sql_ensure(&self, r: &Resource) -> Result<bool, ProviderError> {
-        let (p, what, app) = (self.p, self.label.as_str(), self.app);
+    /// What the step's SQL acts on; other kinds have no SQL.
+    fn object(&self) -> Result<Object, ProviderError> {
         match self.step.kind {
-            Kind::User => p.ensure_user(r, self.ctx, what).await,
-            Kind::Database => roles::ensure_database(&p.primary(what)?, r).await,
-            Kind::Attachment => attachments::ensure(&p.primary(what)?, &p.consumers(app), r).await,
+            Kind::User => Ok(Object::User),
+            Kind::Database => Ok(Object::Database),
+            Kind::Attachment => Ok(Object::Attachment),
             Kind::App
             | Kind::Secret
             | Kind::Volume
@@ -51,19 +58,25 @@ impl Performer<'_> {
         }
     }
 
+    pub(super) async fn sql_ensure(&self, r: &Resource) -> Result<bool, ProviderError> {
+        let (p, what, app) = (self.p, self.label.as_str(), self.app);
+        match self.object()? {
+            Object::User => p.ensure_user(r, self.ctx, what).await,
+            Object::Database => roles::ensure_database(&p.primary(what)?, r).await,
+            Object::Attachment => {
+                attachments::ensure(&p.primary(what)?, &p.consumers(app), r).await
+            }
+        }
+    }
+
     pub(super) async fn sql_delete(&self, r: &Resource) -> Result<bool, ProviderError> {
         let (p, what, app) = (self.p, self.label.as_str(), self.app);
-        match self.step.kind {
-            Kind::User => p.remove_user(r, app, what).await,
-            Kind::Database => roles::remove_database(&p.primary(what)?, r).await,
-            Kind::Attachment => attachments::remove(&p.primary(what)?, &p.consumers(app), r).await,
-            Kind::App
-            | Kind::Secret
-            | Kind::Volume
-            | Kind::Machine
-            | Kind::Formation
-            | Kind::Endpoint
-            | Kind::SnapshotPolicy => Err(self.fail("not a role, database or attachment")),
+        match self.object()? {
+            Object::User => p.remove_user(r, app, what).await,
+            Object::Database => roles::remove_database(&p.primary(what)?, r).await,
+            Object::Attachment => {
+                attachments::remove(&p.primary(what)?, &p.consumers(app), r).await
+            }
         }
     }
 
