@@ -130,6 +130,9 @@ pub struct FlyProvider {
     state_dir: PathBuf,
     timeouts: FlyTimeouts,
     pg_route: Option<PgRoute>,
+    /// Held from reading the app to creating a machine: steps of one apply
+    /// run in parallel, and two creates must not pick the same free volume.
+    placement: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for FlyProvider {
@@ -158,6 +161,7 @@ impl FlyProvider {
             state_dir: options.state_dir,
             timeouts: options.timeouts,
             pg_route: options.pg_route,
+            placement: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -12,7 +12,7 @@ impl Performer<'_> {
                 if existing.is_some() {
                     return Ok(Outcome::NotNeeded);
                 }
-                self.create_machine(&view, &topo).await?;
+                self.create_machine().await?;
                 Ok(Outcome::Created)
             }
             Action::Update => {
@@ -40,11 +40,13 @@ impl Performer<'_> {
         values.all(|v| v == first).then_some(first)
     }
 
-    pub(super) async fn create_machine(
-        &self,
-        view: &AppView,
-        topo: &Topology,
-    ) -> Result<(), ProviderError> {
+    /// Create the step's machine on its volume. Placements happen one at a
+    /// time, each on its own read of the app: steps of one apply run in
+    /// parallel, and two creates must not pick the same free volume.
+    pub(super) async fn create_machine(&self) -> Result<(), ProviderError> {
+        let placing = self.p.placement.lock().await;
+        let (view, topo) = self.read().await?;
+        let (view, topo) = (&view, &topo);
         let after = self.after_machine()?;
         let index = after.index;
         let region = after.region.clone();
@@ -117,6 +119,7 @@ impl Performer<'_> {
             .json(&body)
             .send()
             .await?;
+        drop(placing);
         tracing::info!(machine = %m.id, address = %self.step.address, volume = %volume.id, "created machine; waiting for it to start");
         self.wait_started(&m.id, &m.instance_id, None).await
     }
@@ -325,8 +328,7 @@ impl Performer<'_> {
                 if let Some(m) = topo.machine_at(&view, &self.step.address) {
                     self.delete_machine(m).await?;
                 }
-                let (view, topo) = self.read().await?;
-                self.create_machine(&view, &topo).await?;
+                self.create_machine().await?;
             }
         }
         Ok(Outcome::Updated)
