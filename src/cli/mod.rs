@@ -98,12 +98,22 @@ fn validate(arg: &ConfigArg) -> Result<ExitCode> {
     let config = load_config(arg)?;
     let pg = &config.postgres;
     let replicas: u32 = pg.read_replicas.values().sum();
+    let nodes = if pg.instances_declared {
+        format!("{} node(s)", pg.instances)
+    } else {
+        "the live count of nodes (1 for a new cluster)".to_string()
+    };
+    let replicas = if pg.read_replicas_declared {
+        format!("{replicas} read replica(s)")
+    } else {
+        "the live read replicas".to_string()
+    };
     println!(
-        "{}: valid. App {} in {}: {} node(s) in {} ({} sync standby(s)), {} read replica(s), {} attachment(s), PostgreSQL {}.",
+        "{}: valid. App {} in {}: {} in {} ({} sync standby(s)), {}, {} attachment(s), PostgreSQL {}.",
         arg.config.display(),
         config.app,
         config.primary_region,
-        pg.instances,
+        nodes,
         config.primary_region,
         pg.sync_standbys,
         replicas,
