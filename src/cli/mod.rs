@@ -3,6 +3,7 @@
 
 pub mod args;
 mod env;
+mod import;
 mod progress;
 mod snapshots;
 mod status;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(a) => destroy(&cli, a),
         Command::Watch(a) => watch::watch(&cli, a),
         Command::Snapshots(c) => snapshots::snapshots(&cli, c),
+        Command::Import(a) => import::import(&cli, a),
     }
 }
 
