@@ -87,6 +87,16 @@ pub struct SecretSeen {
     pub outside: bool,
 }
 
+/// The operator of a cluster made from the seed's `[services.postgres]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorSeen {
+    pub user: String,
+    /// The secret its password is the value of.
+    pub password: Option<String>,
+    /// The database it owns (`PG_DATABASE`).
+    pub database: Option<String>,
+}
+
 /// The snapshot policy of the data volume.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicySeen {
@@ -119,8 +129,11 @@ pub struct Observed {
     pub secrets: Vec<SecretSeen>,
     /// Internal secrets seen and left out.
     pub internal_secrets: Vec<String>,
-    /// The secret holding the operator's password, when observe matched it.
+    /// The secret holding the password of user `postgres`, when observe
+    /// matched it.
     pub operator_password: Option<String>,
+    /// An operator under another name than `postgres` (the seed's dialect).
+    pub operator: Option<OperatorSeen>,
     pub attachments: Vec<(String, AttachmentSpec)>,
     pub users: Vec<(String, UserSpec)>,
     /// Databases by name with their owner.
@@ -210,7 +223,7 @@ impl Observed {
             .and_then(secret_of);
         let mut users = Vec::new();
         let mut databases = Vec::new();
-        if !opts.no_roles {
+        {
             for r in live.of_kind(Kind::User) {
                 let name = r.address.name();
                 let Some(u) = r.user() else { continue };
@@ -233,6 +246,28 @@ impl Observed {
                 databases.push((name.to_string(), d.owner.clone()));
             }
         }
+        // A cluster of the seed's `[services.postgres]` form has its operator
+        // under another name (`PG_USER`) and no role `postgres`: the one
+        // superuser is that operator, and the first database it owns is
+        // its `PG_DATABASE`.
+        let mut operator = None;
+        let superusers: Vec<usize> = (0..users.len()).filter(|i| users[*i].1.superuser).collect();
+        if live.get(&Address::user("postgres")).is_none() && superusers.len() == 1 {
+            let (name, u) = users.remove(superusers[0]);
+            let database = databases
+                .iter()
+                .position(|(_, owner)| *owner == name)
+                .map(|i| databases.remove(i).0);
+            operator = Some(OperatorSeen {
+                password: secret_of(&u),
+                user: name,
+                database,
+            });
+        }
+        if opts.no_roles {
+            users.clear();
+            databases.clear();
+        }
 
         // Secrets that a declared key names must be declared, internal or not.
         let mut referenced: Vec<&str> = users
@@ -240,6 +275,7 @@ impl Observed {
             .filter_map(|(_, u)| u.password_secret.as_deref())
             .collect();
         referenced.extend(operator_password.as_deref());
+        referenced.extend(operator.as_ref().and_then(|o| o.password.as_deref()));
         let mut secrets = Vec::new();
         let mut internal_secrets = Vec::new();
         for r in live.of_kind(Kind::Secret) {
@@ -273,6 +309,7 @@ impl Observed {
             secrets,
             internal_secrets,
             operator_password,
+            operator,
             attachments,
             users,
             databases,

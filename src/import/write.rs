@@ -5,7 +5,7 @@
 
 use toml_edit::{value, Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value};
 
-use super::observed::{Observed, Seen};
+use super::observed::{Observed, OperatorSeen, Seen};
 use crate::model::MachineSpec;
 
 /// Tables are written in the order they are made.
@@ -164,6 +164,38 @@ fn postgres_comment(o: &Observed) -> Vec<String> {
     lines
 }
 
+/// `[services.postgres]` and its `[[services.postgres.env]]`: the one form
+/// that names an operator other than `postgres`.
+fn services(d: &mut Doc, o: &Observed, op: &OperatorSeen) {
+    let mut comment = vec![format!(
+        "the operator is role {}, not postgres: written in the [services.postgres] form that names it",
+        op.user
+    )];
+    if let Some(image) = &o.image {
+        comment.push(format!("image observed {}", agreement(image, "node")));
+    }
+    let mut sp = d.table(&comment);
+    if let Some(image) = &o.image {
+        put(&mut sp, "image", image.value.as_str(), &[]);
+    }
+    put(&mut sp, "internal_port", 5432_i64, &[]);
+    let mut env = d.table(&[]);
+    put(&mut env, "PG_USER", op.user.as_str(), &[]);
+    if let Some(s) = &op.password {
+        put(&mut env, "PG_PASSWORD", format!("${s}"), &[]);
+    }
+    if let Some(db) = &op.database {
+        put(&mut env, "PG_DATABASE", db.as_str(), &[]);
+    }
+    let mut envs = ArrayOfTables::new();
+    envs.push(env);
+    sp.insert("env", Item::ArrayOfTables(envs));
+    let mut services = Table::new();
+    services.set_implicit(true);
+    services.insert("postgres", Item::Table(sp));
+    d.doc.insert("services", Item::Table(services));
+}
+
 /// The whole document.
 pub fn document(o: &Observed) -> DocumentMut {
     let mut d = Doc {
@@ -183,7 +215,9 @@ pub fn document(o: &Observed) -> DocumentMut {
         );
     }
 
-    if let Some(image) = &o.image {
+    if let Some(op) = &o.operator {
+        services(&mut d, o, op);
+    } else if let Some(image) = &o.image {
         let mut t = d.table(&[format!("image observed {}", agreement(image, "node"))]);
         put(&mut t, "image", image.value.as_str(), &[]);
         d.doc.insert("build", Item::Table(t));
