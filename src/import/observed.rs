@@ -280,13 +280,16 @@ impl Observed {
         let mut internal_secrets = Vec::new();
         for r in live.of_kind(Kind::Secret) {
             let name = r.address.name();
-            if is_internal_secret(name) && !referenced.contains(&name) {
+            let outside = r.managed_by() == Some(OUTSIDE_FLYPLAN);
+            // Only one flyplan does not manage may stay out: the plan
+            // leaves those alone, and would delete one it set.
+            if is_internal_secret(name) && outside && !referenced.contains(&name) {
                 internal_secrets.push(name.to_string());
                 continue;
             }
             secrets.push(SecretSeen {
                 name: name.to_string(),
-                outside: r.managed_by() == Some(OUTSIDE_FLYPLAN),
+                outside,
             });
         }
 
