@@ -61,12 +61,35 @@ primary_region = "iad"
   superuser = false
 "#;
 
+/// The seed's dialect: the app is named after the file's directory.
+const SEED: &str = r#"[services.postgres]
+  image = "flyio/postgres:14"
+  disable_proxy = true
+  internal_port = 5432
+  restart_policy = "fail"
+
+[[services.postgres.processes]]
+  name = "postgres"
+  command = "bin/fly-postgres"
+
+[[services.postgres.env]]
+  PG_PORT = "5432"
+  PG_USER = "fly"
+  PG_PASSWORD = "$PG_PASSWORD"
+  PG_DATABASE = "myapp_db"
+"#;
+
 struct Cluster {
     dir: tempfile::TempDir,
+    /// The fly.toml destroy runs with.
+    text: &'static str,
+    /// Where it is written (the seed's dialect reads the app from the
+    /// directory).
+    sub: &'static str,
 }
 
 impl Cluster {
-    fn new() -> Cluster {
+    fn new(text: &'static str, sub: &'static str) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("flyplan-im-")
             .tempdir_in("/tmp")
@@ -76,7 +99,12 @@ impl Cluster {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .expect("chmod");
-        Cluster { dir }
+        std::fs::create_dir_all(dir.path().join(sub)).expect("config dir");
+        Cluster { dir, text, sub }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path(self.sub).join("fly.toml")
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -98,8 +126,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let config = self.path("destroy.toml");
-        let _ = std::fs::write(&config, CONFIG);
+        let config = self.config();
+        let _ = std::fs::write(&config, self.text);
         let _ = self.run(&[
             "destroy",
             "-c",
@@ -120,8 +148,8 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn an_imported_local_cluster_plans_no_changes() {
-    let c = Cluster::new();
-    let config = c.path("fly.toml");
+    let c = Cluster::new(CONFIG, "cluster");
+    let config = c.config();
     std::fs::write(&config, CONFIG).unwrap();
     let cfg = config.to_str().unwrap();
     let o = c.run(&["apply", "-c", cfg, "--auto-approve"]);
@@ -183,4 +211,36 @@ fn an_imported_local_cluster_plans_no_changes() {
         assert!(!imported.contains(absent), "{absent:?} in:\n{imported}");
     }
     assert!(imported.contains("leader machine[iad:"), "{imported}");
+}
+
+/// A cluster made from the seed's `[services.postgres]` file: its operator
+/// `fly` and database `myapp_db` are imported, and the plan is clean.
+#[test]
+fn an_imported_local_cluster_of_the_seed_dialect_plans_no_changes() {
+    let c = Cluster::new(SEED, "seedapp");
+    let config = c.config();
+    std::fs::write(&config, SEED).unwrap();
+    let o = c.run(&["apply", "-c", config.to_str().unwrap(), "--auto-approve"]);
+    assert!(o.status.success(), "apply: {}", text(&o));
+    std::fs::remove_file(&config).unwrap();
+
+    let imported_path = c.path("imported.toml");
+    let imported_arg = imported_path.to_str().unwrap();
+    let o = c.run(&["import", "-a", "seedapp", "-o", imported_arg]);
+    assert!(o.status.success(), "import: {}", text(&o));
+    let imported = std::fs::read_to_string(&imported_path).unwrap();
+    let o = c.run(&["plan", "-c", imported_arg, "--detailed-exitcode"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "plan of the imported file:\n{}\n{imported}",
+        text(&o)
+    );
+    assert!(
+        !imported.contains(PG_PASSWORD),
+        "a secret value was written"
+    );
+    assert!(imported.contains("\"fly\""), "{imported}");
+    assert!(imported.contains("\"myapp_db\""), "{imported}");
+    assert!(imported.contains("instances = 2"), "{imported}");
 }
