@@ -173,7 +173,7 @@ CASES = {
     "34-user-membership-change": (toml(users=USERS.replace('["pg_read_all_data"]', '["pg_read_all_data", "pg_monitor"]')), toml(users=USERS)),
     "35-secret-made-outside-flyplan-left-alone": (BASE, (BASE, foreign_secret)),
     "36-attachment-password-changed-outside": (BASE, (BASE, lambda d: find(d, "attachment.myapp")["attrs"].update(credentials="password changed outside flyplan"))),
-    "37-counts-not-declared-keep-live": (toml(counts=False), toml(sync=0)),
+    "37-counts-not-declared-keep-live": (toml(counts=False), BASE),
     "38-counts-not-declared-new-app": (toml(counts=False), EMPTY),
     "33-restore-from-snapshot": (toml(restore='\n  restore_from = "snap-pg-fixture-pg_data-20261120T000000Z"'), EMPTY),
 }

@@ -46,6 +46,8 @@ pub struct Undeclared {
     pub instances: bool,
     /// `[postgres] read_replicas` was not given.
     pub read_replicas: bool,
+    /// Neither `[postgres] sync_standbys` nor `instances` was given.
+    pub sync_standbys: bool,
     pub primary_region: String,
     /// How every node is made.
     pub node: NodeTemplate,
@@ -198,10 +200,12 @@ impl Desired {
             }
         }
         let pg = &config.postgres;
+        let sync_undeclared = !pg.instances_declared && !pg.sync_standbys_declared;
         if !pg.instances_declared || !pg.read_replicas_declared {
             d.undeclared = Some(Undeclared {
                 instances: !pg.instances_declared,
                 read_replicas: !pg.read_replicas_declared,
+                sync_standbys: sync_undeclared,
                 primary_region: config.primary_region.clone(),
                 node: template,
             });
@@ -303,7 +307,9 @@ impl Desired {
 
     /// The desired state to plan against `live`: node counts fly.toml did
     /// not give follow the live cluster when the app exists (its nodes are
-    /// kept, by address), with a note for the plan saying so. When the app
+    /// kept, by address, and so is the number of sync standbys when
+    /// neither it nor `instances` is given), with a note for the plan
+    /// saying so. When the app
     /// does not exist, or every count is declared, it is `self` unchanged.
     pub fn settled(&self, live: &Live) -> (Cow<'_, Desired>, Vec<String>) {
         let Some(u) = &self.undeclared else {
@@ -360,6 +366,25 @@ impl Desired {
                         "replicas"
                     },
                     regions.join(", ")
+                ));
+            }
+        }
+        if u.sync_standbys {
+            let formation = Address::formation(&self.app);
+            let live_sync = match live.get(&formation).map(|r| &r.spec) {
+                Some(Spec::Formation(f)) => f.sync_standbys.as_ref().and_then(Agreed::one).copied(),
+                _ => None,
+            };
+            if let Some(n) = live_sync {
+                d.add(
+                    formation,
+                    Spec::Formation(FormationSpec {
+                        sync_standbys: Some(Agreed::One(n)),
+                    }),
+                );
+                notes.push(format!(
+                    "sync_standbys not declared in fly.toml: keeping the live {n}; \
+                     declare [postgres] instances and sync_standbys to manage it"
                 ));
             }
         }
@@ -494,6 +519,32 @@ mod tests {
         assert!(notes[1].contains("(ams = 1)"), "{notes:?}");
         let vol = settled.get(&Address::volume("pg_data", "ams", 1)).unwrap();
         assert_eq!(vol.volume().unwrap().size_gb, 1);
+    }
+
+    #[test]
+    fn undeclared_sync_standbys_follow_the_live_formation_only_without_instances() {
+        let mut live = live_with(&[("iad", 0), ("iad", 1), ("iad", 2)]);
+        live.insert(Resource::new(
+            Address::formation("pg"),
+            Spec::Formation(FormationSpec {
+                sync_standbys: Some(Agreed::One(2)),
+            }),
+        ));
+        let sync_of = |d: &Desired| match &d.get(&Address::formation("pg")).unwrap().spec {
+            Spec::Formation(f) => f.sync_standbys.clone(),
+            _ => None,
+        };
+        let d = desired(NO_COUNTS);
+        let (settled, notes) = d.settled(&live);
+        assert_eq!(sync_of(&settled), Some(Agreed::One(2)));
+        assert!(
+            notes.iter().any(|n| n.contains("keeping the live 2")),
+            "{notes:?}"
+        );
+        // With instances declared, the default (0) stands as before.
+        let d = desired(&format!("{NO_COUNTS}[postgres]\ninstances = 3\n"));
+        let (settled, _) = d.settled(&live);
+        assert_eq!(sync_of(&settled), Some(Agreed::One(0)));
     }
 
     #[test]

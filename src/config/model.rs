@@ -81,6 +81,10 @@ pub struct PostgresConfig {
     pub instances_declared: bool,
     /// 0 = asynchronous; n = commits wait for n standbys.
     pub sync_standbys: u32,
+    /// Whether fly.toml gave `sync_standbys`. When neither it nor
+    /// `instances` was given and the app exists, the plan keeps the live
+    /// value.
+    pub sync_standbys_declared: bool,
     /// Read-only replicas by region code; never promoted.
     pub read_replicas: BTreeMap<String, u32>,
     /// Whether fly.toml gave `read_replicas`; as for `instances_declared`.

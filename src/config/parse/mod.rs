@@ -510,6 +510,7 @@ impl<'s> Reader<'s> {
                 postgres.instances_declared = true;
             }
             postgres.read_replicas_declared = true;
+            postgres.sync_standbys_declared = true;
         }
         let (image, pg_major) = self.image_and_major(image);
         let mounts = self.read_mounts(root);

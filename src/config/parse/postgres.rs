@@ -11,6 +11,7 @@ impl Reader<'_> {
             instances: 1,
             instances_declared: false,
             sync_standbys: 0,
+            sync_standbys_declared: false,
             read_replicas: BTreeMap::new(),
             read_replicas_declared: false,
             operator_user: "postgres".to_string(),
@@ -35,6 +36,7 @@ impl Reader<'_> {
             }
         }
         if let Some(f) = self.field(&t, "sync_standbys") {
+            pg.sync_standbys_declared = true;
             if let Some(n) = self.integer_in(&f, 0, i64::from(u32::MAX)) {
                 pg.sync_standbys = u32::try_from(n).unwrap_or(0);
             }
