@@ -6,7 +6,7 @@
 use toml_edit::{value, Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value};
 
 use super::observed::{Observed, OperatorSeen, Seen};
-use crate::model::MachineSpec;
+use crate::model::{Address, MachineSpec};
 
 /// Tables are written in the order they are made.
 struct Doc {
@@ -76,7 +76,7 @@ fn agreement<T>(s: &Seen<T>, what: &str) -> String {
 
 fn addresses(ms: &[MachineSpec]) -> String {
     ms.iter()
-        .map(|m| format!("machine[{}:{}]", m.region, m.index))
+        .map(|m| Address::machine(&m.region, m.index).to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -103,11 +103,12 @@ fn header(o: &Observed) -> Vec<String> {
 
 fn postgres_comment(o: &Observed) -> Vec<String> {
     let mut lines = Vec::new();
-    let leader = o.leader.as_ref().map(ToString::to_string);
+    let address = |m: &MachineSpec| Address::machine(&m.region, m.index);
+    let is_leader = |m: &MachineSpec| o.leader.as_ref() == Some(&address(m));
     let standbys: Vec<MachineSpec> = o
         .candidates
         .iter()
-        .filter(|m| Some(format!("machine[{}:{}]", m.region, m.index)) != leader)
+        .filter(|m| !is_leader(m))
         .cloned()
         .collect();
     let mut first = format!(
@@ -116,12 +117,8 @@ fn postgres_comment(o: &Observed) -> Vec<String> {
         o.primary_region
     );
     let mut parts = Vec::new();
-    if let Some(l) = leader.as_ref().filter(|l| {
-        o.candidates
-            .iter()
-            .any(|m| l.ends_with(&format!("{}:{}]", m.region, m.index)))
-    }) {
-        parts.push(format!("leader {l}"));
+    if let Some(m) = o.candidates.iter().find(|m| is_leader(m)) {
+        parts.push(format!("leader {}", address(m)));
     }
     if parts.is_empty() {
         parts.push(format!("no leader observed among {}", addresses(&standbys)));
