@@ -105,19 +105,24 @@ fn validate(arg: &ConfigArg) -> Result<ExitCode> {
     } else {
         "the live count of nodes (1 for a new cluster)".to_string()
     };
+    let sync = if pg.instances_declared || pg.sync_standbys_declared {
+        format!("{} sync standby(s)", pg.sync_standbys)
+    } else {
+        "the live number of sync standbys".to_string()
+    };
     let replicas = if pg.read_replicas_declared {
         format!("{replicas} read replica(s)")
     } else {
         "the live read replicas".to_string()
     };
     println!(
-        "{}: valid. App {} in {}: {} in {} ({} sync standby(s)), {}, {} attachment(s), PostgreSQL {}.",
+        "{}: valid. App {} in {}: {} in {} ({}), {}, {} attachment(s), PostgreSQL {}.",
         arg.config.display(),
         config.app,
         config.primary_region,
         nodes,
         config.primary_region,
-        pg.sync_standbys,
+        sync,
         replicas,
         config.attachments.len(),
         config.pg_major
