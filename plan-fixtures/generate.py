@@ -4,7 +4,7 @@ and live.json. live.json is made by applying the case's *live* config with
 the file provider (`flyplan --live FILE apply`), then edited for drift.
 The expected outputs are written by the test with FLYPLAN_UPDATE_FIXTURES=1.
 
-    cargo build && python3 plan-fixtures/generate.py
+    cargo build && python3 plan-fixtures/generate.py [CASE...]
     FLYPLAN_UPDATE_FIXTURES=1 cargo test --test plan_fixtures
 """
 import json, os, shutil, subprocess, sys, tempfile
@@ -15,18 +15,21 @@ ENV = {"PG_PASSWORD": "fixture-secret-value-1", "APP_USER_PASSWORD": "fixture-se
 
 def toml(instances=3, sync=1, replicas="{ ams = 1 }", image="flyio/postgres-flex:15",
          size="10gb", retention=7, scheduled="true", vm_size="shared-cpu-1x", memory="512mb",
-         attachments=("myapp",), extra_attach="", users="", restore=""):
+         attachments=("myapp",), extra_attach="", users="", restore="", counts=True):
     att = "".join(f'\n[[attachments]]\n  app = "{a}"\n' for a in attachments)
+    # Without counts, [postgres] says neither instances nor read_replicas
+    # (nor sync_standbys, which needs instances).
+    topology = f"""
+  instances = {instances}
+  sync_standbys = {sync}
+  read_replicas = {replicas}""" if counts else ""
     return f'''app = "pg-fixture"
 primary_region = "iad"
 
 [build]
   image = "{image}"
 
-[postgres]
-  instances = {instances}
-  sync_standbys = {sync}
-  read_replicas = {replicas}
+[postgres]{topology}
   operator_password = "PG_PASSWORD"{restore}
 {users}
 [secrets]
@@ -170,13 +173,18 @@ CASES = {
     "34-user-membership-change": (toml(users=USERS.replace('["pg_read_all_data"]', '["pg_read_all_data", "pg_monitor"]')), toml(users=USERS)),
     "35-secret-made-outside-flyplan-left-alone": (BASE, (BASE, foreign_secret)),
     "36-attachment-password-changed-outside": (BASE, (BASE, lambda d: find(d, "attachment.myapp")["attrs"].update(credentials="password changed outside flyplan"))),
+    "37-counts-not-declared-keep-live": (toml(counts=False), BASE),
+    "38-counts-not-declared-new-app": (toml(counts=False), EMPTY),
     "33-restore-from-snapshot": (toml(restore='\n  restore_from = "snap-pg-fixture-pg_data-20261120T000000Z"'), EMPTY),
 }
 
 def main():
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build")
+    only = sys.argv[1:]
     for name, case in CASES.items():
+        if only and name not in only:
+            continue
         want, live = case[0], case[1]
         env = case[2] if len(case) > 2 and case[2] else ENV
         args = case[3] if len(case) > 3 else ""

@@ -1,13 +1,15 @@
 //! The desired state: a validated [`Config`] turned into provider-neutral
 //! resources with stable addresses, secrets resolved to digests.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::config::{Config, Diagnostic, Ensure, SecretSource};
+use crate::live::Live;
 use crate::model::{
     Address, Agreed, AppSpec, AttachmentSpec, DatabaseSpec, Digest, EndpointSpec, FormationSpec,
-    MachineSpec, Resource, Role, SecretSpec, SnapshotPolicySpec, Spec, UserSpec, VolumeSpec,
+    Kind, MachineSpec, Resource, Role, SecretSpec, SnapshotPolicySpec, Spec, UserSpec, VolumeSpec,
 };
 use crate::secrets::SecretValues;
 use crate::secrets::{self, Environment};
@@ -30,6 +32,71 @@ pub struct Desired {
     pub secret_sources: BTreeMap<String, SecretSource>,
     /// Secret values read for this run; never serialised or printed.
     pub secret_values: SecretValues,
+    /// Node counts fly.toml left out, settled against the live state when
+    /// planning (see [`Desired::settled`]). `None`: everything declared.
+    pub undeclared: Option<Undeclared>,
+}
+
+/// Node counts a fly.toml did not give. A fly.toml as `fly config save`
+/// writes it has no `[postgres]` table: on Fly the count lives in the
+/// machines, so an existing cluster keeps the nodes it has.
+#[derive(Debug, Clone)]
+pub struct Undeclared {
+    /// `[postgres] instances` was not given.
+    pub instances: bool,
+    /// `[postgres] read_replicas` was not given.
+    pub read_replicas: bool,
+    /// Neither `[postgres] sync_standbys` nor `instances` was given.
+    pub sync_standbys: bool,
+    pub primary_region: String,
+    /// How every node is made.
+    pub node: NodeTemplate,
+}
+
+/// What the volume and machine of every node look like.
+#[derive(Debug, Clone)]
+pub struct NodeTemplate {
+    pub volume_name: String,
+    pub size_gb: u64,
+    pub cpu_kind: String,
+    pub cpus: u32,
+    pub image: String,
+    pub memory_mb: u64,
+    pub vm_size: String,
+}
+
+impl NodeTemplate {
+    /// The volume and the machine of node `index` in `region`.
+    fn node(&self, region: &str, index: u32, role: Role) -> [(Address, Spec); 2] {
+        let vol = Address::volume(&self.volume_name, region, index);
+        let volume = Spec::Volume(VolumeSpec {
+            attached_machine_id: None,
+            auto_backup_enabled: None,
+            id: None,
+            name: self.volume_name.clone(),
+            region: region.to_string(),
+            size_gb: self.size_gb,
+            snapshot_retention: None,
+        });
+        let machine = Spec::Machine(MachineSpec {
+            cpu_kind: Some(self.cpu_kind.clone()),
+            cpus: Some(self.cpus),
+            id: None,
+            image: Some(self.image.clone()),
+            index,
+            instance_id: None,
+            leader: None,
+            machine_name: None,
+            memory_mb: Some(self.memory_mb),
+            region: region.to_string(),
+            role,
+            role_check: None,
+            state: RUNNING.to_string(),
+            vm_size: Some(self.vm_size.clone()),
+            volume: Some(vol.clone()),
+        });
+        [(vol, volume), (Address::machine(region, index), machine)]
+    }
 }
 
 /// Errors of the desired layer: a secret that cannot be read, located at
@@ -111,8 +178,16 @@ impl Desired {
 
         // One volume and one machine per node.
         let mount = config.mounts.first();
-        let volume_name = mount.map_or("pg_data", |m| m.source.as_str());
-        let size_gb = mount.map_or(1, |m| m.initial_size_gb);
+        let template = NodeTemplate {
+            volume_name: mount.map_or("pg_data", |m| m.source.as_str()).to_string(),
+            size_gb: mount.map_or(1, |m| m.initial_size_gb),
+            cpu_kind: config.vm.cpu_kind.clone(),
+            cpus: config.vm.cpus,
+            image: config.image.clone(),
+            memory_mb: u64::from(config.vm.memory_mb),
+            vm_size: config.vm.size.clone(),
+        };
+        let volume_name = template.volume_name.clone();
         let mut nodes: Vec<(&str, u32, Role)> = (0..config.postgres.instances)
             .map(|i| (config.primary_region.as_str(), i, Role::Candidate))
             .collect();
@@ -120,39 +195,20 @@ impl Desired {
             nodes.extend((0..*count).map(|i| (region.as_str(), i, Role::Replica)));
         }
         for (region, index, role) in nodes {
-            let vol = Address::volume(volume_name, region, index);
-            d.add(
-                vol.clone(),
-                Spec::Volume(VolumeSpec {
-                    attached_machine_id: None,
-                    auto_backup_enabled: None,
-                    id: None,
-                    name: volume_name.to_string(),
-                    region: region.to_string(),
-                    size_gb,
-                    snapshot_retention: None,
-                }),
-            );
-            d.add(
-                Address::machine(region, index),
-                Spec::Machine(MachineSpec {
-                    cpu_kind: Some(config.vm.cpu_kind.clone()),
-                    cpus: Some(config.vm.cpus),
-                    id: None,
-                    image: Some(config.image.clone()),
-                    index,
-                    instance_id: None,
-                    leader: None,
-                    machine_name: None,
-                    memory_mb: Some(u64::from(config.vm.memory_mb)),
-                    region: region.to_string(),
-                    role,
-                    role_check: None,
-                    state: RUNNING.to_string(),
-                    vm_size: Some(config.vm.size.clone()),
-                    volume: Some(vol),
-                }),
-            );
+            for (address, spec) in template.node(region, index, role) {
+                d.add(address, spec);
+            }
+        }
+        let pg = &config.postgres;
+        let sync_undeclared = !pg.instances_declared && !pg.sync_standbys_declared;
+        if !pg.instances_declared || !pg.read_replicas_declared {
+            d.undeclared = Some(Undeclared {
+                instances: !pg.instances_declared,
+                read_replicas: !pg.read_replicas_declared,
+                sync_standbys: sync_undeclared,
+                primary_region: config.primary_region.clone(),
+                node: template,
+            });
         }
 
         d.add(
@@ -238,7 +294,7 @@ impl Desired {
         }
         if config.mounts.is_empty() {
             d.add(
-                Address::snapshot_policy(volume_name),
+                Address::snapshot_policy(&volume_name),
                 Spec::SnapshotPolicy(SnapshotPolicySpec {
                     retention_days: Some(Agreed::One(5)),
                     scheduled: Some(Agreed::One(true)),
@@ -247,6 +303,117 @@ impl Desired {
             );
         }
         Ok(d)
+    }
+
+    /// The desired state to plan against `live`: node counts fly.toml did
+    /// not give follow the live cluster when the app exists (its nodes are
+    /// kept, by address, and so is the number of sync standbys when
+    /// neither it nor `instances` is given), with a note for the plan
+    /// saying so. When the app
+    /// does not exist, or every count is declared, it is `self` unchanged.
+    pub fn settled(&self, live: &Live) -> (Cow<'_, Desired>, Vec<String>) {
+        let Some(u) = &self.undeclared else {
+            return (Cow::Borrowed(self), Vec::new());
+        };
+        if live.get(&Address::app(&self.app)).is_none() {
+            return (Cow::Borrowed(self), Vec::new());
+        }
+        let mut d = self.clone();
+        let mut notes = Vec::new();
+        let primary = u.primary_region.as_str();
+        let live_nodes = |in_primary: bool| -> Vec<(String, u32)> {
+            live.of_kind(Kind::Machine)
+                .filter_map(Resource::machine)
+                .filter(|m| (m.region == primary) == in_primary)
+                .map(|m| (m.region.clone(), m.index))
+                .collect()
+        };
+        if u.instances {
+            let kept = live_nodes(true);
+            if kept.is_empty() {
+                notes.push(format!(
+                    "instances not declared in fly.toml and no live node in {primary}: \
+                     planning 1 node; declare [postgres] instances to manage the count"
+                ));
+            } else {
+                d.replace_nodes(true, primary, &kept, Role::Candidate, &u.node);
+                notes.push(format!(
+                    "instances not declared in fly.toml: keeping the {} live {}; \
+                     declare [postgres] instances to manage the count",
+                    kept.len(),
+                    if kept.len() == 1 { "node" } else { "nodes" }
+                ));
+            }
+        }
+        if u.read_replicas {
+            let kept = live_nodes(false);
+            d.replace_nodes(false, primary, &kept, Role::Replica, &u.node);
+            if !kept.is_empty() {
+                let mut by_region: BTreeMap<&str, u32> = BTreeMap::new();
+                for (region, _) in &kept {
+                    *by_region.entry(region.as_str()).or_default() += 1;
+                }
+                let regions: Vec<String> = by_region
+                    .iter()
+                    .map(|(r, n)| format!("{r} = {n}"))
+                    .collect();
+                notes.push(format!(
+                    "read_replicas not declared in fly.toml: keeping the live read {} \
+                     ({}); declare [postgres] read_replicas to manage them",
+                    if kept.len() == 1 {
+                        "replica"
+                    } else {
+                        "replicas"
+                    },
+                    regions.join(", ")
+                ));
+            }
+        }
+        if u.sync_standbys {
+            let formation = Address::formation(&self.app);
+            let live_sync = match live.get(&formation).map(|r| &r.spec) {
+                Some(Spec::Formation(f)) => f.sync_standbys.as_ref().and_then(Agreed::one).copied(),
+                _ => None,
+            };
+            if let Some(n) = live_sync {
+                d.add(
+                    formation,
+                    Spec::Formation(FormationSpec {
+                        sync_standbys: Some(Agreed::One(n)),
+                    }),
+                );
+                notes.push(format!(
+                    "sync_standbys not declared in fly.toml: keeping the live {n}; \
+                     declare [postgres] instances and sync_standbys to manage it"
+                ));
+            }
+        }
+        (Cow::Owned(d), notes)
+    }
+
+    /// Drop the desired nodes inside (or outside) the primary region and
+    /// put one per `kept` address instead.
+    fn replace_nodes(
+        &mut self,
+        in_primary: bool,
+        primary: &str,
+        kept: &[(String, u32)],
+        role: Role,
+        template: &NodeTemplate,
+    ) {
+        self.resources.retain(|_, r| {
+            let region = match &r.spec {
+                Spec::Machine(m) => &m.region,
+                Spec::Volume(v) => &v.region,
+                _ => return true,
+            };
+            (region == primary) != in_primary
+        });
+        for (region, index) in kept {
+            for (address, spec) in template.node(region, *index, role) {
+                self.add(address, spec);
+            }
+        }
     }
 
     fn add(&mut self, address: Address, spec: Spec) {
@@ -293,5 +460,132 @@ fn user_spec(
         password_secret: password_secret.map(str::to_string),
         replication: None,
         superuser,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(text: &str) -> Desired {
+        let config = crate::config::parse(Path::new("fly.toml"), text).expect("valid");
+        Desired::from_config(&config, &BTreeMap::new()).expect("no secrets")
+    }
+
+    fn live_with(nodes: &[(&str, u32)]) -> Live {
+        let mut live = Live::empty("pg");
+        live.insert(Resource::new(
+            Address::app("pg"),
+            Spec::App(AppSpec::new(Some("iad".into()), RUNNING)),
+        ));
+        for (region, i) in nodes {
+            let role = if *region == "iad" {
+                Role::Candidate
+            } else {
+                Role::Replica
+            };
+            let m = MachineSpec::new(region, *i, role, RUNNING);
+            live.insert(Resource::new(
+                Address::machine(region, *i),
+                Spec::Machine(m),
+            ));
+        }
+        live
+    }
+
+    fn machines(d: &Desired) -> Vec<String> {
+        d.resources
+            .values()
+            .filter(|r| r.kind() == Kind::Machine)
+            .map(|r| r.address.to_string())
+            .collect()
+    }
+
+    const NO_COUNTS: &str = "app = \"pg\"\nprimary_region = \"iad\"\n";
+
+    #[test]
+    fn undeclared_counts_keep_the_live_nodes_by_address() {
+        let d = desired(NO_COUNTS);
+        let live = live_with(&[("iad", 0), ("iad", 2), ("ams", 1)]);
+        let (settled, notes) = d.settled(&live);
+        assert_eq!(
+            machines(&settled),
+            ["machine[ams:1]", "machine[iad:0]", "machine[iad:2]"]
+        );
+        assert_eq!(
+            notes[0],
+            "instances not declared in fly.toml: keeping the 2 live nodes; declare [postgres] instances to manage the count"
+        );
+        assert!(notes[1].contains("(ams = 1)"), "{notes:?}");
+        let vol = settled.get(&Address::volume("pg_data", "ams", 1)).unwrap();
+        assert_eq!(vol.volume().unwrap().size_gb, 1);
+    }
+
+    #[test]
+    fn undeclared_sync_standbys_follow_the_live_formation_only_without_instances() {
+        let mut live = live_with(&[("iad", 0), ("iad", 1), ("iad", 2)]);
+        live.insert(Resource::new(
+            Address::formation("pg"),
+            Spec::Formation(FormationSpec {
+                sync_standbys: Some(Agreed::One(2)),
+            }),
+        ));
+        let sync_of = |d: &Desired| match &d.get(&Address::formation("pg")).unwrap().spec {
+            Spec::Formation(f) => f.sync_standbys.clone(),
+            _ => None,
+        };
+        let d = desired(NO_COUNTS);
+        let (settled, notes) = d.settled(&live);
+        assert_eq!(sync_of(&settled), Some(Agreed::One(2)));
+        assert!(
+            notes.iter().any(|n| n.contains("keeping the live 2")),
+            "{notes:?}"
+        );
+        // With instances declared, the default (0) stands as before.
+        let d = desired(&format!("{NO_COUNTS}[postgres]\ninstances = 3\n"));
+        let (settled, _) = d.settled(&live);
+        assert_eq!(sync_of(&settled), Some(Agreed::One(0)));
+    }
+
+    #[test]
+    fn undeclared_counts_of_a_new_app_are_the_defaults() {
+        let d = desired(NO_COUNTS);
+        let (settled, notes) = d.settled(&Live::empty("pg"));
+        assert_eq!(machines(&settled), ["machine[iad:0]"]);
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn an_app_without_nodes_gets_one_and_says_so() {
+        let d = desired(NO_COUNTS);
+        let (settled, notes) = d.settled(&live_with(&[]));
+        assert_eq!(machines(&settled), ["machine[iad:0]"]);
+        assert!(notes[0].contains("no live node in iad"), "{notes:?}");
+    }
+
+    #[test]
+    fn declared_counts_are_never_settled() {
+        let text = format!("{NO_COUNTS}[postgres]\ninstances = 1\nread_replicas = {{}}\n");
+        let d = desired(&text);
+        assert!(d.undeclared.is_none());
+        let (settled, notes) = d.settled(&live_with(&[("iad", 0), ("iad", 1), ("ams", 0)]));
+        assert_eq!(machines(&settled), ["machine[iad:0]"]);
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn only_the_undeclared_count_follows_the_live_cluster() {
+        let d = desired(&format!("{NO_COUNTS}[postgres]\ninstances = 2\n"));
+        let (settled, notes) = d.settled(&live_with(&[("iad", 0), ("syd", 0), ("syd", 1)]));
+        assert_eq!(
+            machines(&settled),
+            [
+                "machine[iad:0]",
+                "machine[iad:1]",
+                "machine[syd:0]",
+                "machine[syd:1]"
+            ]
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
     }
 }

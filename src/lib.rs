@@ -7,6 +7,7 @@ pub mod config;
 pub mod desired;
 pub mod error;
 pub mod fsutil;
+pub mod import;
 pub mod live;
 pub mod logging;
 pub mod model;

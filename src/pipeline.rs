@@ -211,6 +211,15 @@ pub fn run<O: Operator>(
     )
 }
 
+/// Observe an app without a lock, as [`Mode::Plan`] does, for commands that
+/// read the live state and change nothing (`import`).
+///
+/// # Errors
+/// When the live state cannot be read.
+pub fn observe(provider: &dyn Provider, app: &str) -> Result<Live, PipelineError> {
+    Ok(provider.observe(app)?)
+}
+
 fn make_plan(desired: &Desired, live: &Live, allow_destroy: bool) -> Plan {
     plan::plan(desired, live, PlanOptions { allow_destroy })
 }

@@ -203,6 +203,12 @@ fn header(step: &Step) -> String {
 fn text(plan: &Plan, color: bool) -> String {
     let p = Palette { on: color };
     let mut out = String::new();
+    for note in &plan.notes {
+        let _ = writeln!(out, "Note: {note}");
+    }
+    if !plan.notes.is_empty() {
+        let _ = writeln!(out);
+    }
     if plan.has_changes() {
         let _ = writeln!(
             out,
@@ -287,6 +293,12 @@ fn diff_sides(step: &Step) -> (String, String) {
 fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### flyplan: app `{}`\n", plan.app);
+    for note in &plan.notes {
+        let _ = writeln!(out, "- **Note:** {note}");
+    }
+    if !plan.notes.is_empty() {
+        let _ = writeln!(out);
+    }
     if !plan.has_changes() {
         let _ = writeln!(out, "{}", summary_line(plan));
         return out;
@@ -401,7 +413,7 @@ pub fn json_value(plan: &Plan) -> Value {
     for a in &plan.unchanged {
         changes.push(json!({ "address": a, "actions": ["no-op"] }));
     }
-    json!({
+    let mut doc = json!({
         "format_version": plan.format_version,
         "app": plan.app,
         "live_fingerprint": plan.live_fingerprint,
@@ -415,5 +427,9 @@ pub fn json_value(plan: &Plan) -> Value {
             "has_changes": plan.has_changes(),
             "text": summary_line(plan),
         },
-    })
+    });
+    if !plan.notes.is_empty() {
+        doc["notes"] = json!(plan.notes);
+    }
+    doc
 }

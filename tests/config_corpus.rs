@@ -1,12 +1,18 @@
 //! Every real fly.toml in the corpus must be read without a panic: either a
 //! config or located diagnostics. Most Fly Postgres files must parse. The
 //! corpus is vendored in `tests/data/fly-corpus`; its `SOURCES.md` names each
-//! file's repository, commit and licence.
+//! file's repository, commit and licence. Files that validate are also
+//! planned against a live cluster of three nodes.
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use flyplan::config::{self, ConfigError};
+use flyplan::config::{self, ConfigError, SecretSource};
+use flyplan::desired::Desired;
+use flyplan::live::Live;
+use flyplan::model::{Address, AppSpec, Kind, MachineSpec, Resource, Role, Spec, VolumeSpec};
+use flyplan::plan::{plan, Action, PlanOptions};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fly-corpus");
 
@@ -124,4 +130,110 @@ fn truncated_corpus_files_never_panic() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A live cluster of `config`'s app with three running nodes in its primary
+/// region (the first one leading), each with its volume.
+fn three_node_live(config: &config::Config) -> Live {
+    let app = config.app.as_str();
+    let region = config.primary_region.as_str();
+    let volume = config
+        .mounts
+        .first()
+        .map_or("pg_data", |m| m.source.as_str());
+    let mut live = Live::empty(app);
+    live.insert(Resource::new(
+        Address::app(app),
+        Spec::App(AppSpec::new(Some(region.to_string()), "running")),
+    ));
+    for i in 0..3 {
+        let vol = Address::volume(volume, region, i);
+        live.insert(Resource::new(
+            vol.clone(),
+            Spec::Volume(VolumeSpec::new(volume, region, 1)),
+        ));
+        let mut m = MachineSpec::new(region, i, Role::Candidate, "running");
+        m.leader = Some(i == 0);
+        m.volume = Some(vol);
+        live.insert(Resource::new(Address::machine(region, i), Spec::Machine(m)));
+    }
+    live
+}
+
+/// Real Fly Postgres files mostly have no `[postgres]` table: the node
+/// count lives in the machines. Planned against a cluster of three nodes,
+/// such a file keeps them; only a file that declares fewer removes any.
+#[test]
+fn no_corpus_file_removes_a_node_unless_it_declares_fewer() {
+    let mut planned = 0;
+    let mut undeclared = 0;
+    let mut problems = Vec::new();
+    for path in files("pg") {
+        let Ok(config) = config::load(&path) else {
+            continue;
+        };
+        // Every secret read from the environment gets a value.
+        let env: BTreeMap<String, String> = config
+            .secrets
+            .values()
+            .filter_map(|s| match s {
+                SecretSource::Env { var } => Some((var.clone(), "corpus-value".to_string())),
+                _ => None,
+            })
+            .collect();
+        let desired = match Desired::from_config(&config, &env) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        planned += 1;
+        let pg = &config.postgres;
+        if !pg.instances_declared {
+            undeclared += 1;
+        }
+        let p = plan(&desired, &three_node_live(&config), PlanOptions::default());
+        let removed: Vec<String> = p
+            .steps
+            .iter()
+            .filter(|s| s.kind == Kind::Machine || s.kind == Kind::Volume)
+            .filter(|s| matches!(s.action, Action::Delete | Action::Replace))
+            .map(|s| s.address.to_string())
+            .collect();
+        let declares_fewer = pg.instances_declared && pg.instances < 3;
+        if declares_fewer {
+            let want = 2 * (3 - pg.instances as usize);
+            if removed.len() != want {
+                problems.push(format!(
+                    "{}: declares {} instance(s) but the plan removes {removed:?}",
+                    path.display(),
+                    pg.instances
+                ));
+            }
+        } else if !removed.is_empty() {
+            problems.push(format!(
+                "{}: removes {removed:?} without declaring fewer nodes",
+                path.display()
+            ));
+        }
+        if !pg.instances_declared
+            && !p
+                .notes
+                .iter()
+                .any(|n| n.contains("keeping the 3 live nodes"))
+        {
+            problems.push(format!(
+                "{}: no note that the live nodes are kept: {:?}",
+                path.display(),
+                p.notes
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(planned >= 25, "only {planned} corpus files planned");
+    assert!(
+        undeclared >= 10,
+        "only {undeclared} corpus files leave instances out; the test would prove little"
+    );
 }

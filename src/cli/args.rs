@@ -71,6 +71,24 @@ pub enum Command {
     /// Volume snapshots: list, take, run the daily schedule, verify, restore.
     #[command(subcommand)]
     Snapshots(SnapshotsCommand),
+    /// Write the fly.toml of a live cluster; planning it changes nothing.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The cluster's Fly app.
+    #[arg(short = 'a', long = "app")]
+    pub app: String,
+    /// Write the fly.toml here instead of to standard output.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// Overwrite the file given with -o if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Leave out [[postgres.users]] and [[postgres.databases]].
+    #[arg(long)]
+    pub no_roles: bool,
 }
 
 /// `--format`: the output formats of `flyplan plan`, as typed.

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod env;
+mod import;
 mod progress;
 mod snapshots;
 mod status;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(a) => destroy(&cli, a),
         Command::Watch(a) => watch::watch(&cli, a),
         Command::Snapshots(c) => snapshots::snapshots(&cli, c),
+        Command::Import(a) => import::import(&cli, a),
     }
 }
 
@@ -98,14 +100,29 @@ fn validate(arg: &ConfigArg) -> Result<ExitCode> {
     let config = load_config(arg)?;
     let pg = &config.postgres;
     let replicas: u32 = pg.read_replicas.values().sum();
+    let nodes = if pg.instances_declared {
+        format!("{} node(s)", pg.instances)
+    } else {
+        "the live count of nodes (1 for a new cluster)".to_string()
+    };
+    let sync = if pg.instances_declared || pg.sync_standbys_declared {
+        format!("{} sync standby(s)", pg.sync_standbys)
+    } else {
+        "the live number of sync standbys".to_string()
+    };
+    let replicas = if pg.read_replicas_declared {
+        format!("{replicas} read replica(s)")
+    } else {
+        "the live read replicas".to_string()
+    };
     println!(
-        "{}: valid. App {} in {}: {} node(s) in {} ({} sync standby(s)), {} read replica(s), {} attachment(s), PostgreSQL {}.",
+        "{}: valid. App {} in {}: {} in {} ({}), {}, {} attachment(s), PostgreSQL {}.",
         arg.config.display(),
         config.app,
         config.primary_region,
-        pg.instances,
+        nodes,
         config.primary_region,
-        pg.sync_standbys,
+        sync,
         replicas,
         config.attachments.len(),
         config.pg_major

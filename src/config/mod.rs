@@ -16,7 +16,7 @@ use std::path::Path;
 pub use diag::{ConfigError, Diagnostic};
 pub use keys::known_keys;
 pub use model::*;
-pub use names::identifier_for_app;
+pub use names::{check_fly_app_name, identifier_for_app};
 pub use regions::REGIONS;
 
 /// Read the fly.toml at `path` and [`parse`] it.

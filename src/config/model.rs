@@ -75,10 +75,20 @@ pub struct Note {
 pub struct PostgresConfig {
     /// Nodes in the primary region (candidates). 1 = development.
     pub instances: u32,
+    /// Whether fly.toml gave `instances` (the services dialect's two nodes
+    /// count as given). When it did not and the app exists, the plan keeps
+    /// the live count.
+    pub instances_declared: bool,
     /// 0 = asynchronous; n = commits wait for n standbys.
     pub sync_standbys: u32,
+    /// Whether fly.toml gave `sync_standbys`. When neither it nor
+    /// `instances` was given and the app exists, the plan keeps the live
+    /// value.
+    pub sync_standbys_declared: bool,
     /// Read-only replicas by region code; never promoted.
     pub read_replicas: BTreeMap<String, u32>,
+    /// Whether fly.toml gave `read_replicas`; as for `instances_declared`.
+    pub read_replicas_declared: bool,
     /// The operator (superuser) role: `postgres` natively, `PG_USER` in the services dialect.
     pub operator_user: String,
     /// Name of the secret holding the operator password.

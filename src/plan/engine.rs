@@ -18,6 +18,9 @@ pub struct PlanOptions {
 
 /// Compute the plan that turns `live` into `desired`.
 pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
+    // Counts fly.toml left out follow the live cluster.
+    let (desired, notes) = desired.settled(live);
+    let desired = desired.as_ref();
     let mut pending: Vec<Pending> = Vec::new();
     let mut unchanged = Vec::new();
 
@@ -93,6 +96,7 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
     let folded = fold_into_app_delete(&mut pending);
     let mut plan = order(pending, live, desired, live.fingerprint(), opts, unchanged);
     plan.summary.destroy += folded;
+    plan.notes = notes;
     plan
 }
 
@@ -476,6 +480,7 @@ fn order(
         steps,
         unchanged,
         summary,
+        notes: Vec::new(),
     }
 }
 

@@ -99,6 +99,10 @@ pub struct Plan {
     /// Resources already as desired.
     pub unchanged: Vec<Address>,
     pub summary: Summary,
+    /// Lines for the reviewer about the plan as a whole ("instances not
+    /// declared in fly.toml: keeping the 3 live nodes ...").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Plan {

@@ -488,7 +488,7 @@ impl<'s> Reader<'s> {
         }
         let primary_region = self.read_primary_region(root, dialect);
         let build_image = self.read_build(root);
-        let (mut postgres, instances_set) = self.read_postgres(root, &primary_region);
+        let mut postgres = self.read_postgres(root, &primary_region);
         let mut image = build_image.clone();
         if let Some(sp) = &services_pg {
             let services_image = self.read_services_postgres(sp, &mut postgres, &mut secrets);
@@ -503,9 +503,14 @@ impl<'s> Reader<'s> {
                 self.spans.insert("build.image", span.clone());
                 image = Some((img, span));
             }
-            if !instances_set {
+            // The seed text's cluster: a primary and one replica, and no
+            // read replicas. The dialect says so, so the counts are declared.
+            if !postgres.instances_declared {
                 postgres.instances = 2;
+                postgres.instances_declared = true;
             }
+            postgres.read_replicas_declared = true;
+            postgres.sync_standbys_declared = true;
         }
         let (image, pg_major) = self.image_and_major(image);
         let mounts = self.read_mounts(root);

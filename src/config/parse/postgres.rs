@@ -4,16 +4,16 @@
 use super::*;
 
 impl Reader<'_> {
-    /// `[postgres]`; the bool says whether `instances` was given.
-    pub(super) fn read_postgres(
-        &mut self,
-        root: &Tbl,
-        primary_region: &str,
-    ) -> (PostgresConfig, bool) {
+    /// `[postgres]`; `instances_declared` and `read_replicas_declared` say
+    /// which counts were given.
+    pub(super) fn read_postgres(&mut self, root: &Tbl, primary_region: &str) -> PostgresConfig {
         let mut pg = PostgresConfig {
             instances: 1,
+            instances_declared: false,
             sync_standbys: 0,
+            sync_standbys_declared: false,
             read_replicas: BTreeMap::new(),
+            read_replicas_declared: false,
             operator_user: "postgres".to_string(),
             operator_password: None,
             database: None,
@@ -23,25 +23,26 @@ impl Reader<'_> {
             databases: Vec::new(),
         };
         let Some(f) = self.field(root, "postgres") else {
-            return (pg, false);
+            return pg;
         };
         let Some(t) = self.table(&f, "[postgres]") else {
-            return (pg, false);
+            return pg;
         };
         self.check_keys(&t, &keys::POSTGRES);
-        let mut instances_set = false;
         if let Some(f) = self.field(&t, "instances") {
-            instances_set = true;
+            pg.instances_declared = true;
             if let Some(n) = self.integer_in(&f, 1, i64::from(u32::MAX)) {
                 pg.instances = u32::try_from(n).unwrap_or(1);
             }
         }
         if let Some(f) = self.field(&t, "sync_standbys") {
+            pg.sync_standbys_declared = true;
             if let Some(n) = self.integer_in(&f, 0, i64::from(u32::MAX)) {
                 pg.sync_standbys = u32::try_from(n).unwrap_or(0);
             }
         }
         if let Some(f) = self.field(&t, "read_replicas") {
+            pg.read_replicas_declared = true;
             pg.read_replicas = self.read_replicas(&f, primary_region);
         }
         if let Some(f) = self.field(&t, "operator_password") {
@@ -84,7 +85,7 @@ impl Reader<'_> {
                 }
             }
         }
-        (pg, instances_set)
+        pg
     }
 
     pub(super) fn read_replicas(
