@@ -242,12 +242,58 @@ impl<'de> Deserialize<'de> for Resource {
                 address: raw.address,
             }));
         }
-        let spec = Spec::from_attrs(raw.kind, raw.attrs)
+        let (mut attrs, mut checks) = (raw.attrs, raw.status);
+        // Live states and saved plans of the first format version gave a Fly
+        // endpoint its proxy port as an attribute; it is a check now.
+        if raw.kind == Kind::Endpoint {
+            if let Some(port) = attrs.remove("port") {
+                checks.port = checks.port.or(port.as_u64());
+            }
+        }
+        let spec = Spec::from_attrs(raw.kind, attrs)
             .map_err(|e| serde::de::Error::custom(format!("{}: {e}", raw.address)))?;
         Ok(Resource {
             address: raw.address,
             spec,
-            checks: raw.status,
+            checks,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_reads_back_as_it_was_written() {
+        let mut m = MachineSpec::new("iad", 2, Role::Candidate, "running");
+        m.leader = Some(true);
+        m.volume = Some(Address::volume("pg_data", "iad", 2));
+        let r = Resource::new(Address::machine("iad", 2), Spec::Machine(m)).with_checks(Checks {
+            port: Some(6543),
+            ..Checks::default()
+        });
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            text,
+            r#"{"address":"machine[iad:2]","kind":"machine","attrs":{"index":2,"leader":true,"region":"iad","role":"candidate","state":"running","volume":"volume.pg_data[iad:2]"},"status":{"port":6543}}"#
+        );
+        let back: Resource = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_fly_endpoint_of_the_first_format_keeps_its_port_as_a_check() {
+        let text = r#"{"address":"endpoint.pg","kind":"endpoint","attrs":{"port":5432,"state":"running"}}"#;
+        let r: Resource = serde_json::from_str(text).unwrap();
+        assert_eq!(r.state(), Some("running"));
+        assert_eq!(r.checks.port, Some(5432));
+    }
+
+    #[test]
+    fn an_address_of_another_kind_than_the_resource_is_refused() {
+        let text = r#"{"address":"user.x","kind":"database","attrs":{"owner":"x"}}"#;
+        let err = serde_json::from_str::<Resource>(text).unwrap_err();
+        assert!(err.to_string().contains("user.x"), "{err}");
     }
 }
