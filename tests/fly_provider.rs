@@ -739,8 +739,11 @@ fn observe_reports_the_snapshots_fly_took_of_each_volume() {
         .args(["--provider", "fly", "--state-dir"])
         .arg(_dir.path())
         .args(["snapshots", "list", "-a", APP, "--json"])
-        .env("FLY_API_TOKEN", fly_api::TOKEN)
-        .env("FLY_API_BASE_URL", api.base_url())
+        // flyctl's variables: the Machines API, the GraphQL API, and a
+        // token with the scheme `fly tokens create` prints.
+        .env("FLY_API_TOKEN", format!("FlyV1 {}", fly_api::TOKEN))
+        .env("FLY_FLAPS_BASE_URL", api.base_url())
+        .env("FLY_API_BASE_URL", "http://127.0.0.1:9")
         .env_remove("FLYPLAN_FLY_PG_URL")
         .output()
         .unwrap();
@@ -753,6 +756,11 @@ fn observe_reports_the_snapshots_fly_took_of_each_volume() {
         .map(|r| r["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["vs_1", "vs_2"]);
+    let last = api.requests().pop().unwrap();
+    assert_eq!(
+        last.authorization.as_deref(),
+        Some(format!("FlyV1 {}", fly_api::TOKEN).as_str())
+    );
 }
 
 fn machine_volume(api: &FlyApi) -> String {

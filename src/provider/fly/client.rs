@@ -1,4 +1,4 @@
-//! The HTTP client of the Fly Machines API: bearer token, per-request
+//! The HTTP client of the Fly Machines API: the token as flyctl sends it, per-request
 //! timeout, bounded retries with exponential backoff and jitter on 429 (with
 //! `Retry-After`), 5xx and connection errors, and errors that name the step
 //! and the request. Never logs the token or a request body.
@@ -73,11 +73,24 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_millis(secs))
 }
 
+/// The `Authorization` value flyctl sends for a token: one that already
+/// names the `FlyV1` scheme (what `fly tokens create` prints) keeps it;
+/// any other is sent as `Bearer`, a `Bearer ` the user typed not doubled.
+pub fn authorization(token: &str) -> String {
+    let token = token.trim();
+    if token.starts_with("FlyV1 ") {
+        return token.to_string();
+    }
+    let bare = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+    format!("Bearer {bare}")
+}
+
 /// The Machines API client.
 pub struct FlyClient {
     http: reqwest::Client,
     /// `…/v1`, without a trailing slash.
     base: Url,
+    /// The whole `Authorization` header value (see [`authorization`]).
     token: String,
     request_timeout: Duration,
     retry: RetryPolicy,
@@ -121,7 +134,7 @@ impl FlyClient {
         Ok(FlyClient {
             http,
             base,
-            token,
+            token: authorization(&token),
             request_timeout,
             retry: RetryPolicy {
                 max_attempts: retry.max_attempts.max(1),
@@ -244,7 +257,7 @@ impl<'a> Call<'a> {
                 .client
                 .http
                 .request(self.method.clone(), self.url.clone())
-                .bearer_auth(&self.client.token)
+                .header(reqwest::header::AUTHORIZATION, &self.client.token)
                 .timeout(self.timeout.unwrap_or(self.client.request_timeout))
                 .header(reqwest::header::ACCEPT, "application/json");
             if let Some(nonce) = &self.nonce {
@@ -399,6 +412,17 @@ mod tests {
         );
         assert_eq!(error_message(b""), "(no message)");
         assert_eq!(error_message(b"bad gateway"), "bad gateway");
+    }
+
+    #[test]
+    fn flyv1_tokens_keep_their_scheme_and_others_go_as_bearer() {
+        assert_eq!(
+            authorization("FlyV1 fm2_abc,fm2_def"),
+            "FlyV1 fm2_abc,fm2_def"
+        );
+        assert_eq!(authorization("  FlyV1 fm2_abc\n"), "FlyV1 fm2_abc");
+        assert_eq!(authorization("plain-token"), "Bearer plain-token");
+        assert_eq!(authorization("Bearer plain-token"), "Bearer plain-token");
     }
 
     #[test]

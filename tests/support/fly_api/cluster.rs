@@ -32,7 +32,8 @@ pub fn provider_with_route(
     pg_route: Option<flyplan::provider::fly::PgRoute>,
 ) -> FlyProvider {
     FlyProvider::new(FlyOptions {
-        base_url: api.base_url(),
+        flaps_base_url: api.base_url(),
+        api_base_url: api.base_url(),
         token: TOKEN.to_string(),
         org_slug: "personal".to_string(),
         state_dir: state_dir.to_path_buf(),

@@ -37,6 +37,8 @@ pub struct Recorded {
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
     pub nonce: Option<String>,
+    /// The `Authorization` header as sent.
+    pub authorization: Option<String>,
     pub status: u16,
     pub at: Instant,
 }
@@ -207,11 +209,14 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let method = req.method().as_str().to_string();
     let uri = req.uri().clone();
-    let authorized = req
+    let authorization = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
+        .map(str::to_string);
+    // flyctl sends `FlyV1 …` tokens with their own scheme, others as Bearer.
+    let authorized = authorization.as_deref() == Some(&format!("Bearer {TOKEN}"))
+        || authorization.as_deref() == Some(&format!("FlyV1 {TOKEN}"));
     let nonce = req
         .headers()
         .get("fly-machine-lease-nonce")
@@ -289,6 +294,7 @@ async fn handle(
         query,
         body: json_body,
         nonce,
+        authorization,
         status: reply.status,
         at: Instant::now(),
     });
