@@ -5,6 +5,7 @@
 
 mod api;
 mod client;
+pub mod graphql;
 mod ledger;
 mod observe;
 mod perform;
@@ -20,6 +21,7 @@ use crate::live::Live;
 use crate::plan::Step;
 use crate::provider::{LockGuard, Outcome, Provider, ProviderError, StepContext};
 use client::FlyClient;
+use graphql::GraphqlClient;
 use ledger::Ledger;
 
 /// The Machines API's public address (flyctl's default for
@@ -153,6 +155,7 @@ impl FlyOptions {
 /// the process's runtime ([`crate::runtime`]).
 pub struct FlyProvider {
     client: FlyClient,
+    graphql: GraphqlClient,
     org_slug: String,
     state_dir: PathBuf,
     timeouts: FlyTimeouts,
@@ -163,6 +166,7 @@ impl std::fmt::Debug for FlyProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlyProvider")
             .field("client", &self.client)
+            .field("graphql", &self.graphql)
             .field("org_slug", &self.org_slug)
             .field("state_dir", &self.state_dir)
             .finish()
@@ -171,8 +175,14 @@ impl std::fmt::Debug for FlyProvider {
 
 impl FlyProvider {
     /// # Errors
-    /// When the base URL is invalid.
+    /// When a base URL is invalid.
     pub fn new(options: FlyOptions) -> Result<Self, ProviderError> {
+        let graphql = GraphqlClient::new(
+            &options.api_base_url,
+            &options.token,
+            options.timeouts.request,
+            options.timeouts.retry.clone(),
+        )?;
         let client = FlyClient::new(
             &options.flaps_base_url,
             options.token,
@@ -181,6 +191,7 @@ impl FlyProvider {
         )?;
         Ok(FlyProvider {
             client,
+            graphql,
             org_slug: options.org_slug,
             state_dir: options.state_dir,
             timeouts: options.timeouts,

@@ -74,6 +74,8 @@ pub struct AppRec {
     pub secrets_version: u64,
     /// `VolumeSnapshot`s by volume id (Fly takes them; tests add them).
     pub snapshots: BTreeMap<String, Vec<Value>>,
+    /// What only the GraphQL API shows.
+    pub graphql: super::graphql::GraphqlState,
 }
 
 impl AppRec {
