@@ -132,6 +132,7 @@ pub fn execute(
         app: &plan.app,
         secrets,
         restore: Restore::of(plan),
+        operator_password: crate::provider::operator_password_of(plan),
     };
     let mut report = ApplyReport::default();
     let mut done: BTreeSet<usize> = BTreeSet::new();

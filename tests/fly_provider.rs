@@ -67,8 +67,9 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
 
     let outcome = |a: &str| done.iter().find(|(x, _)| x.as_str() == a).unwrap().1;
     assert_eq!(outcome("app.pg-test"), Outcome::Created);
-    // The first secret step sets both; the second finds its value in place.
-    assert_eq!(outcome("secret.OPERATOR_PASSWORD"), Outcome::Created);
+    // The app step sets every secret in one call; the secret steps find
+    // theirs in place.
+    assert_eq!(outcome("secret.OPERATOR_PASSWORD"), Outcome::NotNeeded);
     assert_eq!(outcome("secret.SU_PASSWORD"), Outcome::NotNeeded);
     assert_eq!(outcome("machine[iad:0]"), Outcome::Created);
     assert_eq!(outcome("formation.pg-test"), Outcome::Created);
@@ -76,8 +77,17 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
     assert_eq!(outcome("snapshot_policy.pg_data"), Outcome::Created);
 
     // What changed, in order.
+    // As `fly pg create` (flyctl flypg/launcher.go:115-125, 457-508): a
+    // Flycast address, the SSH certificate and Consul, before the one
+    // secrets call, all before any volume or machine.
     let changes = api.changes();
-    let mut expected = vec!["POST /apps", "POST /apps/{app_name}/secrets"];
+    let mut expected = vec![
+        "POST /apps",
+        "GraphQL allocateIpAddress",
+        "GraphQL issueCertificate",
+        "GraphQL enablePostgresConsul",
+        "POST /apps/{app_name}/secrets",
+    ];
     expected.extend(["POST /apps/{app_name}/volumes"; 4]);
     expected.extend(["POST /apps/{app_name}/machines"; 4]);
     expected.extend(["POST /apps/{app_name}/machines/{machine_id}/metadata/{key}"; 4]);
@@ -89,10 +99,80 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
         changes[0].body.as_ref().unwrap(),
         &serde_json::json!({"app_name": APP, "org_slug": "personal", "app_role_id": "postgres_cluster"})
     );
-    // One secrets call with every value.
-    let values = &changes[1].body.as_ref().unwrap()["values"];
+    // Created with `?wait=true` (fly-go flaps/flaps_apps.go, CreateApp).
+    assert_eq!(changes[0].query("wait"), Some("true"));
+    // The org's node id, not its slug, goes to the mutations.
+    let gql = |i: usize| changes[i].body.as_ref().unwrap()["variables"].clone();
+    assert_eq!(
+        gql(1)["input"]["organizationId"],
+        fly_api::graphql::PERSONAL_ORG_ID
+    );
+    assert_eq!(gql(1)["input"]["type"], "private_v6");
+    assert_eq!(
+        gql(2)["input"]["principals"],
+        serde_json::json!(["root", "fly", "postgres"])
+    );
+    let public_key = gql(2)["input"]["publicKey"].as_str().unwrap().to_string();
+    assert!(public_key.starts_with("ssh-ed25519 "), "{public_key}");
+    // One secrets call with every value postgres-flex needs to boot
+    // (cmd/start/main.go:19-24; internal/flypg/state/store.go:81-117;
+    // internal/flypg/ssh.go:15-81), declared values as declared.
+    let values = changes[4].body.as_ref().unwrap()["values"].clone();
     assert_eq!(values["OPERATOR_PASSWORD"], "op-pass-1");
     assert_eq!(values["SU_PASSWORD"], "su-pass-1");
+    let repl = values["REPL_PASSWORD"].as_str().unwrap().to_string();
+    assert!(repl.len() >= 15 && repl.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert!(values["SSH_KEY"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    assert!(values["SSH_CERT"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssh-ed25519-cert-v01@openssh.com "));
+    assert!(values["FLY_CONSUL_URL"]
+        .as_str()
+        .unwrap()
+        .contains(":consul-token-pg-test@"));
+    assert!(values.get("FLY_RESTORED_FROM").is_none());
+    // Generated values are written nowhere on disk.
+    for entry in walk(_dir.path()) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(
+            !text.contains(&repl),
+            "{} holds a generated password",
+            entry.display()
+        );
+    }
+
+    // Every node booted as postgres-flex boots: one primary, every check
+    // passing, and none booted before the first had initialised the cluster.
+    {
+        let st = api.state();
+        let app = st.model.app(APP);
+        assert_eq!(app.races, Vec::<String>::new());
+        let roles: Vec<String> = app
+            .live_machines()
+            .map(|m| {
+                let checks = m.json["checks"].as_array().unwrap();
+                assert!(
+                    checks.iter().all(|c| c["status"] == "passing"),
+                    "{checks:?}"
+                );
+                checks.iter().find(|c| c["name"] == "role").unwrap()["output"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            roles.iter().filter(|r| *r == "primary").count(),
+            1,
+            "{roles:?}"
+        );
+        assert_eq!(app.graphql.ip_addresses.len(), 1);
+        assert_eq!(app.graphql.certificates.len(), 1);
+    }
 
     // The first machine is started before the second is created.
     let all = api.requests();
@@ -112,6 +192,15 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
         })
         .expect("the first machine is waited for");
     assert!(creates[0] < waited && waited < creates[1]);
+    // ...and read until its role check says primary (flyctl
+    // internal/command/postgres/postgres.go:178-198).
+    let polled = all
+        .iter()
+        .rposition(|r| {
+            r.op() == "GET /apps/{app_name}/machines/{machine_id}" && r.path.contains(&first_id)
+        })
+        .unwrap();
+    assert!(waited < polled && polled < creates[1]);
 
     // Each machine is a postgres-flex node on its own volume.
     let st = api.state();
@@ -608,6 +697,7 @@ fn roles_databases_and_attachments_without_a_route_fail_naming_the_route_variabl
         app: &c.app,
         secrets: &secrets,
         restore: None,
+        operator_password: None,
     };
     for r in [
         Resource::new(Address::user("app"), Spec::User(UserSpec::new(true, false))),
@@ -694,9 +784,11 @@ fn errors_never_carry_the_token_or_a_secret_value() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(fly_api::TOKEN));
     assert!(!shown.contains("op-pass-1") && !shown.contains("su-pass-1"));
-    assert!(shown.contains(
-        "create secret.OPERATOR_PASSWORD (POST /apps/pg-test/secrets): HTTP 422: bad value"
-    ));
+    // The secrets call is the app step's: one call before any machine.
+    assert!(
+        shown.contains("create app.pg-test (POST /apps/pg-test/secrets): HTTP 422: bad value"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -761,6 +853,88 @@ fn observe_reports_the_snapshots_fly_took_of_each_volume() {
         last.authorization.as_deref(),
         Some(format!("FlyV1 {}", fly_api::TOKEN).as_str())
     );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_node_without_the_secrets_postgres_flex_needs_never_becomes_healthy() {
+    let (api, _dir, p, c) = setup();
+    // An app made by hand: no passwords, no Consul URL.
+    api.state().model.handle(
+        "POST /apps",
+        &[],
+        &[],
+        Some(&serde_json::json!({"app_name": APP, "org_slug": "personal"})),
+        None,
+    );
+    let steps: Vec<_> = create_steps(&c.desired())
+        .into_iter()
+        .filter(|s| {
+            s.address == Address::volume("pg_data", "iad", 0)
+                || s.address == Address::machine("iad", 0)
+        })
+        .collect();
+    let (at, err) = apply(&p, &c, &steps).unwrap_err();
+    assert_eq!(at, Address::machine("iad", 0));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("did not get its role check to say primary") && msg.contains("role critical"),
+        "{msg}"
+    );
+    // postgres-flex cmd/start/main.go:19-24: it panics, and restarts forever.
+    let st = api.state();
+    let m = st.model.app(APP).machine_at("iad", 0).unwrap();
+    assert!(m.crash.as_deref().unwrap().contains("is required"));
+}
+
+#[test]
+fn the_scripted_nodes_race_when_one_boots_before_the_cluster_is_initialised() {
+    // The model itself: two primary-region nodes created back to back, with
+    // no read of the first in between, both take the provisioning path
+    // (postgres-flex internal/flypg/node.go:178-215).
+    let (api, _dir, p, c) = setup();
+    let steps = create_steps(&c.desired());
+    let app_and_volumes: Vec<_> = steps
+        .iter()
+        .filter(|s| matches!(s.kind, Kind::App | Kind::Secret | Kind::Volume))
+        .cloned()
+        .collect();
+    apply(&p, &c, &app_and_volumes).unwrap();
+    let mut st = api.state();
+    let vols: Vec<String> = st
+        .model
+        .app(APP)
+        .live_volumes()
+        .filter(|v| v["region"] == "iad")
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .take(2)
+        .collect();
+    for vol in &vols {
+        let body = serde_json::json!({"region": "iad", "config": {
+            "image": c.image, "env": {"PRIMARY_REGION": "iad"},
+            "mounts": [{"volume": vol, "path": "/data"}]}});
+        let r = st.model.handle(
+            "POST /apps/{app_name}/machines",
+            &["apps".into(), APP.into(), "machines".into()],
+            &[],
+            Some(&body),
+            None,
+        );
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(st.model.app(APP).races.len(), 1);
 }
 
 fn machine_volume(api: &FlyApi) -> String {

@@ -52,6 +52,7 @@ impl Cluster {
             app: &self.app,
             secrets,
             restore: None,
+            operator_password: None,
         };
         self.provider
             .perform(step, &ctx)

@@ -60,6 +60,11 @@ pub struct FlyTimeouts {
     pub machine_start: Duration,
     /// Lease held on a machine while it is updated.
     pub lease_ttl: Duration,
+    /// A new or updated machine passing its health checks (the first node:
+    /// its `role` check saying `primary`), as flyctl's watch waits.
+    pub health: Duration,
+    /// How often a machine's checks are read while waiting for them.
+    pub check_poll: Duration,
     pub retry: RetryPolicy,
 }
 
@@ -69,6 +74,8 @@ impl Default for FlyTimeouts {
             request: Duration::from_secs(30),
             machine_start: Duration::from_secs(300),
             lease_ttl: Duration::from_secs(600),
+            health: Duration::from_secs(300),
+            check_poll: Duration::from_secs(1),
             retry: RetryPolicy::default(),
         }
     }

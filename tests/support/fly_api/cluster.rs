@@ -41,6 +41,8 @@ pub fn provider_with_route(
             request: Duration::from_secs(5),
             machine_start: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(30),
+            health: Duration::from_secs(2),
+            check_poll: Duration::from_millis(5),
             retry: RetryPolicy {
                 max_attempts: 5,
                 base_delay: Duration::from_millis(1),
@@ -268,6 +270,7 @@ pub fn apply(
         app: &cluster.app,
         secrets: &secrets,
         restore: None,
+        operator_password: None,
     };
     let mut done = Vec::new();
     for s in steps {

@@ -40,13 +40,16 @@ pub struct Recorded {
     pub nonce: Option<String>,
     /// The `Authorization` header as sent.
     pub authorization: Option<String>,
+    /// A GraphQL query (reads nothing but reads).
+    pub graphql_query: bool,
     pub status: u16,
     pub at: Instant,
 }
 
 impl Recorded {
+    /// A read: a `GET`, or a GraphQL query (not a mutation).
     pub fn is_get(&self) -> bool {
-        self.method == "GET"
+        self.method == "GET" || self.graphql_query
     }
     pub fn op(&self) -> &str {
         self.op.as_deref().unwrap_or("(unknown)")
@@ -313,6 +316,7 @@ async fn handle(
         body: json_body,
         nonce,
         authorization,
+        graphql_query: false,
         status: reply.status,
         at: Instant::now(),
     });
@@ -333,6 +337,7 @@ fn graphql_request(
     let authorized = authorization.as_deref() == Some(&format!("Bearer {TOKEN}"))
         || authorization.as_deref() == Some(&format!("FlyV1 {TOKEN}"));
     let mut op = None;
+    let mut graphql_query = false;
     let reply = if method != "POST" {
         st.violations
             .push(format!("{method} /graphql: GraphQL is POST only"));
@@ -351,6 +356,7 @@ fn graphql_request(
             Ok(checked) => {
                 let key = format!("GraphQL {}", checked.root_fields.join(","));
                 op = Some(key.clone());
+                graphql_query = !checked.mutation;
                 let n = {
                     let c = st.calls.entry(key.clone()).or_default();
                     *c += 1;
@@ -381,6 +387,7 @@ fn graphql_request(
         body: json_body,
         nonce: None,
         authorization: authorization.clone(),
+        graphql_query,
         status: reply.status,
         at: Instant::now(),
     });

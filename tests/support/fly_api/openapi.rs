@@ -238,7 +238,8 @@ impl Spec {
 /// - the `{"value": ...}` body of `POST .../metadata/{key}`
 ///   (flaps/flaps_machines.go, `SetMetadata`);
 /// - `GET` and `POST /apps/{app_name}/secrets` (flaps/flaps_secrets.go,
-///   secrets_types.go).
+///   secrets_types.go);
+/// - `?wait=true` on `POST /apps` (flaps/flaps_apps.go:13-24, `CreateApp`).
 pub fn overlay(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
     for s in ["CreateVolumeRequest", "UpdateVolumeRequest"] {
@@ -248,6 +249,12 @@ pub fn overlay(doc: &mut Value) {
         schemas[s]["properties"]["min_secrets_version"] = json!({"type": "integer"});
     }
     let paths = &mut doc["paths"];
+    let create_app = &mut paths["/apps"]["post"];
+    let wait = json!({"in": "query", "name": "wait", "schema": {"type": "boolean"}});
+    match create_app["parameters"].as_array_mut() {
+        Some(params) => params.push(wait),
+        None => create_app["parameters"] = json!([wait]),
+    }
     paths["/apps/{app_name}/machines/{machine_id}/metadata/{key}"]["post"]["requestBody"] = json!({
         "required": true,
         "content": {"application/json": {"schema": {

@@ -118,7 +118,66 @@ impl Performer<'_> {
             .send()
             .await?;
         tracing::info!(machine = %m.id, address = %self.step.address, volume = %volume.id, "created machine; waiting for it to start");
-        self.wait_started(&m.id, &m.instance_id, None).await
+        self.wait_started(&m.id, &m.instance_id, None).await?;
+        // The first node must have initialised the cluster (its role check
+        // says primary) before any other boots, or that one provisions a
+        // second primary; later nodes are waited for until every check
+        // passes, as flyctl's watch does.
+        let first = after.role == Role::Candidate
+            && !view
+                .machines
+                .iter()
+                .any(|x| role_check(x) == Some("primary"));
+        self.wait_checks(&m.id, first).await
+    }
+
+    /// Read the machine until its checks pass: with `primary`, until its
+    /// `role` check passes with `primary` (postgres-flex
+    /// `internal/flycheck/role.go`), else until every check passes.
+    pub(super) async fn wait_checks(&self, id: &str, primary: bool) -> Result<(), ProviderError> {
+        let deadline = Instant::now() + self.p.timeouts.health;
+        loop {
+            let m: Machine = self
+                .client()
+                .request(
+                    &self.label,
+                    Method::GET,
+                    &["apps", self.app, "machines", id],
+                )
+                .send()
+                .await?;
+            let done = if primary {
+                role_check(&m) == Some("primary")
+            } else {
+                !m.checks.is_empty() && m.checks.iter().all(|c| c.status == "passing")
+            };
+            if done {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let failing: Vec<String> = m
+                    .checks
+                    .iter()
+                    .filter(|c| c.status != "passing")
+                    .map(|c| format!("{} {}", c.name, c.status))
+                    .collect();
+                let want = if primary {
+                    "its role check to say primary"
+                } else {
+                    "all its checks to pass"
+                };
+                return Err(self.fail(format!(
+                    "machine {id} did not get {want} within {} s (failing: {})",
+                    self.p.timeouts.health.as_secs(),
+                    if failing.is_empty() {
+                        "none reported".to_string()
+                    } else {
+                        failing.join(", ")
+                    }
+                )));
+            }
+            tokio::time::sleep(self.p.timeouts.check_poll).await;
+        }
     }
 
     /// Wait until the machine is `started`.
@@ -267,6 +326,7 @@ impl Performer<'_> {
                 if wants_running {
                     self.wait_started(&m.id, &updated.instance_id, Some(&nonce))
                         .await?;
+                    self.wait_checks(&m.id, false).await?;
                 }
             } else {
                 self.client()
@@ -280,6 +340,7 @@ impl Performer<'_> {
                     .await?;
                 tracing::info!(machine = %m.id, "started machine");
                 self.wait_started(&m.id, "", Some(&nonce)).await?;
+                self.wait_checks(&m.id, false).await?;
             }
             Ok::<_, ProviderError>(())
         }

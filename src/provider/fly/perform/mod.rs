@@ -4,6 +4,7 @@
 //! a failure creates only what is missing.
 
 mod app;
+mod bootstrap;
 mod catalog;
 mod cluster;
 mod machine_config;
