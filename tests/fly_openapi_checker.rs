@@ -59,8 +59,13 @@ fn operations_are_found_by_method_and_path_template() {
 fn unknown_paths_and_methods_are_refused() {
     let spec = Spec::load();
     assert!(check(&spec, "GET", "/apps/a/nonsense", &[], "").is_err());
-    // Volumes are updated with POST in the description, not PUT.
-    assert!(check(&spec, "PUT", "/apps/a/volumes/vol_1", &[], "{}").is_err());
+    // Volumes are updated with PUT, as fly-go does (the overlay adds it),
+    // but never with PATCH.
+    assert_eq!(
+        check(&spec, "PUT", "/apps/a/volumes/vol_1", &[], "{}"),
+        Ok("PUT /apps/{app_name}/volumes/{volume_id}".into())
+    );
+    assert!(check(&spec, "PATCH", "/apps/a/volumes/vol_1", &[], "{}").is_err());
     assert!(check(&spec, "PATCH", "/apps/a", &[], "").is_err());
 }
 

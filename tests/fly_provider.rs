@@ -91,7 +91,7 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
     expected.extend(["POST /apps/{app_name}/volumes"; 4]);
     expected.extend(["POST /apps/{app_name}/machines"; 4]);
     expected.extend(["POST /apps/{app_name}/machines/{machine_id}/metadata/{key}"; 4]);
-    expected.extend(["POST /apps/{app_name}/volumes/{volume_id}"; 4]);
+    expected.extend(["PUT /apps/{app_name}/volumes/{volume_id}"; 4]);
     assert_eq!(ops(&changes), expected);
 
     // The app is a Postgres cluster in the chosen org.
@@ -216,6 +216,9 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
         assert_eq!(config["metadata"]["flyplan-sync-standbys"], "1");
         assert_eq!(config["services"][0]["internal_port"], 5432);
         assert_eq!(config["services"][1]["internal_port"], 5433);
+        // flyctl leaves autostart off (flypg/launcher.go:178-194).
+        assert_eq!(config["services"][0]["autostart"], false);
+        assert_eq!(config["services"][1]["autostart"], false);
         assert_eq!(config["checks"]["role"]["path"], "/flycheck/role");
         let vol = config["mounts"][0]["volume"].as_str().unwrap();
         assert_eq!(app.volumes[vol]["attached_machine_id"], m["id"]);
@@ -230,6 +233,24 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
         .iter()
         .all(|r| r.body.as_ref().unwrap()["min_secrets_version"] == 1));
     drop(st);
+
+    // Volumes carry flyctl's placement hints: the guest and image of the
+    // machine that mounts them (flypg/launcher.go:218-219).
+    for r in changes
+        .iter()
+        .filter(|r| r.op() == "POST /apps/{app_name}/volumes")
+    {
+        let b = r.body.as_ref().unwrap();
+        assert_eq!(
+            b["compute"],
+            serde_json::json!({"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024})
+        );
+        assert_eq!(b["compute_image"], c.image);
+    }
+    // Secrets are read at least at the version last written
+    // (flyctl internal/appsecrets/secrets.go:16-23).
+    let last_read = all_secret_reads(&api).pop().unwrap();
+    assert_eq!(last_read.query("version"), Some("1"));
 
     // Live state now equals the desired state, and knows the leader.
     let live = p.observe(APP).unwrap();
@@ -387,7 +408,7 @@ fn changing_the_snapshot_policy_updates_every_volume_of_that_name() {
     let changes = api.changes();
     assert_eq!(changes.len(), 4);
     for r in &changes {
-        assert_eq!(r.op(), "POST /apps/{app_name}/volumes/{volume_id}");
+        assert_eq!(r.op(), "PUT /apps/{app_name}/volumes/{volume_id}");
         assert_eq!(
             r.body.as_ref().unwrap(),
             &serde_json::json!({"snapshot_retention": 14, "auto_backup_enabled": false})
@@ -698,6 +719,7 @@ fn roles_databases_and_attachments_without_a_route_fail_naming_the_route_variabl
         secrets: &secrets,
         restore: None,
         operator_password: None,
+        steps: &[],
     };
     for r in [
         Resource::new(Address::user("app"), Spec::User(UserSpec::new(true, false))),
@@ -855,6 +877,13 @@ fn observe_reports_the_snapshots_fly_took_of_each_volume() {
     );
 }
 
+fn all_secret_reads(api: &FlyApi) -> Vec<Recorded> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.op() == "GET /apps/{app_name}/secrets")
+        .collect()
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -980,5 +1009,19 @@ fn a_cluster_restored_from_a_snapshot_creates_its_first_volume_from_it() {
     assert_eq!(from_snapshot.len(), 1, "{creates:#?}");
     assert_eq!(from_snapshot[0]["snapshot_id"], "vs_restore_me");
     assert_eq!(from_snapshot[0]["region"], "iad");
+    // postgres-flex prepares a restored node only with FLY_RESTORED_FROM
+    // (internal/flypg/node.go:494-507), which flyctl sets
+    // (flypg/launcher.go:478-480).
+    let secret_calls: Vec<serde_json::Value> = api
+        .changes()
+        .into_iter()
+        .filter(|r| r.op() == "POST /apps/{app_name}/secrets")
+        .map(|r| r.body.unwrap())
+        .collect();
+    assert_eq!(secret_calls.len(), 1);
+    assert_eq!(
+        secret_calls[0]["values"]["FLY_RESTORED_FROM"],
+        "vs_restore_me"
+    );
     api.assert_conformant();
 }

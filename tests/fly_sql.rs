@@ -204,6 +204,7 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
         secrets: &secrets,
         restore: None,
         operator_password: None,
+        steps: &[],
     };
     let run = |steps: &[flyplan::plan::Step]| {
         for s in steps {

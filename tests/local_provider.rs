@@ -53,6 +53,7 @@ impl Cluster {
             secrets,
             restore: None,
             operator_password: None,
+            steps: &[],
         };
         self.provider
             .perform(step, &ctx)

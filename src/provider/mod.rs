@@ -35,6 +35,9 @@ pub struct StepContext<'a> {
     /// providers whose nodes need it as a secret of their own (postgres-flex
     /// reads it as `OPERATOR_PASSWORD`).
     pub operator_password: Option<&'a str>,
+    /// Every step of the apply this step belongs to, for providers that
+    /// place a resource by what will use it (a volume by its machine).
+    pub steps: &'a [crate::plan::Step],
 }
 
 /// The secret the plan names as the `postgres` role's password.

@@ -283,6 +283,13 @@ pub struct CreateVolumeRequest {
     pub auto_backup_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// Placement hints: the guest and image of the machine that will mount
+    /// the volume, so it lands on a host that fits it (fly-go
+    /// `volume_types.go:48-50`; flyctl `flypg/launcher.go:218-219`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute: Option<MachineGuest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_image: Option<String>,
 }
 
 /// `UpdateVolumeRequest`.

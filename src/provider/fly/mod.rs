@@ -249,7 +249,13 @@ impl FlyProvider {
         let ledger = self.ledger(app);
         let secrets_ledger = ledger.secrets()?;
         let app_ledger = ledger.app()?;
-        let snap = crate::runtime::block_on(observe::fetch(&self.client, app, &label, snapshots))?;
+        let snap = crate::runtime::block_on(observe::fetch(
+            &self.client,
+            app,
+            &label,
+            snapshots,
+            secrets_ledger.version,
+        ))?;
         let Some(snap) = snap else {
             return Ok(Live::empty(app));
         };

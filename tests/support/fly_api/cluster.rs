@@ -271,6 +271,7 @@ pub fn apply(
         secrets: &secrets,
         restore: None,
         operator_password: None,
+        steps,
     };
     let mut done = Vec::new();
     for s in steps {

@@ -274,7 +274,8 @@ impl Model {
                     _ => Reply::error(404, "volume not found"),
                 }
             }
-            "POST /apps/{app_name}/volumes/{volume_id}" => {
+            "POST /apps/{app_name}/volumes/{volume_id}"
+            | "PUT /apps/{app_name}/volumes/{volume_id}" => {
                 self.update_volume(&app_name, &id, body.unwrap())
             }
             "PUT /apps/{app_name}/volumes/{volume_id}/extend" => {

@@ -128,7 +128,8 @@ impl Performer<'_> {
 
     /// Read the app; an app that does not exist fails the step.
     pub(super) async fn read(&self) -> Result<(AppView, Topology), ProviderError> {
-        let view = observe::fetch(self.client(), self.app, &self.label, false)
+        let version = self.p.ledger(self.app).secrets()?.version;
+        let view = observe::fetch(self.client(), self.app, &self.label, false, version)
             .await?
             .ok_or_else(|| self.fail(format!("app {} does not exist", self.app)))?;
         let topo = observe::topology(&view, &self.p.ledger(self.app).app()?);

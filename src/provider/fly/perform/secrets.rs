@@ -12,11 +12,15 @@ impl Performer<'_> {
             .ok_or_else(|| self.fail("not a secret address"))
     }
 
+    /// The app's secrets, at least at the version flyplan last wrote.
     pub(super) async fn list_secrets(&self) -> Result<ListSecretsResponse, ProviderError> {
-        self.client()
-            .request(&self.label, Method::GET, &["apps", self.app, "secrets"])
-            .send()
-            .await
+        let mut call =
+            self.client()
+                .request(&self.label, Method::GET, &["apps", self.app, "secrets"]);
+        if let Some(v) = self.p.ledger(self.app).secrets()?.version {
+            call = call.query("version", v.to_string());
+        }
+        call.send().await
     }
 
     pub(super) async fn post_secrets(

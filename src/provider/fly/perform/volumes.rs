@@ -78,7 +78,26 @@ impl Performer<'_> {
                 .collect(),
         )
         .map(|b| b == 1);
+        // The machine that will mount it: the plan's, else a sibling's.
+        let planned = self
+            .ctx
+            .steps
+            .iter()
+            .filter_map(|s| s.after.as_ref()?.machine())
+            .find(|m| m.volume.as_ref() == Some(&self.step.address));
+        let (compute, compute_image) = match planned {
+            Some(m) => (Some(guest_of(m)), m.image.clone()),
+            None => view
+                .machines
+                .iter()
+                .find(|m| m.region == region)
+                .map_or((None, None), |m| {
+                    (m.config.guest.clone(), Some(m.config.image.clone()))
+                }),
+        };
         let body = CreateVolumeRequest {
+            compute,
+            compute_image,
             name,
             region,
             size_gb,
