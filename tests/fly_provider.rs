@@ -671,7 +671,7 @@ fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_las
         .unwrap()
         .clone();
     let steps = vec![
-        step(0, Action::Delete, Some(m), None, vec![]),
+        step(0, Action::Delete, Some(m.clone()), None, vec![]),
         step(1, Action::Delete, Some(v), None, vec![]),
     ];
     let done = apply(&p, &c, &steps).unwrap();
@@ -682,9 +682,37 @@ fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_las
         vec![
             "POST /apps/{app_name}/machines/{machine_id}/stop",
             "DELETE /apps/{app_name}/machines/{machine_id}",
+            "POST /apps/{app_name}/machines/{machine_id}/exec",
             "DELETE /apps/{app_name}/volumes/{volume_id}"
         ]
     );
+    // The removed node is unregistered on the leader, as flyctl's destroy
+    // hook does (internal/command/machine/lifecycle_hooks.go:14-40;
+    // postgres.go:225-259): `pg_unregister <base64(machine id)>`.
+    {
+        use base64::Engine as _;
+        let removed = m.machine().unwrap().id.clone().unwrap();
+        let st = api.state();
+        let app = st.model.app(APP);
+        let leader = app
+            .live_machines()
+            .find(|x| x.json["checks"][1]["output"] == "primary")
+            .unwrap()
+            .id()
+            .to_string();
+        assert_eq!(
+            app.execs,
+            vec![(
+                leader,
+                vec![
+                    "pg_unregister".to_string(),
+                    base64::engine::general_purpose::STANDARD.encode(&removed)
+                ]
+            )]
+        );
+        assert!(!app.members.contains(&removed));
+        assert_eq!(app.members.len(), 3);
+    }
     assert!(api
         .requests()
         .iter()

@@ -407,3 +407,26 @@ mod tests {
         assert_eq!(back["guest"]["kernel_args"][0], "a");
     }
 }
+
+/// `MachineExecRequest`: a command run inside a machine. `stdin` is newer
+/// than the 2024 description (fly-go `machine_types.go:1188-1196`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    pub timeout: u64,
+}
+
+/// What `exec` answers: JSON, as fly-go decodes it (`MachineExecResponse`,
+/// `machine_types.go:1198-1202`), not the raw bytes the 2024 description
+/// says.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExecResponse {
+    #[serde(default)]
+    pub exit_code: i64,
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub stderr: String,
+}

@@ -91,6 +91,11 @@ pub struct AppRec {
     pub initialized: bool,
     /// Nodes that booted before the cluster was initialised.
     pub races: Vec<String>,
+    /// repmgr's members: machine ids registered by booting, removed by
+    /// `pg_unregister` on the primary.
+    pub members: Vec<String>,
+    /// Every `exec` as `(machine id, command)`.
+    pub execs: Vec<(String, Vec<String>)>,
 }
 
 impl AppRec {
@@ -288,6 +293,9 @@ impl Model {
             {
                 if op == "GET /apps/{app_name}/machines/{machine_id}" {
                     self.boot(&app_name, &id);
+                }
+                if op == "POST /apps/{app_name}/machines/{machine_id}/exec" {
+                    return self.exec(&app_name, &id, body.unwrap());
                 }
                 self.machine_op(
                     op,
@@ -502,6 +510,68 @@ impl Model {
         m.json["checks"] = Self::checks(&role);
         if role == "primary" {
             a.initialized = true;
+        }
+        if !a.members.iter().any(|x| x == id) {
+            a.members.push(id.to_string());
+        }
+    }
+
+    /// `exec` inside a machine, answered as fly-go decodes it:
+    /// `{exit_code, stdout, stderr}`. Known commands:
+    /// - `pg_unregister <base64 machine id>` (postgres-flex
+    ///   `cmd/pg_unregister/main.go:17-92`): on the primary only (it runs
+    ///   `repmgr ... unregister` against the local primary), removes the
+    ///   member and answers `{"success": true, ...}` on stdout
+    ///   (`internal/utils/response.go`).
+    fn exec(&mut self, app: &str, id: &str, body: &Value) -> Reply {
+        use base64::Engine as _;
+        let command: Vec<String> = body["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect();
+        let a = self.app_mut(app);
+        a.execs.push((id.to_string(), command.clone()));
+        let Some(m) = a.machines.get(id).filter(|m| m.state() != "destroyed") else {
+            return Reply::error(404, &format!("machine {id} not found"));
+        };
+        if m.state() != "started" {
+            return Reply::error(412, "failed_precondition: machine is not started");
+        }
+        let is_primary =
+            m.json["checks"].as_array().into_iter().flatten().any(|c| {
+                c["name"] == "role" && c["output"] == "primary" && c["status"] == "passing"
+            });
+        let out = |code: i64, stdout: String, stderr: &str| {
+            Reply::json(
+                200,
+                json!({"exit_code": code, "stdout": stdout, "stderr": stderr}),
+            )
+        };
+        match command.first().map(String::as_str) {
+            Some("pg_unregister") => {
+                let target = command
+                    .get(1)
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .and_then(|b| String::from_utf8(b).ok());
+                let Some(target) = target else {
+                    return out(1, String::new(), "usage: pg_unregister <base64 machine id>");
+                };
+                if !is_primary {
+                    let msg = json!({"success": false, "message": "this node is not the primary"});
+                    return out(0, msg.to_string(), "");
+                }
+                let before = a.members.len();
+                a.members.retain(|x| *x != target);
+                let msg = if a.members.len() < before {
+                    json!({"success": true, "message": format!("unregistered {target}"), "data": null})
+                } else {
+                    json!({"success": false, "message": format!("{target} is not a member"), "data": null})
+                };
+                out(0, msg.to_string(), "")
+            }
+            _ => out(127, String::new(), "command not found"),
         }
     }
 

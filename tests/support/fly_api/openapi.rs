@@ -244,7 +244,8 @@ impl Spec {
 ///   sends (flaps/flaps_volumes.go:60-72), with the description's
 ///   `UpdateVolumeRequest`;
 /// - `compute_image` on `CreateVolumeRequest` (volume_types.go:48-50), the
-///   placement hint flyctl sends next to `compute`.
+///   placement hint flyctl sends next to `compute`;
+/// - `stdin` on `MachineExecRequest` (machine_types.go:1188-1196).
 pub fn overlay(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
     for s in ["CreateVolumeRequest", "UpdateVolumeRequest"] {
@@ -254,6 +255,7 @@ pub fn overlay(doc: &mut Value) {
         schemas[s]["properties"]["min_secrets_version"] = json!({"type": "integer"});
     }
     schemas["CreateVolumeRequest"]["properties"]["compute_image"] = json!({"type": "string"});
+    schemas["MachineExecRequest"]["properties"]["stdin"] = json!({"type": "string"});
     let paths = &mut doc["paths"];
     let volume = &mut paths["/apps/{app_name}/volumes/{volume_id}"];
     let mut put = volume["post"].clone();

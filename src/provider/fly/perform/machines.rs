@@ -349,10 +349,94 @@ impl Performer<'_> {
         result.map(|()| Outcome::Updated)
     }
 
+    /// Destroy the node, then unregister it from repmgr on the leader, as
+    /// flyctl's destroy hook does for a repmgr image
+    /// (`internal/command/machine/lifecycle_hooks.go`): `pg_unregister
+    /// <base64 machine id>` on the leader, which answers
+    /// `{success, message, data}` on stdout. flyctl runs it over SSH;
+    /// flyplan through the Machines API `exec` endpoint.
+    pub(super) async fn delete_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
+        let outcome = self.destroy_machine(m).await?;
+        if outcome == Outcome::Deleted {
+            self.unregister(&m.id).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Run `command` in machine `id`; a non-zero exit code is an error.
+    pub(super) async fn exec(
+        &self,
+        id: &str,
+        command: &[&str],
+    ) -> Result<ExecResponse, ProviderError> {
+        let reply: ExecResponse = self
+            .client()
+            .request(
+                &self.label,
+                Method::POST,
+                &["apps", self.app, "machines", id, "exec"],
+            )
+            .json(&ExecRequest {
+                command: command.iter().map(|s| s.to_string()).collect(),
+                stdin: None,
+                timeout: 30,
+            })
+            .send()
+            .await?;
+        if reply.exit_code != 0 {
+            return Err(self.fail(format!(
+                "`{}` on machine {id} exited with {}: {}",
+                command.first().unwrap_or(&""),
+                reply.exit_code,
+                reply.stderr.trim()
+            )));
+        }
+        Ok(reply)
+    }
+
+    async fn unregister(&self, removed: &str) -> Result<(), ProviderError> {
+        use base64::Engine as _;
+        let (view, _) = self.read().await?;
+        let Some(leader) = view
+            .machines
+            .iter()
+            .find(|x| x.id != removed && role_check(x) == Some("primary"))
+        else {
+            tracing::warn!(
+                machine = removed,
+                "no leader to unregister the node on; postgres-flex's monitor will remove it"
+            );
+            return Ok(());
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(removed);
+        let reply = self
+            .exec(&leader.id, &["pg_unregister", encoded.as_str()])
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            success: bool,
+            #[serde(default)]
+            message: String,
+        }
+        let answer: Answer = serde_json::from_str(reply.stdout.trim()).map_err(|e| {
+            self.fail(format!(
+                "pg_unregister answered something else than JSON: {e}"
+            ))
+        })?;
+        if !answer.success {
+            return Err(self.fail(format!(
+                "pg_unregister of machine {removed} on the leader {} failed: {}",
+                leader.id, answer.message
+            )));
+        }
+        tracing::info!(machine = removed, leader = %leader.id, "unregistered the node from the cluster");
+        Ok(())
+    }
+
     /// Stop, wait for `stopped`, then destroy. The 2024 API description has
     /// no `force`/`kill` parameter on delete (flyctl sends `kill=true`), so
     /// the machine is stopped first, which any API version accepts.
-    pub(super) async fn delete_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
+    async fn destroy_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
         if m.state != "stopped" {
             let stopped = self
                 .client()
