@@ -503,6 +503,34 @@ fn server_errors_are_retried_with_backoff_and_the_create_succeeds() {
 }
 
 #[test]
+fn a_5xx_after_a_create_did_its_work_leaves_exactly_one_volume_machine_and_ip() {
+    let (api, _dir, p, c) = setup();
+    // Each create is carried out, then answered with a 5xx: the answer is
+    // lost, the thing exists.
+    for op in [
+        "POST /apps/{app_name}/volumes",
+        "POST /apps/{app_name}/machines",
+        "GraphQL allocateIpAddress",
+    ] {
+        api.fail(Fault::new(op, 1, 1, 502, "bad gateway").after_work());
+    }
+    apply(&p, &c, &create_steps(&c.desired())).unwrap();
+    let count = |op: &str| api.requests().iter().filter(|r| r.op() == op).count();
+    // Nothing was sent twice: flyplan read the app and found it.
+    assert_eq!(count("POST /apps/{app_name}/volumes"), 4);
+    assert_eq!(count("POST /apps/{app_name}/machines"), 4);
+    assert_eq!(count("GraphQL allocateIpAddress"), 1);
+    let st = api.state();
+    let app = st.model.app(APP);
+    assert_eq!(app.live_volumes().count(), 4);
+    assert_eq!(app.live_machines().count(), 4);
+    assert_eq!(app.graphql.ip_addresses.len(), 1);
+    assert!(app.races.is_empty(), "{:?}", app.races);
+    drop(st);
+    api.assert_conformant();
+}
+
+#[test]
 fn retries_are_bounded_and_the_error_says_how_many_were_made() {
     let (api, _dir, p, c) = setup();
     api.fail(Fault::new(

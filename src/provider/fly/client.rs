@@ -160,6 +160,7 @@ impl FlyClient {
             body: None,
             nonce: None,
             timeout: None,
+            max_attempts: None,
         }
     }
 }
@@ -170,7 +171,17 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+/// One attempt at a call that creates something.
+pub enum Attempt<T> {
+    /// It answered with success.
+    Done(T),
+    /// A 5xx, 429 or transport error: it may or may not have happened, so
+    /// look before trying again.
+    Unsure(String),
+}
+
 /// One API call, built then sent.
+#[derive(Clone)]
 pub struct Call<'a> {
     client: &'a FlyClient,
     label: &'a str,
@@ -180,9 +191,35 @@ pub struct Call<'a> {
     body: Option<Vec<u8>>,
     nonce: Option<String>,
     timeout: Option<Duration>,
+    /// Overrides the retry policy's attempts.
+    max_attempts: Option<u32>,
 }
 
 impl<'a> Call<'a> {
+    /// Send once, never retried: for creates, whose retry after a lost
+    /// answer could make a second one. A 4xx other than 429 is an error.
+    ///
+    /// # Errors
+    /// A client error, or an answer that does not decode.
+    pub async fn attempt<T: DeserializeOwned>(mut self) -> Result<Attempt<T>, ProviderError> {
+        self.max_attempts = Some(1);
+        let what = self.what();
+        let mut unsure: Vec<StatusCode> = (500..=599)
+            .filter_map(|c| StatusCode::from_u16(c).ok())
+            .collect();
+        unsure.extend([StatusCode::TOO_MANY_REQUESTS, StatusCode::REQUEST_TIMEOUT]);
+        match self.send_raw(&unsure).await {
+            Ok(reply) if reply.status.is_success() => decode(&what, &reply.body).map(Attempt::Done),
+            Ok(reply) => Ok(Attempt::Unsure(format!(
+                "HTTP {}: {}",
+                reply.status.as_u16(),
+                error_message(&reply.body)
+            ))),
+            Err(e) if e.to_string().contains("HTTP 4") => Err(e),
+            Err(e) => Ok(Attempt::Unsure(e.to_string())),
+        }
+    }
+
     pub fn query(mut self, key: &str, value: impl AsRef<str>) -> Self {
         self.url.query_pairs_mut().append_pair(key, value.as_ref());
         self
@@ -249,7 +286,10 @@ impl<'a> Call<'a> {
     /// are spent or not applicable.
     pub async fn send_raw(self, accept: &[StatusCode]) -> Result<Reply, ProviderError> {
         let what = self.what();
-        let policy = &self.client.retry;
+        let policy = &RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(self.client.retry.max_attempts),
+            ..self.client.retry.clone()
+        };
         let mut attempt = 0u32;
         loop {
             attempt += 1;

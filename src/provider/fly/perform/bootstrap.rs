@@ -60,10 +60,23 @@ impl Performer<'_> {
         let ips = gql.ip_addresses(&self.label, self.app).await?;
         if !ips.iter().any(|ip| ip.kind == "private_v6") {
             let org = org_id!();
-            let ip = gql
+            // A mutation is sent once; when its answer is lost, look again
+            // rather than allocate a second address.
+            match gql
                 .allocate_private_v6(&self.label, self.app, &org, primary_region.as_deref())
-                .await?;
-            tracing::info!(address = %ip.address, "allocated a Flycast (private_v6) address");
+                .await
+            {
+                Ok(ip) => {
+                    tracing::info!(address = %ip.address, "allocated a Flycast (private_v6) address");
+                }
+                Err(e) => {
+                    let now = gql.ip_addresses(&self.label, self.app).await?;
+                    if !now.iter().any(|ip| ip.kind == "private_v6") {
+                        return Err(e);
+                    }
+                    tracing::info!("the Flycast address was allocated after all");
+                }
+            }
             changed = true;
         }
 

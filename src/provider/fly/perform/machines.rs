@@ -111,11 +111,18 @@ impl Performer<'_> {
             region: region.clone(),
             min_secrets_version: self.p.ledger(self.app).secrets()?.version,
         };
-        let m: Machine = self
+        let call = self
             .client()
             .request(&self.label, Method::POST, &["apps", self.app, "machines"])
-            .json(&body)
-            .send()
+            .json(&body);
+        let volume_id = volume.id.clone();
+        let m: Machine = self
+            .create_checked(call, |now| {
+                now.machines
+                    .iter()
+                    .find(|m| m.config.mounts.iter().any(|x| x.volume == volume_id))
+                    .cloned()
+            })
             .await?;
         tracing::info!(machine = %m.id, address = %self.step.address, volume = %volume.id, "created machine; waiting for it to start");
         self.wait_started(&m.id, &m.instance_id, None).await?;

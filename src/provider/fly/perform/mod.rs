@@ -136,6 +136,44 @@ impl Performer<'_> {
         Ok((view, topo))
     }
 
+    /// Create through `call`, one attempt at a time: after an answer that
+    /// leaves it unsure whether the create happened (5xx, 429, timeout),
+    /// read the app and take what `find` recognises as the thing created
+    /// before trying again, so a lost answer never makes a second one.
+    ///
+    /// # Errors
+    /// A client error, or every attempt unsure and nothing found.
+    pub(super) async fn create_checked<T: serde::de::DeserializeOwned>(
+        &self,
+        call: super::client::Call<'_>,
+        find: impl Fn(&AppView) -> Option<T>,
+    ) -> Result<T, ProviderError> {
+        let policy = &self.p.timeouts.retry;
+        let attempts = policy.max_attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match call.clone().attempt::<T>().await? {
+                super::client::Attempt::Done(t) => return Ok(t),
+                super::client::Attempt::Unsure(why) => {
+                    tracing::warn!(
+                        attempt,
+                        "create answered {why}; reading before trying again"
+                    );
+                    let (view, _) = self.read().await?;
+                    if let Some(t) = find(&view) {
+                        tracing::info!("the create had happened; taking what it made");
+                        return Ok(t);
+                    }
+                    last = why;
+                    if attempt < attempts {
+                        tokio::time::sleep(policy.backoff(attempt)).await;
+                    }
+                }
+            }
+        }
+        Err(self.fail(format!("{last} (after {attempts} attempts)")))
+    }
+
     /// `DELETE` a resource; one already gone (404) is `NotNeeded`.
     pub(super) async fn delete_at(&self, segments: &[&str]) -> Result<Outcome, ProviderError> {
         let status = self
