@@ -531,6 +531,26 @@ fn a_5xx_after_a_create_did_its_work_leaves_exactly_one_volume_machine_and_ip() 
 }
 
 #[test]
+fn attachment_urls_name_flycast_only_when_the_cluster_has_a_private_v6_address() {
+    // flyctl internal/command/postgres/attach.go:112-123, 319-335.
+    let (api, _dir, p, c) = setup();
+    api.state().model.handle(
+        "POST /apps",
+        &[],
+        &[],
+        Some(&serde_json::json!({"app_name": APP, "org_slug": "personal"})),
+        None,
+    );
+    let host = |p: &flyplan::provider::fly::FlyProvider| {
+        flyplan::runtime::block_on(p.attach_host(APP)).unwrap()
+    };
+    assert_eq!(host(&p), "top2.nearest.of.pg-test.internal");
+    apply(&p, &c, &create_steps(&c.desired())[..1]).unwrap();
+    assert_eq!(host(&p), "pg-test.flycast");
+    api.assert_conformant();
+}
+
+#[test]
 fn retries_are_bounded_and_the_error_says_how_many_were_made() {
     let (api, _dir, p, c) = setup();
     api.fail(Fault::new(

@@ -40,7 +40,11 @@ impl Performer<'_> {
         match self.step.kind {
             Kind::User => p.ensure_user(r, self.ctx, what).await,
             Kind::Database => roles::ensure_database(&p.primary(what)?, r).await,
-            Kind::Attachment => attachments::ensure(&p.primary(what)?, &p.consumers(app), r).await,
+            Kind::Attachment => {
+                let primary = p.primary(what)?;
+                let consumers = p.consumers_for_urls(app).await?;
+                attachments::ensure(&primary, &consumers, r).await
+            }
             Kind::App
             | Kind::Secret
             | Kind::Volume
