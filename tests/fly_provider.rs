@@ -551,6 +551,67 @@ fn attachment_urls_name_flycast_only_when_the_cluster_has_a_private_v6_address()
 }
 
 #[test]
+fn the_operator_password_is_operator_password_in_every_call_that_sets_it() {
+    // postgres-flex logs in as `postgres` with OPERATOR_PASSWORD
+    // (internal/flypg/node.go:74-78, 233-244): the role's password and the
+    // secret must be one value.
+    let (api, _dir, p, mut c) = setup();
+    c.secrets.clear();
+    c.secrets.insert("PG_PASSWORD".into(), "pg-pass-1".into());
+    let steps = create_steps(&c.desired());
+    let run = |c: &Cluster, steps: &[flyplan::plan::Step]| {
+        let secrets = c.secret_values();
+        let ctx = StepContext {
+            app: APP,
+            secrets: &secrets,
+            restore: None,
+            operator_password: Some("PG_PASSWORD"),
+            steps,
+        };
+        for s in steps {
+            p.perform(s, &ctx).unwrap();
+        }
+    };
+    let app_step: Vec<_> = steps
+        .iter()
+        .filter(|s| s.kind == Kind::App)
+        .cloned()
+        .collect();
+    run(&c, &app_step);
+    let value = |name: &str| api.state().model.app(APP).secrets[name].value.clone();
+    assert_eq!(value("OPERATOR_PASSWORD"), "pg-pass-1");
+    assert_eq!(value("PG_PASSWORD"), "pg-pass-1");
+    assert_ne!(value("SU_PASSWORD"), "pg-pass-1");
+
+    // A new value for the declared secret moves OPERATOR_PASSWORD with it,
+    // in the same call.
+    api.clear_requests();
+    c.secrets.insert("PG_PASSWORD".into(), "pg-pass-2".into());
+    let secret_step = step(
+        0,
+        Action::Update,
+        None,
+        Some(
+            c.desired()
+                .into_iter()
+                .find(|r| r.address == Address::secret("PG_PASSWORD"))
+                .unwrap(),
+        ),
+        vec![],
+    );
+    run(&c, &[secret_step]);
+    let posts: Vec<Recorded> = api
+        .changes()
+        .into_iter()
+        .filter(|r| r.op() == "POST /apps/{app_name}/secrets")
+        .collect();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(value("OPERATOR_PASSWORD"), "pg-pass-2");
+    assert_eq!(value("PG_PASSWORD"), "pg-pass-2");
+    api.assert_conformant();
+}
+
+#[test]
 fn retries_are_bounded_and_the_error_says_how_many_were_made() {
     let (api, _dir, p, c) = setup();
     api.fail(Fault::new(
