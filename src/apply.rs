@@ -132,6 +132,8 @@ pub fn execute(
         app: &plan.app,
         secrets,
         restore: Restore::of(plan),
+        operator_password: crate::provider::operator_password_of(plan),
+        steps: &plan.steps,
     };
     let mut report = ApplyReport::default();
     let mut done: BTreeSet<usize> = BTreeSet::new();

@@ -59,8 +59,13 @@ fn operations_are_found_by_method_and_path_template() {
 fn unknown_paths_and_methods_are_refused() {
     let spec = Spec::load();
     assert!(check(&spec, "GET", "/apps/a/nonsense", &[], "").is_err());
-    // Volumes are updated with POST in the description, not PUT.
-    assert!(check(&spec, "PUT", "/apps/a/volumes/vol_1", &[], "{}").is_err());
+    // Volumes are updated with PUT, as fly-go does (the overlay adds it),
+    // but never with PATCH.
+    assert_eq!(
+        check(&spec, "PUT", "/apps/a/volumes/vol_1", &[], "{}"),
+        Ok("PUT /apps/{app_name}/volumes/{volume_id}".into())
+    );
+    assert!(check(&spec, "PATCH", "/apps/a/volumes/vol_1", &[], "{}").is_err());
     assert!(check(&spec, "PATCH", "/apps/a", &[], "").is_err());
 }
 
@@ -244,4 +249,101 @@ fn the_server_records_violations_and_answers_them_with_an_error() {
     assert!(violations[1].contains("bearer token"));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| api.assert_conformant()));
     assert!(result.is_err(), "assert_conformant must fail on violations");
+}
+
+/// The documents the fly provider sends, with the variables it sends, as
+/// fly-go builds them (superfly/fly-go `resource_organizations.go`,
+/// `resource_ip_addresses.go:9-94`, `resource_ssh.go:35-73`,
+/// `resource_postgres.go:81-99`).
+fn provider_requests() -> Vec<serde_json::Value> {
+    use flyplan::provider::fly::graphql::*;
+    use serde_json::json;
+    vec![
+        json!({"query": ORGANIZATION, "variables": {"slug": "personal"}}),
+        json!({"query": APP_IP_ADDRESSES, "variables": {"appName": "pg"}}),
+        json!({"query": ALLOCATE_IP_ADDRESS, "variables": {"input":
+            {"appId": "pg", "type": "private_v6", "organizationId": "O1", "region": "iad"}}}),
+        json!({"query": ISSUE_CERTIFICATE, "variables": {"input": {"organizationId": "O1",
+            "principals": ["root", "fly", "postgres"], "appNames": ["pg"],
+            "publicKey": "ssh-ed25519 AAAA", "validHours": 876600}}}),
+        json!({"query": ENABLE_POSTGRES_CONSUL, "variables": {"appName": "pg"}}),
+    ]
+}
+
+#[test]
+fn every_graphql_document_the_provider_sends_validates_against_flyctls_schema() {
+    for body in provider_requests() {
+        let checked =
+            fly_api::graphql::check(&body).unwrap_or_else(|e| panic!("{}: {e:?}", body["query"]));
+        assert_eq!(checked.root_fields.len(), 1);
+    }
+}
+
+#[test]
+fn graphql_documents_with_unknown_fields_bad_enums_or_missing_variables_are_refused() {
+    use serde_json::json;
+    let refused = |body: serde_json::Value| fly_api::graphql::check(&body).unwrap_err().join("\n");
+    // A field IPAddress does not have.
+    let e = refused(json!({"query":
+        "query($appName: String!) { app(name: $appName) { ipAddresses { nodes { flycast } } } }",
+        "variables": {"appName": "pg"}}));
+    assert!(e.contains("flycast"), "{e}");
+    // `flycast` is not an IPAddressType (schema: v4, v6, private_v6, ...).
+    let e = refused(
+        json!({"query": flyplan::provider::fly::graphql::ALLOCATE_IP_ADDRESS,
+        "variables": {"input": {"appId": "pg", "type": "flycast"}}}),
+    );
+    assert!(e.contains("coerce"), "{e}");
+    // A required variable left out.
+    let e = refused(
+        json!({"query": flyplan::provider::fly::graphql::ORGANIZATION,
+        "variables": {}}),
+    );
+    assert!(e.contains("slug"), "{e}");
+    // A root field that does not exist.
+    let e = refused(json!({"query": "mutation { createPostgresCluster { id } }"}));
+    assert!(e.contains("createPostgresCluster"), "{e}");
+}
+
+#[test]
+fn the_graphql_endpoint_records_violations_and_answers_with_graphql_errors() {
+    let api = FlyApi::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("{}/graphql", api.base_url());
+    let (ok, bad): (serde_json::Value, serde_json::Value) = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let ok = c
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .json(&provider_requests()[0])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let bad = c
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"query": "{ organization(slug: 1) { nope } }"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (ok, bad)
+    });
+    assert_eq!(
+        ok["data"]["organization"]["id"],
+        fly_api::graphql::PERSONAL_ORG_ID
+    );
+    assert!(bad["errors"][0]["message"].is_string());
+    let v = api.state().violations.clone();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("nope"), "{v:?}");
+    assert_eq!(api.requests()[0].op(), "GraphQL organization");
 }

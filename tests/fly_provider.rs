@@ -67,8 +67,9 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
 
     let outcome = |a: &str| done.iter().find(|(x, _)| x.as_str() == a).unwrap().1;
     assert_eq!(outcome("app.pg-test"), Outcome::Created);
-    // The first secret step sets both; the second finds its value in place.
-    assert_eq!(outcome("secret.OPERATOR_PASSWORD"), Outcome::Created);
+    // The app step sets every secret in one call; the secret steps find
+    // theirs in place.
+    assert_eq!(outcome("secret.OPERATOR_PASSWORD"), Outcome::NotNeeded);
     assert_eq!(outcome("secret.SU_PASSWORD"), Outcome::NotNeeded);
     assert_eq!(outcome("machine[iad:0]"), Outcome::Created);
     assert_eq!(outcome("formation.pg-test"), Outcome::Created);
@@ -76,12 +77,21 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
     assert_eq!(outcome("snapshot_policy.pg_data"), Outcome::Created);
 
     // What changed, in order.
+    // As `fly pg create` (flyctl flypg/launcher.go:115-125, 457-508): a
+    // Flycast address, the SSH certificate and Consul, before the one
+    // secrets call, all before any volume or machine.
     let changes = api.changes();
-    let mut expected = vec!["POST /apps", "POST /apps/{app_name}/secrets"];
+    let mut expected = vec![
+        "POST /apps",
+        "GraphQL allocateIpAddress",
+        "GraphQL issueCertificate",
+        "GraphQL enablePostgresConsul",
+        "POST /apps/{app_name}/secrets",
+    ];
     expected.extend(["POST /apps/{app_name}/volumes"; 4]);
     expected.extend(["POST /apps/{app_name}/machines"; 4]);
     expected.extend(["POST /apps/{app_name}/machines/{machine_id}/metadata/{key}"; 4]);
-    expected.extend(["POST /apps/{app_name}/volumes/{volume_id}"; 4]);
+    expected.extend(["PUT /apps/{app_name}/volumes/{volume_id}"; 4]);
     assert_eq!(ops(&changes), expected);
 
     // The app is a Postgres cluster in the chosen org.
@@ -89,10 +99,80 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
         changes[0].body.as_ref().unwrap(),
         &serde_json::json!({"app_name": APP, "org_slug": "personal", "app_role_id": "postgres_cluster"})
     );
-    // One secrets call with every value.
-    let values = &changes[1].body.as_ref().unwrap()["values"];
+    // Created with `?wait=true` (fly-go flaps/flaps_apps.go, CreateApp).
+    assert_eq!(changes[0].query("wait"), Some("true"));
+    // The org's node id, not its slug, goes to the mutations.
+    let gql = |i: usize| changes[i].body.as_ref().unwrap()["variables"].clone();
+    assert_eq!(
+        gql(1)["input"]["organizationId"],
+        fly_api::graphql::PERSONAL_ORG_ID
+    );
+    assert_eq!(gql(1)["input"]["type"], "private_v6");
+    assert_eq!(
+        gql(2)["input"]["principals"],
+        serde_json::json!(["root", "fly", "postgres"])
+    );
+    let public_key = gql(2)["input"]["publicKey"].as_str().unwrap().to_string();
+    assert!(public_key.starts_with("ssh-ed25519 "), "{public_key}");
+    // One secrets call with every value postgres-flex needs to boot
+    // (cmd/start/main.go:19-24; internal/flypg/state/store.go:81-117;
+    // internal/flypg/ssh.go:15-81), declared values as declared.
+    let values = changes[4].body.as_ref().unwrap()["values"].clone();
     assert_eq!(values["OPERATOR_PASSWORD"], "op-pass-1");
     assert_eq!(values["SU_PASSWORD"], "su-pass-1");
+    let repl = values["REPL_PASSWORD"].as_str().unwrap().to_string();
+    assert!(repl.len() >= 15 && repl.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert!(values["SSH_KEY"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    assert!(values["SSH_CERT"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssh-ed25519-cert-v01@openssh.com "));
+    assert!(values["FLY_CONSUL_URL"]
+        .as_str()
+        .unwrap()
+        .contains(":consul-token-pg-test@"));
+    assert!(values.get("FLY_RESTORED_FROM").is_none());
+    // Generated values are written nowhere on disk.
+    for entry in walk(_dir.path()) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(
+            !text.contains(&repl),
+            "{} holds a generated password",
+            entry.display()
+        );
+    }
+
+    // Every node booted as postgres-flex boots: one primary, every check
+    // passing, and none booted before the first had initialised the cluster.
+    {
+        let st = api.state();
+        let app = st.model.app(APP);
+        assert_eq!(app.races, Vec::<String>::new());
+        let roles: Vec<String> = app
+            .live_machines()
+            .map(|m| {
+                let checks = m.json["checks"].as_array().unwrap();
+                assert!(
+                    checks.iter().all(|c| c["status"] == "passing"),
+                    "{checks:?}"
+                );
+                checks.iter().find(|c| c["name"] == "role").unwrap()["output"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            roles.iter().filter(|r| *r == "primary").count(),
+            1,
+            "{roles:?}"
+        );
+        assert_eq!(app.graphql.ip_addresses.len(), 1);
+        assert_eq!(app.graphql.certificates.len(), 1);
+    }
 
     // The first machine is started before the second is created.
     let all = api.requests();
@@ -112,6 +192,15 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
         })
         .expect("the first machine is waited for");
     assert!(creates[0] < waited && waited < creates[1]);
+    // ...and read until its role check says primary (flyctl
+    // internal/command/postgres/postgres.go:178-198).
+    let polled = all
+        .iter()
+        .rposition(|r| {
+            r.op() == "GET /apps/{app_name}/machines/{machine_id}" && r.path.contains(&first_id)
+        })
+        .unwrap();
+    assert!(waited < polled && polled < creates[1]);
 
     // Each machine is a postgres-flex node on its own volume.
     let st = api.state();
@@ -127,6 +216,9 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
         assert_eq!(config["metadata"]["flyplan-sync-standbys"], "1");
         assert_eq!(config["services"][0]["internal_port"], 5432);
         assert_eq!(config["services"][1]["internal_port"], 5433);
+        // flyctl leaves autostart off (flypg/launcher.go:178-194).
+        assert_eq!(config["services"][0]["autostart"], false);
+        assert_eq!(config["services"][1]["autostart"], false);
         assert_eq!(config["checks"]["role"]["path"], "/flycheck/role");
         let vol = config["mounts"][0]["volume"].as_str().unwrap();
         assert_eq!(app.volumes[vol]["attached_machine_id"], m["id"]);
@@ -141,6 +233,24 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
         .iter()
         .all(|r| r.body.as_ref().unwrap()["min_secrets_version"] == 1));
     drop(st);
+
+    // Volumes carry flyctl's placement hints: the guest and image of the
+    // machine that mounts them (flypg/launcher.go:218-219).
+    for r in changes
+        .iter()
+        .filter(|r| r.op() == "POST /apps/{app_name}/volumes")
+    {
+        let b = r.body.as_ref().unwrap();
+        assert_eq!(
+            b["compute"],
+            serde_json::json!({"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024})
+        );
+        assert_eq!(b["compute_image"], c.image);
+    }
+    // Secrets are read at least at the version last written
+    // (flyctl internal/appsecrets/secrets.go:16-23).
+    let last_read = all_secret_reads(&api).pop().unwrap();
+    assert_eq!(last_read.query("version"), Some("1"));
 
     // Live state now equals the desired state, and knows the leader.
     let live = p.observe(APP).unwrap();
@@ -298,7 +408,7 @@ fn changing_the_snapshot_policy_updates_every_volume_of_that_name() {
     let changes = api.changes();
     assert_eq!(changes.len(), 4);
     for r in &changes {
-        assert_eq!(r.op(), "POST /apps/{app_name}/volumes/{volume_id}");
+        assert_eq!(r.op(), "PUT /apps/{app_name}/volumes/{volume_id}");
         assert_eq!(
             r.body.as_ref().unwrap(),
             &serde_json::json!({"snapshot_retention": 14, "auto_backup_enabled": false})
@@ -389,6 +499,115 @@ fn server_errors_are_retried_with_backoff_and_the_create_succeeds() {
         .collect();
     assert_eq!(statuses, vec![200, 200, 500, 500, 500, 200, 200]);
     assert_eq!(api.state().model.app(APP).live_machines().count(), 4);
+    api.assert_conformant();
+}
+
+#[test]
+fn a_5xx_after_a_create_did_its_work_leaves_exactly_one_volume_machine_and_ip() {
+    let (api, _dir, p, c) = setup();
+    // Each create is carried out, then answered with a 5xx: the answer is
+    // lost, the thing exists.
+    for op in [
+        "POST /apps/{app_name}/volumes",
+        "POST /apps/{app_name}/machines",
+        "GraphQL allocateIpAddress",
+    ] {
+        api.fail(Fault::new(op, 1, 1, 502, "bad gateway").after_work());
+    }
+    apply(&p, &c, &create_steps(&c.desired())).unwrap();
+    let count = |op: &str| api.requests().iter().filter(|r| r.op() == op).count();
+    // Nothing was sent twice: flyplan read the app and found it.
+    assert_eq!(count("POST /apps/{app_name}/volumes"), 4);
+    assert_eq!(count("POST /apps/{app_name}/machines"), 4);
+    assert_eq!(count("GraphQL allocateIpAddress"), 1);
+    let st = api.state();
+    let app = st.model.app(APP);
+    assert_eq!(app.live_volumes().count(), 4);
+    assert_eq!(app.live_machines().count(), 4);
+    assert_eq!(app.graphql.ip_addresses.len(), 1);
+    assert!(app.races.is_empty(), "{:?}", app.races);
+    drop(st);
+    api.assert_conformant();
+}
+
+#[test]
+fn attachment_urls_name_flycast_only_when_the_cluster_has_a_private_v6_address() {
+    // flyctl internal/command/postgres/attach.go:112-123, 319-335.
+    let (api, _dir, p, c) = setup();
+    api.state().model.handle(
+        "POST /apps",
+        &[],
+        &[],
+        Some(&serde_json::json!({"app_name": APP, "org_slug": "personal"})),
+        None,
+    );
+    let host = |p: &flyplan::provider::fly::FlyProvider| {
+        flyplan::runtime::block_on(p.attach_host(APP)).unwrap()
+    };
+    assert_eq!(host(&p), "top2.nearest.of.pg-test.internal");
+    apply(&p, &c, &create_steps(&c.desired())[..1]).unwrap();
+    assert_eq!(host(&p), "pg-test.flycast");
+    api.assert_conformant();
+}
+
+#[test]
+fn the_operator_password_is_operator_password_in_every_call_that_sets_it() {
+    // postgres-flex logs in as `postgres` with OPERATOR_PASSWORD
+    // (internal/flypg/node.go:74-78, 233-244): the role's password and the
+    // secret must be one value.
+    let (api, _dir, p, mut c) = setup();
+    c.secrets.clear();
+    c.secrets.insert("PG_PASSWORD".into(), "pg-pass-1".into());
+    let steps = create_steps(&c.desired());
+    let run = |c: &Cluster, steps: &[flyplan::plan::Step]| {
+        let secrets = c.secret_values();
+        let ctx = StepContext {
+            app: APP,
+            secrets: &secrets,
+            restore: None,
+            operator_password: Some("PG_PASSWORD"),
+            steps,
+        };
+        for s in steps {
+            p.perform(s, &ctx).unwrap();
+        }
+    };
+    let app_step: Vec<_> = steps
+        .iter()
+        .filter(|s| s.kind == Kind::App)
+        .cloned()
+        .collect();
+    run(&c, &app_step);
+    let value = |name: &str| api.state().model.app(APP).secrets[name].value.clone();
+    assert_eq!(value("OPERATOR_PASSWORD"), "pg-pass-1");
+    assert_eq!(value("PG_PASSWORD"), "pg-pass-1");
+    assert_ne!(value("SU_PASSWORD"), "pg-pass-1");
+
+    // A new value for the declared secret moves OPERATOR_PASSWORD with it,
+    // in the same call.
+    api.clear_requests();
+    c.secrets.insert("PG_PASSWORD".into(), "pg-pass-2".into());
+    let secret_step = step(
+        0,
+        Action::Update,
+        None,
+        Some(
+            c.desired()
+                .into_iter()
+                .find(|r| r.address == Address::secret("PG_PASSWORD"))
+                .unwrap(),
+        ),
+        vec![],
+    );
+    run(&c, &[secret_step]);
+    let posts: Vec<Recorded> = api
+        .changes()
+        .into_iter()
+        .filter(|r| r.op() == "POST /apps/{app_name}/secrets")
+        .collect();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(value("OPERATOR_PASSWORD"), "pg-pass-2");
+    assert_eq!(value("PG_PASSWORD"), "pg-pass-2");
     api.assert_conformant();
 }
 
@@ -561,7 +780,7 @@ fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_las
         .unwrap()
         .clone();
     let steps = vec![
-        step(0, Action::Delete, Some(m), None, vec![]),
+        step(0, Action::Delete, Some(m.clone()), None, vec![]),
         step(1, Action::Delete, Some(v), None, vec![]),
     ];
     let done = apply(&p, &c, &steps).unwrap();
@@ -572,9 +791,37 @@ fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_las
         vec![
             "POST /apps/{app_name}/machines/{machine_id}/stop",
             "DELETE /apps/{app_name}/machines/{machine_id}",
+            "POST /apps/{app_name}/machines/{machine_id}/exec",
             "DELETE /apps/{app_name}/volumes/{volume_id}"
         ]
     );
+    // The removed node is unregistered on the leader, as flyctl's destroy
+    // hook does (internal/command/machine/lifecycle_hooks.go:14-40;
+    // postgres.go:225-259): `pg_unregister <base64(machine id)>`.
+    {
+        use base64::Engine as _;
+        let removed = m.machine().unwrap().id.clone().unwrap();
+        let st = api.state();
+        let app = st.model.app(APP);
+        let leader = app
+            .live_machines()
+            .find(|x| x.json["checks"][1]["output"] == "primary")
+            .unwrap()
+            .id()
+            .to_string();
+        assert_eq!(
+            app.execs,
+            vec![(
+                leader,
+                vec![
+                    "pg_unregister".to_string(),
+                    base64::engine::general_purpose::STANDARD.encode(&removed)
+                ]
+            )]
+        );
+        assert!(!app.members.contains(&removed));
+        assert_eq!(app.members.len(), 3);
+    }
     assert!(api
         .requests()
         .iter()
@@ -608,6 +855,8 @@ fn roles_databases_and_attachments_without_a_route_fail_naming_the_route_variabl
         app: &c.app,
         secrets: &secrets,
         restore: None,
+        operator_password: None,
+        steps: &[],
     };
     for r in [
         Resource::new(Address::user("app"), Spec::User(UserSpec::new(true, false))),
@@ -694,9 +943,11 @@ fn errors_never_carry_the_token_or_a_secret_value() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(fly_api::TOKEN));
     assert!(!shown.contains("op-pass-1") && !shown.contains("su-pass-1"));
-    assert!(shown.contains(
-        "create secret.OPERATOR_PASSWORD (POST /apps/pg-test/secrets): HTTP 422: bad value"
-    ));
+    // The secrets call is the app step's: one call before any machine.
+    assert!(
+        shown.contains("create app.pg-test (POST /apps/pg-test/secrets): HTTP 422: bad value"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -739,8 +990,11 @@ fn observe_reports_the_snapshots_fly_took_of_each_volume() {
         .args(["--provider", "fly", "--state-dir"])
         .arg(_dir.path())
         .args(["snapshots", "list", "-a", APP, "--json"])
-        .env("FLY_API_TOKEN", fly_api::TOKEN)
-        .env("FLY_API_BASE_URL", api.base_url())
+        // flyctl's variables: the Machines API, the GraphQL API, and a
+        // token with the scheme `fly tokens create` prints.
+        .env("FLY_API_TOKEN", format!("FlyV1 {}", fly_api::TOKEN))
+        .env("FLY_FLAPS_BASE_URL", api.base_url())
+        .env("FLY_API_BASE_URL", "http://127.0.0.1:9")
         .env_remove("FLYPLAN_FLY_PG_URL")
         .output()
         .unwrap();
@@ -753,6 +1007,100 @@ fn observe_reports_the_snapshots_fly_took_of_each_volume() {
         .map(|r| r["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["vs_1", "vs_2"]);
+    let last = api.requests().pop().unwrap();
+    assert_eq!(
+        last.authorization.as_deref(),
+        Some(format!("FlyV1 {}", fly_api::TOKEN).as_str())
+    );
+}
+
+fn all_secret_reads(api: &FlyApi) -> Vec<Recorded> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.op() == "GET /apps/{app_name}/secrets")
+        .collect()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_node_without_the_secrets_postgres_flex_needs_never_becomes_healthy() {
+    let (api, _dir, p, c) = setup();
+    // An app made by hand: no passwords, no Consul URL.
+    api.state().model.handle(
+        "POST /apps",
+        &[],
+        &[],
+        Some(&serde_json::json!({"app_name": APP, "org_slug": "personal"})),
+        None,
+    );
+    let steps: Vec<_> = create_steps(&c.desired())
+        .into_iter()
+        .filter(|s| {
+            s.address == Address::volume("pg_data", "iad", 0)
+                || s.address == Address::machine("iad", 0)
+        })
+        .collect();
+    let (at, err) = apply(&p, &c, &steps).unwrap_err();
+    assert_eq!(at, Address::machine("iad", 0));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("did not get its role check to say primary") && msg.contains("role critical"),
+        "{msg}"
+    );
+    // postgres-flex cmd/start/main.go:19-24: it panics, and restarts forever.
+    let st = api.state();
+    let m = st.model.app(APP).machine_at("iad", 0).unwrap();
+    assert!(m.crash.as_deref().unwrap().contains("is required"));
+}
+
+#[test]
+fn the_scripted_nodes_race_when_one_boots_before_the_cluster_is_initialised() {
+    // The model itself: two primary-region nodes created back to back, with
+    // no read of the first in between, both take the provisioning path
+    // (postgres-flex internal/flypg/node.go:178-215).
+    let (api, _dir, p, c) = setup();
+    let steps = create_steps(&c.desired());
+    let app_and_volumes: Vec<_> = steps
+        .iter()
+        .filter(|s| matches!(s.kind, Kind::App | Kind::Secret | Kind::Volume))
+        .cloned()
+        .collect();
+    apply(&p, &c, &app_and_volumes).unwrap();
+    let mut st = api.state();
+    let vols: Vec<String> = st
+        .model
+        .app(APP)
+        .live_volumes()
+        .filter(|v| v["region"] == "iad")
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .take(2)
+        .collect();
+    for vol in &vols {
+        let body = serde_json::json!({"region": "iad", "config": {
+            "image": c.image, "env": {"PRIMARY_REGION": "iad"},
+            "mounts": [{"volume": vol, "path": "/data"}]}});
+        let r = st.model.handle(
+            "POST /apps/{app_name}/machines",
+            &["apps".into(), APP.into(), "machines".into()],
+            &[],
+            Some(&body),
+            None,
+        );
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(st.model.app(APP).races.len(), 1);
 }
 
 fn machine_volume(api: &FlyApi) -> String {
@@ -798,5 +1146,19 @@ fn a_cluster_restored_from_a_snapshot_creates_its_first_volume_from_it() {
     assert_eq!(from_snapshot.len(), 1, "{creates:#?}");
     assert_eq!(from_snapshot[0]["snapshot_id"], "vs_restore_me");
     assert_eq!(from_snapshot[0]["region"], "iad");
+    // postgres-flex prepares a restored node only with FLY_RESTORED_FROM
+    // (internal/flypg/node.go:494-507), which flyctl sets
+    // (flypg/launcher.go:478-480).
+    let secret_calls: Vec<serde_json::Value> = api
+        .changes()
+        .into_iter()
+        .filter(|r| r.op() == "POST /apps/{app_name}/secrets")
+        .map(|r| r.body.unwrap())
+        .collect();
+    assert_eq!(secret_calls.len(), 1);
+    assert_eq!(
+        secret_calls[0]["values"]["FLY_RESTORED_FROM"],
+        "vs_restore_me"
+    );
     api.assert_conformant();
 }

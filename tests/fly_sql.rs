@@ -203,6 +203,8 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
         app: APP,
         secrets: &secrets,
         restore: None,
+        operator_password: None,
+        steps: &[],
     };
     let run = |steps: &[flyplan::plan::Step]| {
         for s in steps {

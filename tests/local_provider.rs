@@ -52,6 +52,8 @@ impl Cluster {
             app: &self.app,
             secrets,
             restore: None,
+            operator_password: None,
+            steps: &[],
         };
         self.provider
             .perform(step, &ctx)

@@ -31,6 +31,22 @@ pub struct StepContext<'a> {
     /// The snapshot a cluster being created starts from, for providers
     /// whose first volume takes it.
     pub restore: Option<Restore<'a>>,
+    /// The secret whose value is the password of the `postgres` role, for
+    /// providers whose nodes need it as a secret of their own (postgres-flex
+    /// reads it as `OPERATOR_PASSWORD`).
+    pub operator_password: Option<&'a str>,
+    /// Every step of the apply this step belongs to, for providers that
+    /// place a resource by what will use it (a volume by its machine).
+    pub steps: &'a [crate::plan::Step],
+}
+
+/// The secret the plan names as the `postgres` role's password.
+pub fn operator_password_of(plan: &crate::plan::Plan) -> Option<&str> {
+    let operator = crate::model::Address::user("postgres");
+    plan.steps
+        .iter()
+        .filter(|s| s.address == operator)
+        .find_map(|s| s.after.as_ref()?.user()?.password_secret.as_deref())
 }
 
 /// A cluster created from a snapshot: `restore_from` of the plan's app

@@ -283,6 +283,13 @@ pub struct CreateVolumeRequest {
     pub auto_backup_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// Placement hints: the guest and image of the machine that will mount
+    /// the volume, so it lands on a host that fits it (fly-go
+    /// `volume_types.go:48-50`; flyctl `flypg/launcher.go:218-219`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute: Option<MachineGuest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_image: Option<String>,
 }
 
 /// `UpdateVolumeRequest`.
@@ -399,4 +406,27 @@ mod tests {
         assert_eq!(back["init"]["cmd"][0], "x");
         assert_eq!(back["guest"]["kernel_args"][0], "a");
     }
+}
+
+/// `MachineExecRequest`: a command run inside a machine. `stdin` is newer
+/// than the 2024 description (fly-go `machine_types.go:1188-1196`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    pub timeout: u64,
+}
+
+/// What `exec` answers: JSON, as fly-go decodes it (`MachineExecResponse`,
+/// `machine_types.go:1198-1202`), not the raw bytes the 2024 description
+/// says.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExecResponse {
+    #[serde(default)]
+    pub exit_code: i64,
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub stderr: String,
 }

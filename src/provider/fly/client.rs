@@ -1,4 +1,4 @@
-//! The HTTP client of the Fly Machines API: bearer token, per-request
+//! The HTTP client of the Fly Machines API: the token as flyctl sends it, per-request
 //! timeout, bounded retries with exponential backoff and jitter on 429 (with
 //! `Retry-After`), 5xx and connection errors, and errors that name the step
 //! and the request. Never logs the token or a request body.
@@ -73,11 +73,24 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_millis(secs))
 }
 
+/// The `Authorization` value flyctl sends for a token: one that already
+/// names the `FlyV1` scheme (what `fly tokens create` prints) keeps it;
+/// any other is sent as `Bearer`, a `Bearer ` the user typed not doubled.
+pub fn authorization(token: &str) -> String {
+    let token = token.trim();
+    if token.starts_with("FlyV1 ") {
+        return token.to_string();
+    }
+    let bare = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+    format!("Bearer {bare}")
+}
+
 /// The Machines API client.
 pub struct FlyClient {
     http: reqwest::Client,
     /// `…/v1`, without a trailing slash.
     base: Url,
+    /// The whole `Authorization` header value (see [`authorization`]).
     token: String,
     request_timeout: Duration,
     retry: RetryPolicy,
@@ -121,7 +134,7 @@ impl FlyClient {
         Ok(FlyClient {
             http,
             base,
-            token,
+            token: authorization(&token),
             request_timeout,
             retry: RetryPolicy {
                 max_attempts: retry.max_attempts.max(1),
@@ -147,6 +160,7 @@ impl FlyClient {
             body: None,
             nonce: None,
             timeout: None,
+            max_attempts: None,
         }
     }
 }
@@ -157,7 +171,17 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+/// One attempt at a call that creates something.
+pub enum Attempt<T> {
+    /// It answered with success.
+    Done(T),
+    /// A 5xx, 429 or transport error: it may or may not have happened, so
+    /// look before trying again.
+    Unsure(String),
+}
+
 /// One API call, built then sent.
+#[derive(Clone)]
 pub struct Call<'a> {
     client: &'a FlyClient,
     label: &'a str,
@@ -167,9 +191,35 @@ pub struct Call<'a> {
     body: Option<Vec<u8>>,
     nonce: Option<String>,
     timeout: Option<Duration>,
+    /// Overrides the retry policy's attempts.
+    max_attempts: Option<u32>,
 }
 
 impl<'a> Call<'a> {
+    /// Send once, never retried: for creates, whose retry after a lost
+    /// answer could make a second one. A 4xx other than 429 is an error.
+    ///
+    /// # Errors
+    /// A client error, or an answer that does not decode.
+    pub async fn attempt<T: DeserializeOwned>(mut self) -> Result<Attempt<T>, ProviderError> {
+        self.max_attempts = Some(1);
+        let what = self.what();
+        let mut unsure: Vec<StatusCode> = (500..=599)
+            .filter_map(|c| StatusCode::from_u16(c).ok())
+            .collect();
+        unsure.extend([StatusCode::TOO_MANY_REQUESTS, StatusCode::REQUEST_TIMEOUT]);
+        match self.send_raw(&unsure).await {
+            Ok(reply) if reply.status.is_success() => decode(&what, &reply.body).map(Attempt::Done),
+            Ok(reply) => Ok(Attempt::Unsure(format!(
+                "HTTP {}: {}",
+                reply.status.as_u16(),
+                error_message(&reply.body)
+            ))),
+            Err(e) if e.to_string().contains("HTTP 4") => Err(e),
+            Err(e) => Ok(Attempt::Unsure(e.to_string())),
+        }
+    }
+
     pub fn query(mut self, key: &str, value: impl AsRef<str>) -> Self {
         self.url.query_pairs_mut().append_pair(key, value.as_ref());
         self
@@ -236,7 +286,10 @@ impl<'a> Call<'a> {
     /// are spent or not applicable.
     pub async fn send_raw(self, accept: &[StatusCode]) -> Result<Reply, ProviderError> {
         let what = self.what();
-        let policy = &self.client.retry;
+        let policy = &RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(self.client.retry.max_attempts),
+            ..self.client.retry.clone()
+        };
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -244,7 +297,7 @@ impl<'a> Call<'a> {
                 .client
                 .http
                 .request(self.method.clone(), self.url.clone())
-                .bearer_auth(&self.client.token)
+                .header(reqwest::header::AUTHORIZATION, &self.client.token)
                 .timeout(self.timeout.unwrap_or(self.client.request_timeout))
                 .header(reqwest::header::ACCEPT, "application/json");
             if let Some(nonce) = &self.nonce {
@@ -399,6 +452,17 @@ mod tests {
         );
         assert_eq!(error_message(b""), "(no message)");
         assert_eq!(error_message(b"bad gateway"), "bad gateway");
+    }
+
+    #[test]
+    fn flyv1_tokens_keep_their_scheme_and_others_go_as_bearer() {
+        assert_eq!(
+            authorization("FlyV1 fm2_abc,fm2_def"),
+            "FlyV1 fm2_abc,fm2_def"
+        );
+        assert_eq!(authorization("  FlyV1 fm2_abc\n"), "FlyV1 fm2_abc");
+        assert_eq!(authorization("plain-token"), "Bearer plain-token");
+        assert_eq!(authorization("Bearer plain-token"), "Bearer plain-token");
     }
 
     #[test]

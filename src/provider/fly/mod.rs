@@ -5,6 +5,7 @@
 
 mod api;
 mod client;
+pub mod graphql;
 mod ledger;
 mod observe;
 mod perform;
@@ -20,10 +21,15 @@ use crate::live::Live;
 use crate::plan::Step;
 use crate::provider::{LockGuard, Outcome, Provider, ProviderError, StepContext};
 use client::FlyClient;
+use graphql::GraphqlClient;
 use ledger::Ledger;
 
-/// The Machines API's public address.
-pub const DEFAULT_BASE_URL: &str = "https://api.machines.dev";
+/// The Machines API's public address (flyctl's default for
+/// `FLY_FLAPS_BASE_URL`).
+pub const DEFAULT_FLAPS_BASE_URL: &str = "https://api.machines.dev";
+/// The GraphQL API's public address (flyctl's default for
+/// `FLY_API_BASE_URL`); requests go to `POST {base}/graphql`.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.fly.io";
 /// Fly's proxy port for clients (haproxy on the machines sends it to the leader).
 pub const PG_PROXY_PORT: u16 = 5432;
 /// Each node's own PostgreSQL port.
@@ -54,6 +60,11 @@ pub struct FlyTimeouts {
     pub machine_start: Duration,
     /// Lease held on a machine while it is updated.
     pub lease_ttl: Duration,
+    /// A new or updated machine passing its health checks (the first node:
+    /// its `role` check saying `primary`), as flyctl's watch waits.
+    pub health: Duration,
+    /// How often a machine's checks are read while waiting for them.
+    pub check_poll: Duration,
     pub retry: RetryPolicy,
 }
 
@@ -63,6 +74,8 @@ impl Default for FlyTimeouts {
             request: Duration::from_secs(30),
             machine_start: Duration::from_secs(300),
             lease_ttl: Duration::from_secs(600),
+            health: Duration::from_secs(300),
+            check_poll: Duration::from_secs(1),
             retry: RetryPolicy::default(),
         }
     }
@@ -71,9 +84,15 @@ impl Default for FlyTimeouts {
 /// How to reach Fly.
 #[derive(Clone)]
 pub struct FlyOptions {
-    /// Without `/v1`; default [`DEFAULT_BASE_URL`] (env `FLY_API_BASE_URL`).
-    pub base_url: String,
-    /// API token (env `FLY_API_TOKEN`). Never logged.
+    /// The Machines API, without `/v1`; default [`DEFAULT_FLAPS_BASE_URL`]
+    /// (env `FLY_FLAPS_BASE_URL`, as flyctl reads it).
+    pub flaps_base_url: String,
+    /// The GraphQL API, without `/graphql`; default [`DEFAULT_API_BASE_URL`]
+    /// (env `FLY_API_BASE_URL`, as flyctl reads it).
+    pub api_base_url: String,
+    /// API token (env `FLY_API_TOKEN`), sent as flyctl sends it: a
+    /// `FlyV1 …` token keeps its scheme, any other goes as `Bearer`. Never
+    /// logged.
     pub token: String,
     /// Organization new apps go to (env `FLY_ORG`, default `personal`).
     pub org_slug: String,
@@ -88,7 +107,8 @@ pub struct FlyOptions {
 impl std::fmt::Debug for FlyOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlyOptions")
-            .field("base_url", &self.base_url)
+            .field("flaps_base_url", &self.flaps_base_url)
+            .field("api_base_url", &self.api_base_url)
             .field("token", &"(redacted)")
             .field("org_slug", &self.org_slug)
             .field("state_dir", &self.state_dir)
@@ -99,12 +119,25 @@ impl std::fmt::Debug for FlyOptions {
 }
 
 impl FlyOptions {
-    /// Options from `FLY_API_TOKEN`, `FLY_API_BASE_URL` and `FLY_ORG`.
+    /// Options from the environment flyctl reads: `FLY_API_TOKEN`,
+    /// `FLY_FLAPS_BASE_URL` (Machines API), `FLY_API_BASE_URL` (GraphQL)
+    /// and `FLY_ORG`.
     ///
     /// # Errors
     /// When `FLY_API_TOKEN` is unset or empty.
     pub fn from_env(state_dir: PathBuf) -> Result<Self, ProviderError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Self::from_vars(state_dir, |k| std::env::var(k).ok())
+    }
+
+    /// [`FlyOptions::from_env`] over any source of variables.
+    ///
+    /// # Errors
+    /// When `FLY_API_TOKEN` is unset or empty.
+    pub fn from_vars(
+        state_dir: PathBuf,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ProviderError> {
+        let var = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         let token = var("FLY_API_TOKEN").ok_or_else(|| {
             ProviderError::failed(
                 "fly provider",
@@ -112,7 +145,10 @@ impl FlyOptions {
             )
         })?;
         Ok(FlyOptions {
-            base_url: var("FLY_API_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+            flaps_base_url: var("FLY_FLAPS_BASE_URL")
+                .unwrap_or_else(|| DEFAULT_FLAPS_BASE_URL.to_string()),
+            api_base_url: var("FLY_API_BASE_URL")
+                .unwrap_or_else(|| DEFAULT_API_BASE_URL.to_string()),
             token: token.trim().to_string(),
             org_slug: var("FLY_ORG").unwrap_or_else(|| "personal".to_string()),
             state_dir,
@@ -126,6 +162,7 @@ impl FlyOptions {
 /// the process's runtime ([`crate::runtime`]).
 pub struct FlyProvider {
     client: FlyClient,
+    graphql: GraphqlClient,
     org_slug: String,
     state_dir: PathBuf,
     timeouts: FlyTimeouts,
@@ -139,6 +176,7 @@ impl std::fmt::Debug for FlyProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlyProvider")
             .field("client", &self.client)
+            .field("graphql", &self.graphql)
             .field("org_slug", &self.org_slug)
             .field("state_dir", &self.state_dir)
             .finish()
@@ -147,16 +185,23 @@ impl std::fmt::Debug for FlyProvider {
 
 impl FlyProvider {
     /// # Errors
-    /// When the base URL is invalid.
+    /// When a base URL is invalid.
     pub fn new(options: FlyOptions) -> Result<Self, ProviderError> {
+        let graphql = GraphqlClient::new(
+            &options.api_base_url,
+            &options.token,
+            options.timeouts.request,
+            options.timeouts.retry.clone(),
+        )?;
         let client = FlyClient::new(
-            &options.base_url,
+            &options.flaps_base_url,
             options.token,
             options.timeouts.request,
             options.timeouts.retry.clone(),
         )?;
         Ok(FlyProvider {
             client,
+            graphql,
             org_slug: options.org_slug,
             state_dir: options.state_dir,
             timeouts: options.timeouts,
@@ -208,7 +253,13 @@ impl FlyProvider {
         let ledger = self.ledger(app);
         let secrets_ledger = ledger.secrets()?;
         let app_ledger = ledger.app()?;
-        let snap = crate::runtime::block_on(observe::fetch(&self.client, app, &label, snapshots))?;
+        let snap = crate::runtime::block_on(observe::fetch(
+            &self.client,
+            app,
+            &label,
+            snapshots,
+            secrets_ledger.version,
+        ))?;
         let Some(snap) = snap else {
             return Ok(Live::empty(app));
         };
@@ -239,7 +290,8 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<FlyProvider>();
         let p = FlyProvider::new(FlyOptions {
-            base_url: "http://127.0.0.1:9".into(),
+            flaps_base_url: "http://127.0.0.1:9".into(),
+            api_base_url: "http://127.0.0.1:9".into(),
             token: "tok-very-secret".into(),
             org_slug: "personal".into(),
             state_dir: std::env::temp_dir(),
@@ -248,5 +300,38 @@ mod tests {
         })
         .unwrap();
         assert!(!format!("{p:?}").contains("tok-very-secret"));
+    }
+
+    #[test]
+    fn options_read_the_variables_flyctl_reads() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let o = FlyOptions::from_vars(
+            std::env::temp_dir(),
+            vars(&[
+                ("FLY_API_TOKEN", " FlyV1 fm2_abc "),
+                ("FLY_FLAPS_BASE_URL", "http://flaps.test"),
+                ("FLY_API_BASE_URL", "http://api.test"),
+                ("FLY_ORG", "acme"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(o.flaps_base_url, "http://flaps.test");
+        assert_eq!(o.api_base_url, "http://api.test");
+        assert_eq!(o.org_slug, "acme");
+        assert_eq!(o.token, "FlyV1 fm2_abc");
+
+        let d =
+            FlyOptions::from_vars(std::env::temp_dir(), vars(&[("FLY_API_TOKEN", "t")])).unwrap();
+        assert_eq!(d.flaps_base_url, DEFAULT_FLAPS_BASE_URL);
+        assert_eq!(d.api_base_url, DEFAULT_API_BASE_URL);
+        assert_eq!(d.org_slug, "personal");
+        assert!(FlyOptions::from_vars(std::env::temp_dir(), vars(&[])).is_err());
     }
 }

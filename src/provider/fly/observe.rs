@@ -47,6 +47,7 @@ pub async fn fetch(
     app: &str,
     label: &str,
     with_snapshots: bool,
+    secrets_version: Option<u64>,
 ) -> Result<Option<AppView>, ProviderError> {
     let Some(app_info) = client
         .request(label, reqwest::Method::GET, &["apps", app])
@@ -61,9 +62,13 @@ pub async fn fetch(
     let volumes = client
         .request(label, reqwest::Method::GET, &["apps", app, "volumes"])
         .send::<Vec<Volume>>();
-    let secrets = client
-        .request(label, reqwest::Method::GET, &["apps", app, "secrets"])
-        .send::<ListSecretsResponse>();
+    // At least the version flyplan last wrote, as flyctl reads secrets
+    // (internal/appsecrets/secrets.go:16-23), so a write just made is seen.
+    let mut secrets_call = client.request(label, reqwest::Method::GET, &["apps", app, "secrets"]);
+    if let Some(v) = secrets_version {
+        secrets_call = secrets_call.query("version", v.to_string());
+    }
+    let secrets = secrets_call.send::<ListSecretsResponse>();
     let (machines, volumes, secrets) = tokio::try_join!(machines, volumes, secrets)?;
     let volumes: Vec<Volume> = volumes
         .into_iter()

@@ -144,8 +144,9 @@ impl Primary for FlyPrimary<'_> {
 /// recorded in the cluster's ledger.
 pub struct FlyConsumers<'a> {
     p: &'a FlyProvider,
-    cluster: &'a str,
     ledger: Ledger,
+    /// The host attachment URLs name (see [`FlyProvider::attach_host`]).
+    host: String,
 }
 
 impl FlyConsumers<'_> {
@@ -248,11 +249,10 @@ impl ConsumerSecrets for FlyConsumers<'_> {
     }
 
     fn url(&self, user: &str, password: &str, database: &str) -> Result<String, ProviderError> {
-        // What `fly pg attach` sets: the cluster's Flycast address, whose
-        // port 5432 Fly's proxy sends to the leader.
-        let host = format!("{}.flycast", self.cluster);
+        // What `fly pg attach` sets; port 5432 of Fly's proxy goes to the
+        // leader.
         Ok(sql::connection_url(
-            &host,
+            &self.host,
             PG_PROXY_PORT,
             user,
             Some(password),
@@ -271,9 +271,39 @@ impl FlyProvider {
     pub(super) fn consumers<'a>(&'a self, cluster: &'a str) -> FlyConsumers<'a> {
         FlyConsumers {
             p: self,
-            cluster,
             ledger: self.ledger(cluster),
+            host: format!("{cluster}.flycast"),
         }
+    }
+
+    /// [`FlyProvider::consumers`] for writing URLs: the host is chosen as
+    /// `fly pg attach` chooses it (flyctl `internal/command/postgres/attach.go`
+    /// 112-123, 319-335): the Flycast name `<app>.flycast` when the cluster
+    /// has a `private_v6` address, else `top2.nearest.of.<app>.internal`.
+    ///
+    /// # Errors
+    /// When GraphQL cannot be read.
+    pub(super) async fn consumers_for_urls<'a>(
+        &'a self,
+        cluster: &'a str,
+    ) -> Result<FlyConsumers<'a>, ProviderError> {
+        let mut c = self.consumers(cluster);
+        c.host = self.attach_host(cluster).await?;
+        Ok(c)
+    }
+
+    /// The host attachment URLs of `cluster` name.
+    ///
+    /// # Errors
+    /// When GraphQL cannot be read.
+    pub async fn attach_host(&self, cluster: &str) -> Result<String, ProviderError> {
+        let label = format!("read the addresses of app {cluster}");
+        let ips = self.graphql.ip_addresses(&label, cluster).await?;
+        Ok(if ips.iter().any(|ip| ip.kind == "private_v6") {
+            format!("{cluster}.flycast")
+        } else {
+            format!("top2.nearest.of.{cluster}.internal")
+        })
     }
 
     /// Unset every variable this cluster set on attached apps (when the

@@ -32,7 +32,8 @@ pub fn provider_with_route(
     pg_route: Option<flyplan::provider::fly::PgRoute>,
 ) -> FlyProvider {
     FlyProvider::new(FlyOptions {
-        base_url: api.base_url(),
+        flaps_base_url: api.base_url(),
+        api_base_url: api.base_url(),
         token: TOKEN.to_string(),
         org_slug: "personal".to_string(),
         state_dir: state_dir.to_path_buf(),
@@ -40,6 +41,8 @@ pub fn provider_with_route(
             request: Duration::from_secs(5),
             machine_start: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(30),
+            health: Duration::from_secs(2),
+            check_poll: Duration::from_millis(5),
             retry: RetryPolicy {
                 max_attempts: 5,
                 base_delay: Duration::from_millis(1),
@@ -267,6 +270,8 @@ pub fn apply(
         app: &cluster.app,
         secrets: &secrets,
         restore: None,
+        operator_password: None,
+        steps,
     };
     let mut done = Vec::new();
     for s in steps {

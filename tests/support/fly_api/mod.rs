@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod graphql;
 pub mod model;
 pub mod openapi;
 
@@ -37,13 +38,18 @@ pub struct Recorded {
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
     pub nonce: Option<String>,
+    /// The `Authorization` header as sent.
+    pub authorization: Option<String>,
+    /// A GraphQL query (reads nothing but reads).
+    pub graphql_query: bool,
     pub status: u16,
     pub at: Instant,
 }
 
 impl Recorded {
+    /// A read: a `GET`, or a GraphQL query (not a mutation).
     pub fn is_get(&self) -> bool {
-        self.method == "GET"
+        self.method == "GET" || self.graphql_query
     }
     pub fn op(&self) -> &str {
         self.op.as_deref().unwrap_or("(unknown)")
@@ -66,6 +72,9 @@ pub struct Fault {
     pub status: u16,
     pub message: String,
     pub retry_after: Option<String>,
+    /// The request is carried out first and only its answer is the failure
+    /// (a create whose answer was lost).
+    pub after_work: bool,
 }
 
 impl Fault {
@@ -78,7 +87,13 @@ impl Fault {
             status,
             message: message.to_string(),
             retry_after: None,
+            after_work: false,
         }
+    }
+    /// Do the work, then answer with the failure.
+    pub fn after_work(mut self) -> Self {
+        self.after_work = true;
+        self
     }
     pub fn retry_after(mut self, value: &str) -> Self {
         self.retry_after = Some(value.to_string());
@@ -207,11 +222,14 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let method = req.method().as_str().to_string();
     let uri = req.uri().clone();
-    let authorized = req
+    let authorization = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
+        .map(str::to_string);
+    // flyctl sends `FlyV1 …` tokens with their own scheme, others as Bearer.
+    let authorized = authorization.as_deref() == Some(&format!("Bearer {TOKEN}"))
+        || authorization.as_deref() == Some(&format!("FlyV1 {TOKEN}"));
     let nonce = req
         .headers()
         .get("fly-machine-lease-nonce")
@@ -228,6 +246,11 @@ async fn handle(
     let path = percent_decode(raw_path.strip_prefix("/v1").unwrap_or(raw_path));
 
     let mut st = state.lock().unwrap();
+    if raw_path == "/graphql" {
+        let reply = graphql_request(&mut st, &method, &authorization, &body);
+        drop(st);
+        return Ok(respond(reply));
+    }
     let mut reply = if !raw_path.starts_with("/v1/") {
         st.violations
             .push(format!("{method} {raw_path}: the API lives under /v1"));
@@ -263,23 +286,26 @@ async fn handle(
             .iter()
             .find(|f| f.op == key && n >= f.from_call && n < f.from_call + f.times)
             .cloned();
+        let segs: Vec<String> = path
+            .trim_matches('/')
+            .split('/')
+            .map(str::to_string)
+            .collect();
         reply = match fault {
             Some(f) => {
+                if f.after_work {
+                    st.model
+                        .handle(&key, &segs, &query, json_body.as_ref(), nonce.as_deref());
+                }
                 let mut r = Reply::error(f.status, &f.message);
                 if let Some(ra) = f.retry_after {
                     r.headers.push(("retry-after".into(), ra));
                 }
                 r
             }
-            None => {
-                let segs: Vec<String> = path
-                    .trim_matches('/')
-                    .split('/')
-                    .map(str::to_string)
-                    .collect();
-                st.model
-                    .handle(&key, &segs, &query, json_body.as_ref(), nonce.as_deref())
-            }
+            None => st
+                .model
+                .handle(&key, &segs, &query, json_body.as_ref(), nonce.as_deref()),
         };
     }
     st.requests.push(Recorded {
@@ -289,10 +315,86 @@ async fn handle(
         query,
         body: json_body,
         nonce,
+        authorization,
+        graphql_query: false,
         status: reply.status,
         at: Instant::now(),
     });
     drop(st);
+    Ok(respond(reply))
+}
+
+/// `POST /graphql`: validated against flyctl's schema, recorded as
+/// `GraphQL <root field>`, answered from the model (faults apply by that
+/// name too).
+fn graphql_request(
+    st: &mut State,
+    method: &str,
+    authorization: &Option<String>,
+    body: &Bytes,
+) -> Reply {
+    let json_body: Option<Value> = serde_json::from_slice(body).ok();
+    let authorized = authorization.as_deref() == Some(&format!("Bearer {TOKEN}"))
+        || authorization.as_deref() == Some(&format!("FlyV1 {TOKEN}"));
+    let mut op = None;
+    let mut graphql_query = false;
+    let reply = if method != "POST" {
+        st.violations
+            .push(format!("{method} /graphql: GraphQL is POST only"));
+        Reply::error(405, "method not allowed")
+    } else if !authorized {
+        st.violations
+            .push("POST /graphql: no or wrong token".into());
+        Reply::error(401, "unauthorized")
+    } else {
+        let body = json_body.clone().unwrap_or(Value::Null);
+        match graphql::check(&body) {
+            Err(errs) => {
+                st.violations.extend(errs);
+                graphql::error("request does not validate against the schema")
+            }
+            Ok(checked) => {
+                let key = format!("GraphQL {}", checked.root_fields.join(","));
+                op = Some(key.clone());
+                graphql_query = !checked.mutation;
+                let n = {
+                    let c = st.calls.entry(key.clone()).or_default();
+                    *c += 1;
+                    *c
+                };
+                let fault = st
+                    .faults
+                    .iter()
+                    .find(|f| f.op == key && n >= f.from_call && n < f.from_call + f.times)
+                    .cloned();
+                match fault {
+                    Some(f) => {
+                        if f.after_work {
+                            st.model.graphql(&checked, &body);
+                        }
+                        Reply::error(f.status, &f.message)
+                    }
+                    None => st.model.graphql(&checked, &body),
+                }
+            }
+        }
+    };
+    st.requests.push(Recorded {
+        method: method.to_string(),
+        path: "/graphql".into(),
+        op,
+        query: Vec::new(),
+        body: json_body,
+        nonce: None,
+        authorization: authorization.clone(),
+        graphql_query,
+        status: reply.status,
+        at: Instant::now(),
+    });
+    reply
+}
+
+fn respond(reply: Reply) -> Response<Full<Bytes>> {
     let mut resp = Response::builder().status(reply.status);
     if reply.body.is_some() {
         resp = resp.header("content-type", "application/json");
@@ -304,7 +406,7 @@ async fn handle(
         .body
         .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap()))
         .unwrap_or_default();
-    Ok(resp.body(Full::new(bytes)).unwrap())
+    resp.body(Full::new(bytes)).unwrap()
 }
 
 fn percent_decode(s: &str) -> String {

@@ -2,6 +2,12 @@
 //! leases and postgres-flex role checks, volumes that attach to machines,
 //! and versioned secrets. It refuses what the API refuses (a volume in use,
 //! an update without the lease's nonce, a shrink).
+//!
+//! Machines boot as postgres-flex does (fly-apps/postgres-flex at
+//! d263c9ed9427; see [`Model::boot`]): a node without the secrets it needs
+//! crash-loops, the first node to initialise becomes primary, a node that
+//! boots before the cluster is initialised is a race, and the `role` check
+//! reports `primary` or `replica`.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +47,11 @@ pub struct MachineRec {
     /// The machine as the API shows it (`Machine`).
     pub json: Value,
     pub lease: Option<String>,
+    /// Reads of this machine left before postgres-flex has booted; its
+    /// checks are critical until then.
+    pub boot_reads_left: u32,
+    /// Why the node cannot boot (crash-looping), if it cannot.
+    pub crash: Option<String>,
 }
 
 impl MachineRec {
@@ -74,6 +85,17 @@ pub struct AppRec {
     pub secrets_version: u64,
     /// `VolumeSnapshot`s by volume id (Fly takes them; tests add them).
     pub snapshots: BTreeMap<String, Vec<Value>>,
+    /// What only the GraphQL API shows.
+    pub graphql: super::graphql::GraphqlState,
+    /// postgres-flex's `INITIALIZED` flag in Consul: a primary has booted.
+    pub initialized: bool,
+    /// Nodes that booted before the cluster was initialised.
+    pub races: Vec<String>,
+    /// repmgr's members: machine ids registered by booting, removed by
+    /// `pg_unregister` on the primary.
+    pub members: Vec<String>,
+    /// Every `exec` as `(machine id, command)`.
+    pub execs: Vec<(String, Vec<String>)>,
 }
 
 impl AppRec {
@@ -257,7 +279,8 @@ impl Model {
                     _ => Reply::error(404, "volume not found"),
                 }
             }
-            "POST /apps/{app_name}/volumes/{volume_id}" => {
+            "POST /apps/{app_name}/volumes/{volume_id}"
+            | "PUT /apps/{app_name}/volumes/{volume_id}" => {
                 self.update_volume(&app_name, &id, body.unwrap())
             }
             "PUT /apps/{app_name}/volumes/{volume_id}/extend" => {
@@ -268,6 +291,12 @@ impl Model {
                 || op.starts_with("POST /apps/{app_name}/machines/{machine_id}")
                 || op.starts_with("DELETE /apps/{app_name}/machines/{machine_id}") =>
             {
+                if op == "GET /apps/{app_name}/machines/{machine_id}" {
+                    self.boot(&app_name, &id);
+                }
+                if op == "POST /apps/{app_name}/machines/{machine_id}/exec" {
+                    return self.exec(&app_name, &id, body.unwrap());
+                }
                 self.machine_op(
                     op,
                     &app_name,
@@ -400,6 +429,176 @@ impl Model {
         Reply::json(200, v.clone())
     }
 
+    /// Reads a machine takes to boot.
+    pub const BOOT_READS: u32 = 2;
+
+    /// Why a node of `app` cannot boot, from postgres-flex's source:
+    /// - `cmd/start/main.go:19-24` panics unless `SU_PASSWORD`,
+    ///   `OPERATOR_PASSWORD` and `REPL_PASSWORD` are set;
+    /// - `internal/flypg/state/store.go:81-117`: `Node.Init` needs
+    ///   `FLY_CONSUL_URL` or `CONSUL_URL`, with a token in the userinfo
+    ///   ("consul token not set") and a path (`pathPrefix` panics).
+    ///
+    /// With `restart: always` such a node restarts forever: `started`, its
+    /// checks never passing.
+    fn boot_failure(a: &AppRec) -> Option<String> {
+        for n in ["SU_PASSWORD", "OPERATOR_PASSWORD", "REPL_PASSWORD"] {
+            if !a.secrets.contains_key(n) {
+                return Some(format!("panic: {n} is required"));
+            }
+        }
+        let url = ["FLY_CONSUL_URL", "CONSUL_URL"]
+            .iter()
+            .find_map(|n| a.secrets.get(*n))
+            .map(|s| s.value.clone());
+        let Some(url) = url else {
+            return Some("failed to initialize node: consul token not set".into());
+        };
+        let Ok(u) = url::Url::parse(&url) else {
+            return Some("failed to initialize node: bad consul url".into());
+        };
+        if u.password().unwrap_or(u.username()).is_empty() {
+            return Some("failed to initialize node: consul token not set".into());
+        }
+        if u.path().trim_matches('/').is_empty() {
+            return Some("panic: consul url has no path".into());
+        }
+        None
+    }
+
+    /// One read of a booting machine. When its boot completes, its role is
+    /// decided as postgres-flex decides it:
+    /// - `internal/flypg/node.go:178-215, 355-397`: without Consul's
+    ///   `INITIALIZED` flag a primary-region node provisions itself as
+    ///   primary; a node outside `PRIMARY_REGION` cannot register as
+    ///   primary (`node.go:366-371`) and fails;
+    /// - with the flag, a node joins as a standby; outside the primary
+    ///   region its repmgr priority is 0 (`internal/flypg/repmgr.go:187-189`),
+    ///   so it is never promoted;
+    /// - `internal/flycheck/role.go:38-63`: the role check reports
+    ///   `primary` or `replica`.
+    fn boot(&mut self, app: &str, id: &str) {
+        let a = self.app_mut(app);
+        let Some(m) = a.machines.get(id) else { return };
+        if m.crash.is_some() || m.boot_reads_left == 0 || m.state() != "started" {
+            return;
+        }
+        let left = m.boot_reads_left - 1;
+        let in_primary_region =
+            m.json["config"]["env"]["PRIMARY_REGION"].as_str() == Some(m.region());
+        let had_role = m.json["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "role"))
+            .and_then(|c| c["output"].as_str())
+            .filter(|o| *o == "primary" || *o == "replica")
+            .map(str::to_string);
+        let initialized = a.initialized;
+        let m = a.machines.get_mut(id).unwrap();
+        m.boot_reads_left = left;
+        if left > 0 {
+            return;
+        }
+        let role = match had_role {
+            Some(r) => r,
+            None if !initialized && in_primary_region => "primary".to_string(),
+            None if !initialized => {
+                m.crash = Some("cannot register as primary outside PRIMARY_REGION".into());
+                return;
+            }
+            None => "replica".to_string(),
+        };
+        m.json["checks"] = Self::checks(&role);
+        if role == "primary" {
+            a.initialized = true;
+        }
+        if !a.members.iter().any(|x| x == id) {
+            a.members.push(id.to_string());
+        }
+    }
+
+    /// `exec` inside a machine, answered as fly-go decodes it:
+    /// `{exit_code, stdout, stderr}`. Known commands:
+    /// - `pg_unregister <base64 machine id>` (postgres-flex
+    ///   `cmd/pg_unregister/main.go:17-92`): on the primary only (it runs
+    ///   `repmgr ... unregister` against the local primary), removes the
+    ///   member and answers `{"success": true, ...}` on stdout
+    ///   (`internal/utils/response.go`).
+    fn exec(&mut self, app: &str, id: &str, body: &Value) -> Reply {
+        use base64::Engine as _;
+        let command: Vec<String> = body["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect();
+        let a = self.app_mut(app);
+        a.execs.push((id.to_string(), command.clone()));
+        let Some(m) = a.machines.get(id).filter(|m| m.state() != "destroyed") else {
+            return Reply::error(404, &format!("machine {id} not found"));
+        };
+        if m.state() != "started" {
+            return Reply::error(412, "failed_precondition: machine is not started");
+        }
+        let is_primary =
+            m.json["checks"].as_array().into_iter().flatten().any(|c| {
+                c["name"] == "role" && c["output"] == "primary" && c["status"] == "passing"
+            });
+        let out = |code: i64, stdout: String, stderr: &str| {
+            Reply::json(
+                200,
+                json!({"exit_code": code, "stdout": stdout, "stderr": stderr}),
+            )
+        };
+        match command.first().map(String::as_str) {
+            Some("pg_unregister") => {
+                let target = command
+                    .get(1)
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .and_then(|b| String::from_utf8(b).ok());
+                let Some(target) = target else {
+                    return out(1, String::new(), "usage: pg_unregister <base64 machine id>");
+                };
+                if !is_primary {
+                    let msg = json!({"success": false, "message": "this node is not the primary"});
+                    return out(0, msg.to_string(), "");
+                }
+                let before = a.members.len();
+                a.members.retain(|x| *x != target);
+                let msg = if a.members.len() < before {
+                    json!({"success": true, "message": format!("unregistered {target}"), "data": null})
+                } else {
+                    json!({"success": false, "message": format!("{target} is not a member"), "data": null})
+                };
+                out(0, msg.to_string(), "")
+            }
+            _ => out(127, String::new(), "command not found"),
+        }
+    }
+
+    /// A restarted node boots again and keeps its role.
+    fn restart(m: &mut MachineRec) {
+        let role = m.json["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "role"))
+            .and_then(|c| c["output"].as_str())
+            .unwrap_or("")
+            .to_string();
+        m.json["checks"] = Self::booting_checks();
+        if role == "primary" || role == "replica" {
+            m.json["checks"][1]["output"] = json!(role);
+        }
+        m.boot_reads_left = Self::BOOT_READS;
+    }
+
+    /// Checks of a node still booting or crash-looping.
+    fn booting_checks() -> Value {
+        json!([
+            {"name": "pg", "status": "critical", "output": "booting", "updated_at": "2024-06-01T00:00:00Z"},
+            {"name": "role", "status": "critical", "output": "booting", "updated_at": "2024-06-01T00:00:00Z"},
+            {"name": "vm", "status": "critical", "output": "booting", "updated_at": "2024-06-01T00:00:00Z"},
+        ])
+    }
+
     fn checks(role: &str) -> Value {
         json!([
             {"name": "pg", "status": "passing", "output": "[✓] connections: 10 used", "updated_at": "2024-06-01T00:00:00Z"},
@@ -438,19 +637,16 @@ impl Model {
                 _ => return Reply::error(422, &format!("volume {vid} not found")),
             }
         }
-        let primary_region = config["env"]["PRIMARY_REGION"].as_str().unwrap_or("");
-        let has_primary = a.live_machines().any(|m| {
-            m.json["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["name"] == "role" && c["output"] == "primary")
-        });
-        let role = if region == primary_region && !has_primary {
-            "primary"
-        } else {
-            "replica"
-        };
+        let crash = Self::boot_failure(a);
+        // A node that boots while another is still provisioning the first
+        // primary (no INITIALIZED flag yet) takes the "Provisioning primary"
+        // path too (postgres-flex internal/flypg/node.go:178-215).
+        let booting: Vec<String> = a
+            .live_machines()
+            .filter(|m| m.crash.is_none() && m.boot_reads_left > 0)
+            .map(|m| m.id().to_string())
+            .collect();
+        let raced = crash.is_none() && !a.initialized && !booting.is_empty();
         let id = self.id("", 14);
         let instance = self.id("01J", 23).to_uppercase();
         let now = self.now();
@@ -460,9 +656,14 @@ impl Model {
             "created_at": now, "updated_at": now, "config": config,
             "image_ref": {"registry": "registry-1.docker.io", "repository": "flyio/postgres-flex",
                           "tag": "15", "labels": {"fly.pg-manager": "repmgr"}},
-            "checks": Self::checks(role),
+            "checks": Self::booting_checks(),
         });
         let a = self.app_mut(app);
+        if raced {
+            a.races.push(format!(
+                "machine {id} booted while {booting:?} had not initialised the cluster"
+            ));
+        }
         for vid in mounted {
             a.volumes.get_mut(&vid).unwrap()["attached_machine_id"] = json!(id);
         }
@@ -471,6 +672,8 @@ impl Model {
             MachineRec {
                 json: m.clone(),
                 lease: None,
+                boot_reads_left: Self::BOOT_READS,
+                crash,
             },
         );
         let mut shown = m;
@@ -545,6 +748,7 @@ impl Model {
                 m.json["config"] = body["config"].clone();
                 m.json["instance_id"] = json!(new_instance);
                 m.json["state"] = json!("started");
+                Self::restart(m);
                 Reply::json(200, m.json.clone())
             }
             "POST /apps/{app_name}/machines/{machine_id}/start" => {
@@ -553,6 +757,7 @@ impl Model {
                 }
                 let previous = m.state().to_string();
                 m.json["state"] = json!("started");
+                Self::restart(m);
                 Reply::json(200, json!({"previous_state": previous}))
             }
             "POST /apps/{app_name}/machines/{machine_id}/stop" => {

@@ -238,7 +238,14 @@ impl Spec {
 /// - the `{"value": ...}` body of `POST .../metadata/{key}`
 ///   (flaps/flaps_machines.go, `SetMetadata`);
 /// - `GET` and `POST /apps/{app_name}/secrets` (flaps/flaps_secrets.go,
-///   secrets_types.go).
+///   secrets_types.go);
+/// - `?wait=true` on `POST /apps` (flaps/flaps_apps.go:13-24, `CreateApp`);
+/// - `PUT /apps/{app_name}/volumes/{volume_id}`, the volume update fly-go
+///   sends (flaps/flaps_volumes.go:60-72), with the description's
+///   `UpdateVolumeRequest`;
+/// - `compute_image` on `CreateVolumeRequest` (volume_types.go:48-50), the
+///   placement hint flyctl sends next to `compute`;
+/// - `stdin` on `MachineExecRequest` (machine_types.go:1188-1196).
 pub fn overlay(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
     for s in ["CreateVolumeRequest", "UpdateVolumeRequest"] {
@@ -247,7 +254,19 @@ pub fn overlay(doc: &mut Value) {
     for s in ["CreateMachineRequest", "UpdateMachineRequest"] {
         schemas[s]["properties"]["min_secrets_version"] = json!({"type": "integer"});
     }
+    schemas["CreateVolumeRequest"]["properties"]["compute_image"] = json!({"type": "string"});
+    schemas["MachineExecRequest"]["properties"]["stdin"] = json!({"type": "string"});
     let paths = &mut doc["paths"];
+    let volume = &mut paths["/apps/{app_name}/volumes/{volume_id}"];
+    let mut put = volume["post"].clone();
+    put["operationId"] = json!("Volumes_update_put");
+    volume["put"] = put;
+    let create_app = &mut paths["/apps"]["post"];
+    let wait = json!({"in": "query", "name": "wait", "schema": {"type": "boolean"}});
+    match create_app["parameters"].as_array_mut() {
+        Some(params) => params.push(wait),
+        None => create_app["parameters"] = json!([wait]),
+    }
     paths["/apps/{app_name}/machines/{machine_id}/metadata/{key}"]["post"]["requestBody"] = json!({
         "required": true,
         "content": {"application/json": {"schema": {

@@ -26,8 +26,12 @@ impl Performer<'_> {
                             app_role_id: Some(POSTGRES_APP_ROLE.to_string()),
                             network: None,
                         };
+                        // `?wait=true`: the answer comes once the app can
+                        // take the calls that follow (fly-go
+                        // `flaps/flaps_apps.go`, `CreateApp`).
                         self.client()
                             .request(&self.label, Method::POST, &["apps"])
+                            .query("wait", "true")
                             .json(&body)
                             .send_status(&[])
                             .await?;
@@ -57,6 +61,16 @@ impl Performer<'_> {
                             _ => Outcome::Updated,
                         }
                     }
+                };
+                // What postgres-flex needs to boot, before any machine.
+                let bootstrapped = if self.step.action == Action::Create {
+                    self.bootstrap().await?
+                } else {
+                    false
+                };
+                let outcome = match outcome {
+                    Outcome::NotNeeded if bootstrapped => Outcome::Updated,
+                    o => o,
                 };
                 if let Some(region) = desired_region {
                     let mut a = ledger.app()?;

@@ -64,7 +64,9 @@ impl Performer<'_> {
             Object::User => p.ensure_user(r, self.ctx, what).await,
             Object::Database => roles::ensure_database(&p.primary(what)?, r).await,
             Object::Attachment => {
-                attachments::ensure(&p.primary(what)?, &p.consumers(app), r).await
+                let primary = p.primary(what)?;
+                let consumers = p.consumers_for_urls(app).await?;
+                attachments::ensure(&primary, &consumers, r).await
             }
         }
     }

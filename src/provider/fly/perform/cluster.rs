@@ -106,7 +106,7 @@ impl Performer<'_> {
             self.client()
                 .request(
                     &self.label,
-                    Method::POST,
+                    Method::PUT,
                     &["apps", self.app, "volumes", &v.id],
                 )
                 .json(&body)

@@ -62,7 +62,9 @@ fn pg_service(port: u16) -> MachineService {
             hard_limit: 1000,
             soft_limit: 1000,
         }),
-        autostart: Some(true),
+        // flyctl leaves autostart off for Postgres (flypg/launcher.go:178-194):
+        // the proxy must not start a node stopped on purpose.
+        autostart: Some(false),
         rest: BTreeMap::new(),
     }
 }

@@ -113,15 +113,81 @@ impl Performer<'_> {
             region: region.clone(),
             min_secrets_version: self.p.ledger(self.app).secrets()?.version,
         };
-        let m: Machine = self
+        let call = self
             .client()
             .request(&self.label, Method::POST, &["apps", self.app, "machines"])
-            .json(&body)
-            .send()
+            .json(&body);
+        let volume_id = volume.id.clone();
+        let m: Machine = self
+            .create_checked(call, |now| {
+                now.machines
+                    .iter()
+                    .find(|m| m.config.mounts.iter().any(|x| x.volume == volume_id))
+                    .cloned()
+            })
             .await?;
         drop(placing);
         tracing::info!(machine = %m.id, address = %self.step.address, volume = %volume.id, "created machine; waiting for it to start");
-        self.wait_started(&m.id, &m.instance_id, None).await
+        self.wait_started(&m.id, &m.instance_id, None).await?;
+        // The first node must have initialised the cluster (its role check
+        // says primary) before any other boots, or that one provisions a
+        // second primary; later nodes are waited for until every check
+        // passes, as flyctl's watch does.
+        let first = after.role == Role::Candidate
+            && !view
+                .machines
+                .iter()
+                .any(|x| role_check(x) == Some("primary"));
+        self.wait_checks(&m.id, first).await
+    }
+
+    /// Read the machine until its checks pass: with `primary`, until its
+    /// `role` check passes with `primary` (postgres-flex
+    /// `internal/flycheck/role.go`), else until every check passes.
+    pub(super) async fn wait_checks(&self, id: &str, primary: bool) -> Result<(), ProviderError> {
+        let deadline = Instant::now() + self.p.timeouts.health;
+        loop {
+            let m: Machine = self
+                .client()
+                .request(
+                    &self.label,
+                    Method::GET,
+                    &["apps", self.app, "machines", id],
+                )
+                .send()
+                .await?;
+            let done = if primary {
+                role_check(&m) == Some("primary")
+            } else {
+                !m.checks.is_empty() && m.checks.iter().all(|c| c.status == "passing")
+            };
+            if done {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let failing: Vec<String> = m
+                    .checks
+                    .iter()
+                    .filter(|c| c.status != "passing")
+                    .map(|c| format!("{} {}", c.name, c.status))
+                    .collect();
+                let want = if primary {
+                    "its role check to say primary"
+                } else {
+                    "all its checks to pass"
+                };
+                return Err(self.fail(format!(
+                    "machine {id} did not get {want} within {} s (failing: {})",
+                    self.p.timeouts.health.as_secs(),
+                    if failing.is_empty() {
+                        "none reported".to_string()
+                    } else {
+                        failing.join(", ")
+                    }
+                )));
+            }
+            tokio::time::sleep(self.p.timeouts.check_poll).await;
+        }
     }
 
     /// Wait until the machine is `started`.
@@ -270,6 +336,7 @@ impl Performer<'_> {
                 if wants_running {
                     self.wait_started(&m.id, &updated.instance_id, Some(&nonce))
                         .await?;
+                    self.wait_checks(&m.id, false).await?;
                 }
             } else {
                 self.client()
@@ -283,6 +350,7 @@ impl Performer<'_> {
                     .await?;
                 tracing::info!(machine = %m.id, "started machine");
                 self.wait_started(&m.id, "", Some(&nonce)).await?;
+                self.wait_checks(&m.id, false).await?;
             }
             Ok::<_, ProviderError>(())
         }
@@ -291,10 +359,94 @@ impl Performer<'_> {
         result.map(|()| Outcome::Updated)
     }
 
+    /// Destroy the node, then unregister it from repmgr on the leader, as
+    /// flyctl's destroy hook does for a repmgr image
+    /// (`internal/command/machine/lifecycle_hooks.go`): `pg_unregister
+    /// <base64 machine id>` on the leader, which answers
+    /// `{success, message, data}` on stdout. flyctl runs it over SSH;
+    /// flyplan through the Machines API `exec` endpoint.
+    pub(super) async fn delete_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
+        let outcome = self.destroy_machine(m).await?;
+        if outcome == Outcome::Deleted {
+            self.unregister(&m.id).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Run `command` in machine `id`; a non-zero exit code is an error.
+    pub(super) async fn exec(
+        &self,
+        id: &str,
+        command: &[&str],
+    ) -> Result<ExecResponse, ProviderError> {
+        let reply: ExecResponse = self
+            .client()
+            .request(
+                &self.label,
+                Method::POST,
+                &["apps", self.app, "machines", id, "exec"],
+            )
+            .json(&ExecRequest {
+                command: command.iter().map(|s| s.to_string()).collect(),
+                stdin: None,
+                timeout: 30,
+            })
+            .send()
+            .await?;
+        if reply.exit_code != 0 {
+            return Err(self.fail(format!(
+                "`{}` on machine {id} exited with {}: {}",
+                command.first().unwrap_or(&""),
+                reply.exit_code,
+                reply.stderr.trim()
+            )));
+        }
+        Ok(reply)
+    }
+
+    async fn unregister(&self, removed: &str) -> Result<(), ProviderError> {
+        use base64::Engine as _;
+        let (view, _) = self.read().await?;
+        let Some(leader) = view
+            .machines
+            .iter()
+            .find(|x| x.id != removed && role_check(x) == Some("primary"))
+        else {
+            tracing::warn!(
+                machine = removed,
+                "no leader to unregister the node on; postgres-flex's monitor will remove it"
+            );
+            return Ok(());
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(removed);
+        let reply = self
+            .exec(&leader.id, &["pg_unregister", encoded.as_str()])
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            success: bool,
+            #[serde(default)]
+            message: String,
+        }
+        let answer: Answer = serde_json::from_str(reply.stdout.trim()).map_err(|e| {
+            self.fail(format!(
+                "pg_unregister answered something else than JSON: {e}"
+            ))
+        })?;
+        if !answer.success {
+            return Err(self.fail(format!(
+                "pg_unregister of machine {removed} on the leader {} failed: {}",
+                leader.id, answer.message
+            )));
+        }
+        tracing::info!(machine = removed, leader = %leader.id, "unregistered the node from the cluster");
+        Ok(())
+    }
+
     /// Stop, wait for `stopped`, then destroy. The 2024 API description has
     /// no `force`/`kill` parameter on delete (flyctl sends `kill=true`), so
     /// the machine is stopped first, which any API version accepts.
-    pub(super) async fn delete_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
+    async fn destroy_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
         if m.state != "stopped" {
             let stopped = self
                 .client()

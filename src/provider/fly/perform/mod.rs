@@ -4,6 +4,7 @@
 //! a failure creates only what is missing.
 
 mod app;
+mod bootstrap;
 mod catalog;
 mod cluster;
 mod machine_config;
@@ -20,11 +21,11 @@ use std::time::Instant;
 use reqwest::{Method, StatusCode};
 
 use super::api::{
-    CreateAppRequest, CreateLeaseRequest, CreateVolumeRequest, ExtendVolumeRequest,
-    ExtendVolumeResponse, LeaseReply, ListSecretsResponse, Machine, MachineCheck, MachineConfig,
-    MachineGuest, MachineMetrics, MachineMount, MachinePort, MachineRequest, MachineRestart,
-    MachineService, MachineServiceConcurrency, MetadataValue, UpdateSecretsRequest,
-    UpdateSecretsResponse, UpdateVolumeRequest, Volume,
+    CreateAppRequest, CreateLeaseRequest, CreateVolumeRequest, ExecRequest, ExecResponse,
+    ExtendVolumeRequest, ExtendVolumeResponse, LeaseReply, ListSecretsResponse, Machine,
+    MachineCheck, MachineConfig, MachineGuest, MachineMetrics, MachineMount, MachinePort,
+    MachineRequest, MachineRestart, MachineService, MachineServiceConcurrency, MetadataValue,
+    UpdateSecretsRequest, UpdateSecretsResponse, UpdateVolumeRequest, Volume,
 };
 use super::ledger::SecretEntry;
 use super::observe::{self, normalize_image, role_check, serves_proxy, AppView, Topology};
@@ -127,11 +128,50 @@ impl Performer<'_> {
 
     /// Read the app; an app that does not exist fails the step.
     pub(super) async fn read(&self) -> Result<(AppView, Topology), ProviderError> {
-        let view = observe::fetch(self.client(), self.app, &self.label, false)
+        let version = self.p.ledger(self.app).secrets()?.version;
+        let view = observe::fetch(self.client(), self.app, &self.label, false, version)
             .await?
             .ok_or_else(|| self.fail(format!("app {} does not exist", self.app)))?;
         let topo = observe::topology(&view, &self.p.ledger(self.app).app()?);
         Ok((view, topo))
+    }
+
+    /// Create through `call`, one attempt at a time: after an answer that
+    /// leaves it unsure whether the create happened (5xx, 429, timeout),
+    /// read the app and take what `find` recognises as the thing created
+    /// before trying again, so a lost answer never makes a second one.
+    ///
+    /// # Errors
+    /// A client error, or every attempt unsure and nothing found.
+    pub(super) async fn create_checked<T: serde::de::DeserializeOwned>(
+        &self,
+        call: super::client::Call<'_>,
+        find: impl Fn(&AppView) -> Option<T>,
+    ) -> Result<T, ProviderError> {
+        let policy = &self.p.timeouts.retry;
+        let attempts = policy.max_attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match call.clone().attempt::<T>().await? {
+                super::client::Attempt::Done(t) => return Ok(t),
+                super::client::Attempt::Unsure(why) => {
+                    tracing::warn!(
+                        attempt,
+                        "create answered {why}; reading before trying again"
+                    );
+                    let (view, _) = self.read().await?;
+                    if let Some(t) = find(&view) {
+                        tracing::info!("the create had happened; taking what it made");
+                        return Ok(t);
+                    }
+                    last = why;
+                    if attempt < attempts {
+                        tokio::time::sleep(policy.backoff(attempt)).await;
+                    }
+                }
+            }
+        }
+        Err(self.fail(format!("{last} (after {attempts} attempts)")))
     }
 
     /// `DELETE` a resource; one already gone (404) is `NotNeeded`.

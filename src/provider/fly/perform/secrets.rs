@@ -12,11 +12,15 @@ impl Performer<'_> {
             .ok_or_else(|| self.fail("not a secret address"))
     }
 
+    /// The app's secrets, at least at the version flyplan last wrote.
     pub(super) async fn list_secrets(&self) -> Result<ListSecretsResponse, ProviderError> {
-        self.client()
-            .request(&self.label, Method::GET, &["apps", self.app, "secrets"])
-            .send()
-            .await
+        let mut call =
+            self.client()
+                .request(&self.label, Method::GET, &["apps", self.app, "secrets"]);
+        if let Some(v) = self.p.ledger(self.app).secrets()?.version {
+            call = call.query("version", v.to_string());
+        }
+        call.send().await
     }
 
     pub(super) async fn post_secrets(
@@ -67,6 +71,31 @@ impl Performer<'_> {
         if self.ctx.secrets.get(name).is_none() {
             return Err(self.fail(format!("no value for secret {name} in this apply")));
         }
+        let (mut pending, digests) = self.declared_pending(&book, &live);
+        if !pending.contains_key(name) {
+            return Ok(Outcome::NotNeeded);
+        }
+        self.mirror_operator_password(&mut pending);
+        let names: Vec<String> = pending.keys().cloned().collect();
+        let reply = self.post_secrets(pending).await?;
+        self.record_secrets(&mut book, &digests, &reply).await?;
+        tracing::info!(count = names.len(), names = ?names, version = ?reply.version, "set secrets in one call");
+        Ok(changed(self.step.action))
+    }
+
+    /// The declared secrets of this apply whose value is not in place, and
+    /// flyplan's digests of them.
+    pub(super) fn declared_pending(
+        &self,
+        book: &super::super::ledger::SecretsLedger,
+        live: &ListSecretsResponse,
+    ) -> (BTreeMap<String, Option<String>>, BTreeMap<String, String>) {
+        let fly_digest = |n: &str| {
+            live.secrets
+                .iter()
+                .find(|s| s.name == n)
+                .map(|s| s.digest.clone())
+        };
         let in_place = |n: &str, digest: &str| {
             book.secrets.get(n).is_some_and(|e| {
                 e.flyplan_digest == digest && fly_digest(n).as_deref() == Some(&e.fly_digest)
@@ -82,20 +111,27 @@ impl Performer<'_> {
                 digests.insert(n.to_string(), digest);
             }
         }
-        if !pending.contains_key(name) {
-            return Ok(Outcome::NotNeeded);
-        }
-        let names: Vec<String> = pending.keys().cloned().collect();
-        let reply = self.post_secrets(pending).await?;
-        let after: Vec<crate::provider::fly::api::AppSecret> = if names
-            .iter()
+        (pending, digests)
+    }
+
+    /// Record in the ledger the declared secrets (those in `digests`) a
+    /// secrets call just set, with the digests Fly gives them, and the
+    /// version the call made.
+    pub(super) async fn record_secrets(
+        &self,
+        book: &mut super::super::ledger::SecretsLedger,
+        digests: &BTreeMap<String, String>,
+        reply: &UpdateSecretsResponse,
+    ) -> Result<(), ProviderError> {
+        let after: Vec<crate::provider::fly::api::AppSecret> = if digests
+            .keys()
             .all(|n| reply.secrets.iter().any(|s| &s.name == n))
         {
             reply.secrets.clone()
         } else {
             self.list_secrets().await?.secrets
         };
-        for n in &names {
+        for (n, digest) in digests {
             let fly = after
                 .iter()
                 .find(|s| &s.name == n)
@@ -105,15 +141,13 @@ impl Performer<'_> {
                 n.clone(),
                 SecretEntry {
                     fly_digest: fly,
-                    flyplan_digest: digests[n].clone(),
+                    flyplan_digest: digest.clone(),
                 },
             );
         }
         if reply.version.is_some() {
             book.version = reply.version;
         }
-        ledger.write_secrets(&book)?;
-        tracing::info!(count = names.len(), names = ?names, version = ?reply.version, "set secrets in one call");
-        Ok(changed(self.step.action))
+        self.p.ledger(self.app).write_secrets(book)
     }
 }

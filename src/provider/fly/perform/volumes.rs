@@ -78,7 +78,26 @@ impl Performer<'_> {
                 .collect(),
         )
         .map(|b| b == 1);
+        // The machine that will mount it: the plan's, else a sibling's.
+        let planned = self
+            .ctx
+            .steps
+            .iter()
+            .filter_map(|s| s.after.as_ref()?.machine())
+            .find(|m| m.volume.as_ref() == Some(&self.step.address));
+        let (compute, compute_image) = match planned {
+            Some(m) => (Some(guest_of(m)), m.image.clone()),
+            None => view
+                .machines
+                .iter()
+                .find(|m| m.region == region)
+                .map_or((None, None), |m| {
+                    (m.config.guest.clone(), Some(m.config.image.clone()))
+                }),
+        };
         let body = CreateVolumeRequest {
+            compute,
+            compute_image,
             name,
             region,
             size_gb,
@@ -94,11 +113,24 @@ impl Performer<'_> {
                 .filter(|r| r.volume == &self.step.address)
                 .map(|r| r.snapshot.to_string()),
         };
-        let vol: Volume = self
+        let before: Vec<String> = view.volumes.iter().map(|v| v.id.clone()).collect();
+        let (want_name, want_region) = (body.name.clone(), body.region.clone());
+        let call = self
             .client()
             .request(&self.label, Method::POST, &["apps", self.app, "volumes"])
-            .json(&body)
-            .send()
+            .json(&body);
+        let vol: Volume = self
+            .create_checked(call, |now| {
+                now.volumes
+                    .iter()
+                    .find(|v| {
+                        !before.contains(&v.id)
+                            && v.name == want_name
+                            && v.region == want_region
+                            && v.attached_machine_id.as_deref().is_none_or(str::is_empty)
+                    })
+                    .cloned()
+            })
             .await?;
         tracing::info!(volume = %vol.id, address = %self.step.address, "created volume");
         Ok(vol)
