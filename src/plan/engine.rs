@@ -429,6 +429,73 @@ fn first_machine(steps: &[Pending], live: &Live, desired: &Desired) -> Option<Ad
         .map(|s| s.address.clone())
 }
 
+/// Roles of one phase are made in parallel, but a role can only be granted
+/// to another once that one exists: a role made or changed by the plan
+/// waits for the roles it is a member of that the plan also makes. A
+/// circular membership (which PostgreSQL refuses anyway) adds no wait, so
+/// apply cannot deadlock on it.
+fn order_memberships(steps: &mut [Step]) {
+    let by_name: BTreeMap<&str, usize> = steps
+        .iter()
+        .filter(|s| s.kind == Kind::User && s.action != Action::Delete)
+        .map(|s| (s.address.name(), s.id))
+        .collect();
+    let mut waits: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for s in steps
+        .iter()
+        .filter(|s| by_name.values().any(|id| *id == s.id))
+    {
+        let groups = s
+            .after
+            .as_ref()
+            .and_then(Resource::user)
+            .and_then(|u| u.member_of.as_ref());
+        for group in groups.into_iter().flatten() {
+            if let Some(&g) = by_name.get(group.as_str()) {
+                if g != s.id {
+                    waits.entry(s.id).or_default().push(g);
+                }
+            }
+        }
+    }
+    // Drop the waits that close a cycle, in a fixed order.
+    let mut kept: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (member, groups) in waits {
+        for g in groups {
+            if !reaches(&kept, g, member) {
+                kept.entry(member).or_default().push(g);
+            }
+        }
+    }
+    for (member, groups) in kept {
+        let deps = &mut steps[member].depends_on;
+        for g in groups {
+            if !deps.contains(&g) {
+                deps.push(g);
+            }
+        }
+        deps.sort_unstable();
+    }
+}
+
+/// Whether `to` can be reached from `from` along `edges`.
+fn reaches(edges: &BTreeMap<usize, Vec<usize>>, from: usize, to: usize) -> bool {
+    let mut seen = vec![from];
+    let mut stack = vec![from];
+    while let Some(n) = stack.pop() {
+        if n == to {
+            return true;
+        }
+        for &next in edges.get(&n).into_iter().flatten() {
+            if !seen.contains(&next) {
+                seen.push(next);
+                stack.push(next);
+            }
+        }
+    }
+    false
+}
+
 fn order(
     pending: Vec<Pending>,
     live: &Live,
@@ -455,6 +522,7 @@ fn order(
         }
         previous = (start..steps.len()).collect();
     }
+    order_memberships(&mut steps);
 
     let mut summary = Summary::default();
     for s in &steps {
@@ -492,5 +560,55 @@ pub fn show_value(r: &Resource, key: &str) -> String {
     match r.spec.attrs().get(key) {
         None | Some(Value::Null) => "null".to_string(),
         Some(v) => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+
+    fn plan_of(users: &str) -> Plan {
+        let text = format!(
+            "app = \"pg\"\nprimary_region = \"iad\"\n\n[postgres]\n  instances = 1\n{users}"
+        );
+        let config = crate::config::parse(Path::new("fly.toml"), &text).expect("valid fly.toml");
+        let desired =
+            Desired::from_config(&config, &BTreeMap::<String, String>::new()).expect("desired");
+        plan(&desired, &Live::empty("pg"), PlanOptions::default())
+    }
+
+    fn step<'p>(p: &'p Plan, address: &str) -> &'p Step {
+        p.steps
+            .iter()
+            .find(|s| s.address.as_str() == address)
+            .unwrap_or_else(|| panic!("no step {address}"))
+    }
+
+    #[test]
+    fn a_role_waits_for_the_declared_roles_it_is_a_member_of() {
+        let p = plan_of(
+            "\n[[postgres.users]]\n  name = \"app_reader\"\n  member_of = [\"pg_read_all_data\", \"reporting\"]\n\
+             \n[[postgres.users]]\n  name = \"reporting\"\n  login = false\n",
+        );
+        let reporting = step(&p, "user.reporting").id;
+        let reader = step(&p, "user.app_reader");
+        assert!(reader.depends_on.contains(&reporting), "{reader:#?}");
+        assert!(!step(&p, "user.reporting").depends_on.contains(&reader.id));
+    }
+
+    #[test]
+    fn a_circular_membership_adds_no_wait_that_could_deadlock() {
+        let p = plan_of(
+            "\n[[postgres.users]]\n  name = \"a\"\n  member_of = [\"b\"]\n\
+             \n[[postgres.users]]\n  name = \"b\"\n  member_of = [\"a\"]\n",
+        );
+        let (a, b) = (step(&p, "user.a"), step(&p, "user.b"));
+        assert!(
+            !(a.depends_on.contains(&b.id) && b.depends_on.contains(&a.id)),
+            "{a:#?} {b:#?}"
+        );
     }
 }
