@@ -67,22 +67,7 @@ primary_region = "iad"
   owner = "app_user"
 "#;
 
-const SEED: &str = r#"[services.postgres]
-  image = "flyio/postgres:14"
-  disable_proxy = true
-  internal_port = 5432
-  restart_policy = "fail"
-
-[[services.postgres.processes]]
-  name = "postgres"
-  command = "bin/fly-postgres"
-
-[[services.postgres.env]]
-  PG_PORT = "5432"
-  PG_USER = "fly"
-  PG_PASSWORD = "$PG_PASSWORD"
-  PG_DATABASE = "myapp_db"
-"#;
+const SEED: &str = include_str!("data/seed-dialect.toml");
 
 fn flyplan(live: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_flyplan"))

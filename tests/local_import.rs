@@ -62,22 +62,7 @@ primary_region = "iad"
 "#;
 
 /// The seed's dialect: the app is named after the file's directory.
-const SEED: &str = r#"[services.postgres]
-  image = "flyio/postgres:14"
-  disable_proxy = true
-  internal_port = 5432
-  restart_policy = "fail"
-
-[[services.postgres.processes]]
-  name = "postgres"
-  command = "bin/fly-postgres"
-
-[[services.postgres.env]]
-  PG_PORT = "5432"
-  PG_USER = "fly"
-  PG_PASSWORD = "$PG_PASSWORD"
-  PG_DATABASE = "myapp_db"
-"#;
+const SEED: &str = include_str!("data/seed-dialect.toml");
 
 struct Cluster {
     dir: tempfile::TempDir,
@@ -146,22 +131,21 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[test]
-fn an_imported_local_cluster_plans_no_changes() {
-    let c = Cluster::new(CONFIG, "cluster");
+/// Apply `file`, delete it, import `app` and plan the imported file, which
+/// must exit 0 with `--detailed-exitcode`. Returns the plan's output and the
+/// imported file.
+fn apply_delete_import_plan(c: &Cluster, file: &str, app: &str) -> (Output, String) {
     let config = c.config();
-    std::fs::write(&config, CONFIG).unwrap();
-    let cfg = config.to_str().unwrap();
-    let o = c.run(&["apply", "-c", cfg, "--auto-approve"]);
+    std::fs::write(&config, file).unwrap();
+    let o = c.run(&["apply", "-c", config.to_str().unwrap(), "--auto-approve"]);
     assert!(o.status.success(), "apply: {}", text(&o));
     std::fs::remove_file(&config).unwrap();
 
     let imported_path = c.path("imported.toml");
     let imported_arg = imported_path.to_str().unwrap();
-    let o = c.run(&["import", "-a", "pg-import-local", "-o", imported_arg]);
+    let o = c.run(&["import", "-a", app, "-o", imported_arg]);
     assert!(o.status.success(), "import: {}", text(&o));
     let imported = std::fs::read_to_string(&imported_path).unwrap();
-
     let o = c.run(&["plan", "-c", imported_arg, "--detailed-exitcode"]);
     assert_eq!(
         o.status.code(),
@@ -169,6 +153,13 @@ fn an_imported_local_cluster_plans_no_changes() {
         "plan of the imported file:\n{}\n{imported}",
         text(&o)
     );
+    (o, imported)
+}
+
+#[test]
+fn an_imported_local_cluster_plans_no_changes() {
+    let c = Cluster::new(CONFIG, "cluster");
+    let (o, imported) = apply_delete_import_plan(&c, CONFIG, "pg-import-local");
     assert!(
         text(&o).contains("No changes. Live state matches fly.toml."),
         "{}",
@@ -218,24 +209,7 @@ fn an_imported_local_cluster_plans_no_changes() {
 #[test]
 fn an_imported_local_cluster_of_the_seed_dialect_plans_no_changes() {
     let c = Cluster::new(SEED, "seedapp");
-    let config = c.config();
-    std::fs::write(&config, SEED).unwrap();
-    let o = c.run(&["apply", "-c", config.to_str().unwrap(), "--auto-approve"]);
-    assert!(o.status.success(), "apply: {}", text(&o));
-    std::fs::remove_file(&config).unwrap();
-
-    let imported_path = c.path("imported.toml");
-    let imported_arg = imported_path.to_str().unwrap();
-    let o = c.run(&["import", "-a", "seedapp", "-o", imported_arg]);
-    assert!(o.status.success(), "import: {}", text(&o));
-    let imported = std::fs::read_to_string(&imported_path).unwrap();
-    let o = c.run(&["plan", "-c", imported_arg, "--detailed-exitcode"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "plan of the imported file:\n{}\n{imported}",
-        text(&o)
-    );
+    let (_, imported) = apply_delete_import_plan(&c, SEED, "seedapp");
     assert!(
         !imported.contains(PG_PASSWORD),
         "a secret value was written"
