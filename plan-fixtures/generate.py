@@ -16,6 +16,8 @@ ENV = {"PG_PASSWORD": "fixture-secret-value-1", "APP_USER_PASSWORD": "fixture-se
 def toml(instances=3, sync=1, replicas="{ ams = 1 }", image="flyio/postgres-flex:15",
          size="10gb", retention=7, scheduled="true", vm_size="shared-cpu-1x", memory="512mb",
          attachments=("myapp",), extra_attach="", users="", restore="", counts=True):
+    # Without a size, [[mounts]] leaves initial_size out.
+    size_line = f'\n  initial_size = "{size}"' if size else ""
     att = "".join(f'\n[[attachments]]\n  app = "{a}"\n' for a in attachments)
     # Without counts, [postgres] says neither instances nor read_replicas
     # (nor sync_standbys, which needs instances).
@@ -38,8 +40,7 @@ primary_region = "iad"
 
 [[mounts]]
   source = "pg_data"
-  destination = "/data"
-  initial_size = "{size}"
+  destination = "/data"{size_line}
   snapshot_retention = {retention}
   scheduled_snapshots = {scheduled}
 
@@ -175,6 +176,7 @@ CASES = {
     "36-attachment-password-changed-outside": (BASE, (BASE, lambda d: find(d, "attachment.myapp")["attrs"].update(credentials="password changed outside flyplan"))),
     "37-counts-not-declared-keep-live": (toml(counts=False), BASE),
     "38-counts-not-declared-new-app": (toml(counts=False), EMPTY),
+    "39-volume-size-not-declared-keep-live": (toml(size=None), BASE),
     "33-restore-from-snapshot": (toml(restore='\n  restore_from = "snap-pg-fixture-pg_data-20261120T000000Z"'), EMPTY),
 }
 

@@ -35,6 +35,9 @@ pub struct Desired {
     /// Node counts fly.toml left out, settled against the live state when
     /// planning (see [`Desired::settled`]). `None`: everything declared.
     pub undeclared: Option<Undeclared>,
+    /// `[[mounts]] initial_size` was not given: an existing cluster's
+    /// volumes keep their live size (see [`Desired::settled`]).
+    pub size_undeclared: bool,
 }
 
 /// Node counts a fly.toml did not give. A fly.toml as `fly config save`
@@ -199,6 +202,7 @@ impl Desired {
                 d.add(address, spec);
             }
         }
+        d.size_undeclared = !mount.is_some_and(|m| m.initial_size_declared);
         let pg = &config.postgres;
         let sync_undeclared = !pg.instances_declared && !pg.sync_standbys_declared;
         if !pg.instances_declared || !pg.read_replicas_declared {
@@ -312,14 +316,68 @@ impl Desired {
     /// saying so. When the app
     /// does not exist, or every count is declared, it is `self` unchanged.
     pub fn settled(&self, live: &Live) -> (Cow<'_, Desired>, Vec<String>) {
-        let Some(u) = &self.undeclared else {
-            return (Cow::Borrowed(self), Vec::new());
-        };
-        if live.get(&Address::app(&self.app)).is_none() {
+        if (self.undeclared.is_none() && !self.size_undeclared)
+            || live.get(&Address::app(&self.app)).is_none()
+        {
             return (Cow::Borrowed(self), Vec::new());
         }
         let mut d = self.clone();
         let mut notes = Vec::new();
+        if let Some(u) = &self.undeclared {
+            d.settle_counts(u, live, &mut notes);
+        }
+        if self.size_undeclared {
+            d.settle_volume_sizes(live, &mut notes);
+        }
+        (Cow::Owned(d), notes)
+    }
+
+    /// Volumes of an existing cluster keep their live size when fly.toml
+    /// gives no `initial_size`; a new volume takes the largest live size
+    /// of its name, so a new node matches the others.
+    fn settle_volume_sizes(&mut self, live: &Live, notes: &mut Vec<String>) {
+        let live_sizes: BTreeMap<&Address, (&str, u64)> = live
+            .of_kind(Kind::Volume)
+            .filter_map(|r| {
+                r.volume()
+                    .map(|v| (&r.address, (v.name.as_str(), v.size_gb)))
+            })
+            .collect();
+        let mut largest: BTreeMap<&str, u64> = BTreeMap::new();
+        for (name, size) in live_sizes.values() {
+            let e = largest.entry(name).or_default();
+            *e = (*e).max(*size);
+        }
+        let mut kept = BTreeSet::new();
+        for r in self.resources.values_mut() {
+            let address = r.address.clone();
+            let Spec::Volume(v) = &mut r.spec else {
+                continue;
+            };
+            let size = match live_sizes.get(&address) {
+                Some((_, size)) => Some(*size),
+                None => largest.get(v.name.as_str()).copied(),
+            };
+            if let Some(size) = size.filter(|size| *size != v.size_gb) {
+                v.size_gb = size;
+                kept.insert(size);
+            }
+        }
+        // Said only where it changes the plan: a live size equal to the
+        // default needs no note.
+        if !kept.is_empty() {
+            let sizes: Vec<String> = kept.iter().map(|gb| format!("{gb} GB")).collect();
+            notes.push(format!(
+                "initial_size not declared in fly.toml: keeping the live volume size ({}); \
+                 declare [[mounts]] initial_size to manage it",
+                sizes.join(", ")
+            ));
+        }
+    }
+
+    /// Node counts fly.toml did not give follow the live cluster.
+    fn settle_counts(&mut self, u: &Undeclared, live: &Live, notes: &mut Vec<String>) {
+        let d = self;
         let primary = u.primary_region.as_str();
         let live_nodes = |in_primary: bool| -> Vec<(String, u32)> {
             live.of_kind(Kind::Machine)
@@ -370,7 +428,7 @@ impl Desired {
             }
         }
         if u.sync_standbys {
-            let formation = Address::formation(&self.app);
+            let formation = Address::formation(&d.app);
             let live_sync = match live.get(&formation).map(|r| &r.spec) {
                 Some(Spec::Formation(f)) => f.sync_standbys.as_ref().and_then(Agreed::one).copied(),
                 _ => None,
@@ -388,7 +446,6 @@ impl Desired {
                 ));
             }
         }
-        (Cow::Owned(d), notes)
     }
 
     /// Drop the desired nodes inside (or outside) the primary region and
@@ -587,5 +644,71 @@ mod tests {
             ]
         );
         assert_eq!(notes.len(), 1, "{notes:?}");
+    }
+
+    fn with_volume(mut live: Live, region: &str, index: u32, size_gb: u64) -> Live {
+        let spec = VolumeSpec {
+            attached_machine_id: None,
+            auto_backup_enabled: None,
+            id: None,
+            name: "pg_data".into(),
+            region: region.into(),
+            size_gb,
+            snapshot_retention: None,
+        };
+        live.insert(Resource::new(
+            Address::volume("pg_data", region, index),
+            Spec::Volume(spec),
+        ));
+        live
+    }
+
+    fn volume_sizes(d: &Desired) -> Vec<(String, u64)> {
+        d.resources
+            .values()
+            .filter_map(|r| r.volume().map(|v| (r.address.to_string(), v.size_gb)))
+            .collect()
+    }
+
+    #[test]
+    fn undeclared_volume_size_keeps_the_live_size_and_new_volumes_match_it() {
+        let text = format!(
+            "{NO_COUNTS}[postgres]\ninstances = 2\n\n[[mounts]]\nsource = \"pg_data\"\ndestination = \"/data\"\n"
+        );
+        let d = desired(&text);
+        assert!(d.size_undeclared);
+        let live = with_volume(live_with(&[("iad", 0)]), "iad", 0, 10);
+        let (settled, notes) = d.settled(&live);
+        assert_eq!(
+            volume_sizes(&settled),
+            [
+                ("volume.pg_data[iad:0]".to_string(), 10),
+                ("volume.pg_data[iad:1]".to_string(), 10)
+            ]
+        );
+        assert_eq!(
+            notes,
+            [
+                "initial_size not declared in fly.toml: keeping the live volume size (10 GB); \
+              declare [[mounts]] initial_size to manage it"
+            ]
+        );
+        // A new app gets the default.
+        let (fresh, notes) = d.settled(&Live::empty("pg"));
+        assert_eq!(volume_sizes(&fresh)[0].1, 1);
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn a_declared_volume_size_is_planned_as_given() {
+        let text = format!(
+            "{NO_COUNTS}[postgres]\ninstances = 1\nread_replicas = {{}}\n\n[[mounts]]\nsource = \"pg_data\"\ndestination = \"/data\"\ninitial_size = \"20gb\"\n"
+        );
+        let d = desired(&text);
+        assert!(!d.size_undeclared);
+        let live = with_volume(live_with(&[("iad", 0)]), "iad", 0, 10);
+        let (settled, notes) = d.settled(&live);
+        assert_eq!(volume_sizes(&settled)[0].1, 20);
+        assert!(notes.is_empty());
     }
 }

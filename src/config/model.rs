@@ -120,6 +120,9 @@ pub struct MountConfig {
     pub destination: String,
     /// Size in GB (Fly volumes are sized in whole GB); default 1.
     pub initial_size_gb: u64,
+    /// `initial_size` was given: an existing cluster's volumes are sized
+    /// by it; otherwise they keep their live size.
+    pub initial_size_declared: bool,
     /// Days, 1..=60; Fly's default is 5.
     pub snapshot_retention: u32,
     /// Daily snapshots; Fly's default is true.

@@ -54,7 +54,10 @@ impl Reader<'_> {
                 _ => None,
             };
             match size {
-                Some(gb) => m.initial_size_gb = gb,
+                Some(gb) => {
+                    m.initial_size_gb = gb;
+                    m.initial_size_declared = true;
+                }
                 None => self.invalid_help(
                     &f,
                     format!("`{}` must be a size such as \"10gb\" or \"500mb\"", f.path),
@@ -186,6 +189,7 @@ fn default_mount() -> MountConfig {
         source: "pg_data".to_string(),
         destination: "/data".to_string(),
         initial_size_gb: 1,
+        initial_size_declared: false,
         snapshot_retention: 5,
         scheduled_snapshots: true,
         snapshot_time: "00:00".to_string(),
