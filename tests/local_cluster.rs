@@ -315,3 +315,64 @@ async fn seed_dialect_applies_with_its_user_database_and_password() {
     let o = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// A one-node cluster with the operator password, for the fault tests that
+/// need a live leader but not a failover.
+fn single_node(app: &str, memory: &str) -> String {
+    format!(
+        "app = \"{app}\"\nprimary_region = \"iad\"\n\n[postgres]\n  instances = 1\n  \
+         operator_password = \"PG_PASSWORD\"\n\n[secrets]\n  PG_PASSWORD = {{ from_env = \"PG_PASSWORD\" }}\n\n\
+         [[vm]]\n  size = \"shared-cpu-1x\"\n  memory = \"{memory}\"\n"
+    )
+}
+
+/// flyplan killed (SIGKILL) at a crash point named in `FLYPLAN_CRASH_AT`.
+fn killed_at(c: &Cluster, point: &str, args: &[&str]) -> Output {
+    use std::os::unix::process::ExitStatusExt;
+    let o = c
+        .cmd(args)
+        .env("FLYPLAN_CRASH_AT", point)
+        .output()
+        .expect("flyplan runs");
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "killed at {point}: {}",
+        text(&o)
+    );
+    o
+}
+
+#[test]
+fn a_rolling_update_cut_short_is_planned_again_and_finished() {
+    let c = Cluster::new(&single_node("fp-cut", "512mb"), "cut");
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let before = leader_of(&c.status())["checks"]["postgres_pid"].clone();
+    assert!(before.is_i64(), "{before}");
+
+    std::fs::write(&c.config, single_node("fp-cut", "1gb")).unwrap();
+    killed_at(&c, "before-restart", &["apply", "--auto-approve"]);
+    assert_eq!(
+        leader_of(&c.status())["checks"]["postgres_pid"],
+        before,
+        "no restart happened"
+    );
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("~ memory_mb = 512 -> 1024"),
+        "the update that did not happen is planned: {}",
+        text(&o)
+    );
+
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(
+        leader_of(&c.status())["checks"]["postgres_pid"],
+        before,
+        "the node was restarted"
+    );
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

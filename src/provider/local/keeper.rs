@@ -550,8 +550,24 @@ impl AppCtx<'_> {
         let registered = self.registered(&want)?;
         let running = self.node_running(&want);
         let usable = want.pgdata.join("PG_VERSION").exists();
+        // A running member whose image or VM size changes is restarted
+        // below; until that has happened, its record keeps the labels it
+        // runs with, so an update cut short is still seen by the next plan.
+        let restart = running
+            && registered.is_some()
+            && usable
+            && have
+                .as_ref()
+                .is_some_and(|h| h.labels != want.labels && !h.labels.is_empty());
         // Record first: labels and port are what observe reports.
-        state::write_json(&self.paths.machine_json(&want.node), &want, 0o644)?;
+        let recorded = match &have {
+            Some(h) if restart => MachineRecord {
+                labels: h.labels.clone(),
+                ..want.clone()
+            },
+            _ => want.clone(),
+        };
+        state::write_json(&self.paths.machine_json(&want.node), &recorded, 0o644)?;
         if registered.is_none() || !usable {
             // Not a member of the formation (new, dropped, or its data is
             // gone): make it afresh.
@@ -562,16 +578,15 @@ impl AppCtx<'_> {
         if !running {
             self.restart_or_rebuild(&want)?;
             changed = true;
-        } else if have
-            .as_ref()
-            .is_some_and(|h| h.labels != want.labels && !h.labels.is_empty())
-        {
+        } else if restart {
             // A changed image or VM size means a restart; the leader hands
             // over first and comes back as a standby.
+            crate::fault::crash_point("before-restart");
             self.switchover_from(&want)?;
             self.stop_node(&want);
             self.start_keeper(&want)?;
             self.wait_settled(&want, Duration::from_secs(180))?;
+            state::write_json(&self.paths.machine_json(&want.node), &want, 0o644)?;
             changed = true;
         }
         if self.set_node_role(&want)? {
