@@ -376,3 +376,67 @@ fn a_rolling_update_cut_short_is_planned_again_and_finished() {
     let o = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// What a destroy of `app` left under the state dir: its directory (unless
+/// it holds only the apply lock, which every apply and destroy takes) and
+/// anything of it in the trash.
+fn debris_of(c: &Cluster, app: &str) -> Vec<PathBuf> {
+    let state = c.state.path().join("state");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(state.join("trash"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{app}."))
+        })
+        .collect();
+    let dir = state.join("apps").join(app);
+    let only_the_lock = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().all(|e| e.file_name() == "apply.lock"))
+        .unwrap_or(true);
+    if !only_the_lock {
+        found.push(dir);
+    }
+    found
+}
+
+#[test]
+fn a_destroy_cut_short_leaves_nothing_a_re_create_or_destroy_picks_up() {
+    let c = Cluster::new(&single_node("fp-debris", "512mb"), "debris");
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let app_dir = c.state.path().join("state/apps/fp-debris");
+    std::fs::write(app_dir.join("left-by-the-dead-app"), "x").unwrap();
+
+    killed_at(
+        &c,
+        "destroy-removing",
+        &["destroy", "--allow-destroy", "--auto-approve"],
+    );
+    assert!(no_process_mentions(c.state.path()), "processes left");
+    assert!(!app_dir.exists(), "the app is gone from its place");
+    assert!(!debris_of(&c, "fp-debris").is_empty(), "debris is left");
+
+    // A re-create starts from nothing of the dead app.
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!app_dir.join("left-by-the-dead-app").exists());
+    assert_eq!(debris_of(&c, "fp-debris"), vec![app_dir.clone()]);
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // A destroy cut short again, then a whole one: nothing is left.
+    killed_at(
+        &c,
+        "destroy-removing",
+        &["destroy", "--allow-destroy", "--auto-approve"],
+    );
+    let o = c.run(&["destroy", "--allow-destroy", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(debris_of(&c, "fp-debris"), Vec::<PathBuf>::new());
+    assert!(no_process_mentions(c.state.path()));
+}
