@@ -440,3 +440,24 @@ fn a_destroy_cut_short_leaves_nothing_a_re_create_or_destroy_picks_up() {
     assert_eq!(debris_of(&c, "fp-debris"), Vec::<PathBuf>::new());
     assert!(no_process_mentions(c.state.path()));
 }
+
+#[test]
+fn scaling_in_leaves_nothing_to_plan() {
+    let c = Cluster::new(&example_text(), "scale-in");
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let smaller = example_text()
+        .replace("instances = 3", "instances = 2")
+        .replace("read_replicas = { ams = 1 }", "read_replicas = {}");
+    assert_ne!(smaller, example_text());
+    std::fs::write(&c.config, smaller).unwrap();
+    let o = c.run(&["apply", "--auto-approve", "--allow-destroy"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "after any apply, nothing to plan: {}",
+        text(&o)
+    );
+}

@@ -599,6 +599,21 @@ impl AppCtx<'_> {
         Ok(changed)
     }
 
+    /// The monitor lowers `number_sync_standbys` on its own when a node
+    /// leaves and too few quorum standbys remain for it. Set the recorded
+    /// formation again, so the monitor and `formation.json` agree on what
+    /// was declared and the next plan is empty. When the declared number
+    /// cannot be held any more, the plan says so: that is left to it.
+    fn formation_after_removal(&self) -> Result<(), ProviderError> {
+        let Some(rec) = state::read_json::<super::FormationRecord>(&self.paths.formation())? else {
+            return Ok(());
+        };
+        if let Err(e) = self.ensure_formation(rec.sync_standbys) {
+            tracing::warn!(app = self.name, error = %e, "formation not set again after a node left");
+        }
+        Ok(())
+    }
+
     /// Remove a machine: drop it from the formation, then stop it.
     pub fn remove_machine(&self, r: &Resource) -> Result<bool, ProviderError> {
         let Some(node) = Self::node_name_of(r) else {
@@ -613,6 +628,7 @@ impl AppCtx<'_> {
         }
         if let Some(n) = self.registered(&rec)? {
             self.remove_from_monitor(&n)?;
+            self.formation_after_removal()?;
         }
         self.stop_node(&rec);
         self.autoctl_files_removed(&rec)?;
