@@ -461,3 +461,38 @@ fn scaling_in_leaves_nothing_to_plan() {
         text(&o)
     );
 }
+
+/// Processes whose command line has `needle` and mentions `dir`.
+fn processes_with(dir: &Path, needle: &str) -> Vec<String> {
+    let dir = dir.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle) && c.contains(&dir))
+        .collect()
+}
+
+#[test]
+fn a_node_create_dies_with_flyplan() {
+    let c = Cluster::new(&single_node("fp-orphan", "512mb"), "orphan");
+    killed_at(
+        &c,
+        "running creating node iad-0",
+        &["apply", "--auto-approve"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(c.state.path(), "pg_autoctl create").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "orphaned: {:?}",
+            processes_with(c.state.path(), "pg_autoctl create")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
