@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod desired;
 pub mod error;
+pub mod fault;
 pub mod fsutil;
 pub mod import;
 pub mod live;

@@ -311,8 +311,12 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
     );
 
     // Drift: a declared role dropped by hand, a declared user's password and
-    // an attachment's password changed by hand.
+    // an attachment's password changed by hand. The repair is applied with
+    // every statement logged by the server and flyplan at its most verbose:
+    // the new password verifiers appear in neither.
     let operator = url_for("postgres", PG_PASSWORD, "postgres", endpoint);
+    psql(&operator, "ALTER SYSTEM SET log_statement = 'all'").unwrap();
+    psql(&operator, "SELECT pg_reload_conf()").unwrap();
     psql(
         &operator,
         "DROP ROLE ops; ALTER ROLE app_reader PASSWORD 'by-hand'; \
@@ -330,7 +334,9 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
     }
     assert!(!out.contains("by-hand"), "{out}");
     outputs.push_str(&out);
-    outputs.push_str(&c.apply());
+    let o = c.with_config(&["-vvv", "apply", "--auto-approve"]);
+    assert!(o.status.success(), "apply -vvv: {}", text(&o));
+    outputs.push_str(&text(&o));
     let (code, out) = c.plan_exit();
     assert_eq!(code, Some(0), "repaired: {out}");
     assert!(
@@ -457,11 +463,20 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
     for s in secrets {
         assert!(!outputs.contains(s), "a secret value in the output");
     }
+    assert!(
+        !outputs.contains("SCRAM-SHA-256$"),
+        "a password verifier in the output"
+    );
     for f in &files {
         let body = String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()).to_string();
         for s in secrets {
             assert!(!body.contains(s), "a secret value in {}", f.display());
         }
+        assert!(
+            !body.contains("SCRAM-SHA-256$"),
+            "a password verifier in {}",
+            f.display()
+        );
     }
 
     // Failover: the attached app's URL reaches the new leader.

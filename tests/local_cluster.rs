@@ -315,3 +315,184 @@ async fn seed_dialect_applies_with_its_user_database_and_password() {
     let o = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// A one-node cluster with the operator password, for the fault tests that
+/// need a live leader but not a failover.
+fn single_node(app: &str, memory: &str) -> String {
+    format!(
+        "app = \"{app}\"\nprimary_region = \"iad\"\n\n[postgres]\n  instances = 1\n  \
+         operator_password = \"PG_PASSWORD\"\n\n[secrets]\n  PG_PASSWORD = {{ from_env = \"PG_PASSWORD\" }}\n\n\
+         [[vm]]\n  size = \"shared-cpu-1x\"\n  memory = \"{memory}\"\n"
+    )
+}
+
+/// flyplan killed (SIGKILL) at a crash point named in `FLYPLAN_CRASH_AT`.
+fn killed_at(c: &Cluster, point: &str, args: &[&str]) -> Output {
+    use std::os::unix::process::ExitStatusExt;
+    let o = c
+        .cmd(args)
+        .env("FLYPLAN_CRASH_AT", point)
+        .output()
+        .expect("flyplan runs");
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "killed at {point}: {}",
+        text(&o)
+    );
+    o
+}
+
+#[test]
+fn a_rolling_update_cut_short_is_planned_again_and_finished() {
+    let c = Cluster::new(&single_node("fp-cut", "512mb"), "cut");
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let before = leader_of(&c.status())["checks"]["postgres_pid"].clone();
+    assert!(before.is_i64(), "{before}");
+
+    std::fs::write(&c.config, single_node("fp-cut", "1gb")).unwrap();
+    killed_at(&c, "before-restart", &["apply", "--auto-approve"]);
+    assert_eq!(
+        leader_of(&c.status())["checks"]["postgres_pid"],
+        before,
+        "no restart happened"
+    );
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("~ memory_mb = 512 -> 1024"),
+        "the update that did not happen is planned: {}",
+        text(&o)
+    );
+
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(
+        leader_of(&c.status())["checks"]["postgres_pid"],
+        before,
+        "the node was restarted"
+    );
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// What a destroy of `app` left under the state dir: its directory (unless
+/// it holds only the apply lock, which every apply and destroy takes) and
+/// anything of it in the trash.
+fn debris_of(c: &Cluster, app: &str) -> Vec<PathBuf> {
+    let state = c.state.path().join("state");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(state.join("trash"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{app}."))
+        })
+        .collect();
+    let dir = state.join("apps").join(app);
+    let only_the_lock = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().all(|e| e.file_name() == "apply.lock"))
+        .unwrap_or(true);
+    if !only_the_lock {
+        found.push(dir);
+    }
+    found
+}
+
+#[test]
+fn a_destroy_cut_short_leaves_nothing_a_re_create_or_destroy_picks_up() {
+    let c = Cluster::new(&single_node("fp-debris", "512mb"), "debris");
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let app_dir = c.state.path().join("state/apps/fp-debris");
+    std::fs::write(app_dir.join("left-by-the-dead-app"), "x").unwrap();
+
+    killed_at(
+        &c,
+        "destroy-removing",
+        &["destroy", "--allow-destroy", "--auto-approve"],
+    );
+    assert!(no_process_mentions(c.state.path()), "processes left");
+    assert!(!app_dir.exists(), "the app is gone from its place");
+    assert!(!debris_of(&c, "fp-debris").is_empty(), "debris is left");
+
+    // A re-create starts from nothing of the dead app.
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!app_dir.join("left-by-the-dead-app").exists());
+    assert_eq!(debris_of(&c, "fp-debris"), vec![app_dir.clone()]);
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // A destroy cut short again, then a whole one: nothing is left.
+    killed_at(
+        &c,
+        "destroy-removing",
+        &["destroy", "--allow-destroy", "--auto-approve"],
+    );
+    let o = c.run(&["destroy", "--allow-destroy", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(debris_of(&c, "fp-debris"), Vec::<PathBuf>::new());
+    assert!(no_process_mentions(c.state.path()));
+}
+
+#[test]
+fn scaling_in_leaves_nothing_to_plan() {
+    let c = Cluster::new(&example_text(), "scale-in");
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let smaller = example_text()
+        .replace("instances = 3", "instances = 2")
+        .replace("read_replicas = { ams = 1 }", "read_replicas = {}");
+    assert_ne!(smaller, example_text());
+    std::fs::write(&c.config, smaller).unwrap();
+    let o = c.run(&["apply", "--auto-approve", "--allow-destroy"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "after any apply, nothing to plan: {}",
+        text(&o)
+    );
+}
+
+/// Processes whose command line has `needle` and mentions `dir`.
+fn processes_with(dir: &Path, needle: &str) -> Vec<String> {
+    let dir = dir.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle) && c.contains(&dir))
+        .collect()
+}
+
+#[test]
+fn a_node_create_dies_with_flyplan() {
+    let c = Cluster::new(&single_node("fp-orphan", "512mb"), "orphan");
+    killed_at(
+        &c,
+        "running creating node iad-0",
+        &["apply", "--auto-approve"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(c.state.path(), "pg_autoctl create").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "orphaned: {:?}",
+            processes_with(c.state.path(), "pg_autoctl create")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

@@ -592,6 +592,101 @@ fn a_three_node_cluster_is_built_survives_the_loss_of_its_leader_and_is_repaired
     assert!(cluster.observe().resources.is_empty());
 }
 
+/// One contender of [`every_losing_lock_attempt_names_the_live_holder`]:
+/// run as a child process of that test, a no-op otherwise. It waits for the
+/// common start instant, tries the lock, and prints `won <pid>` (then holds
+/// the lock, and leaves like a crash when asked to) or `lost <holder>`.
+#[test]
+#[ignore = "a child process of every_losing_lock_attempt_names_the_live_holder"]
+fn lock_race_contender() {
+    let Some(path) = std::env::var_os("FLYPLAN_TEST_LOCK_RACE") else {
+        return;
+    };
+    let start: u128 = std::env::var("FLYPLAN_TEST_LOCK_START")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    while unix_ms() < start {
+        std::hint::spin_loop();
+    }
+    match flyplan::provider::lock::lock_file(Path::new(&path), "race") {
+        Ok(guard) => {
+            println!("won {}", std::process::id());
+            std::thread::sleep(Duration::from_millis(700));
+            if std::env::var_os("FLYPLAN_TEST_LOCK_CRASH").is_some() {
+                // Gone without releasing: the holder file stays behind.
+                std::process::exit(0);
+            }
+            drop(guard);
+        }
+        Err(ProviderError::Locked { holder, .. }) => println!("lost {holder}"),
+        Err(e) => println!("error {e}"),
+    }
+}
+
+#[test]
+fn every_losing_lock_attempt_names_the_live_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("apply.lock");
+    let mut previous: Option<String> = None;
+    for round in 0..6 {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 300;
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+                cmd.args(["--exact", "lock_race_contender", "--ignored", "--nocapture"])
+                    .env("FLYPLAN_TEST_LOCK_RACE", &path)
+                    .env("FLYPLAN_TEST_LOCK_START", start.to_string())
+                    .stdout(std::process::Stdio::piped());
+                if round % 2 == 1 {
+                    cmd.env("FLYPLAN_TEST_LOCK_CRASH", "1");
+                }
+                cmd.spawn().unwrap()
+            })
+            .collect();
+        let lines: Vec<String> = children
+            .into_iter()
+            .map(|c| String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap())
+            .flat_map(|out| {
+                out.lines()
+                    .filter(|l| {
+                        l.starts_with("won ") || l.starts_with("lost ") || l.starts_with("error ")
+                    })
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let won: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("won "))
+            .collect();
+        assert_eq!(won.len(), 1, "round {round}: {lines:?}");
+        let winner = format!("pid {} since", won[0]);
+        for l in &lines {
+            if let Some(holder) = l.strip_prefix("lost ") {
+                assert!(
+                    holder.starts_with(&winner),
+                    "round {round}: a loser named {holder:?}, the holder was {winner:?} (before: {previous:?})"
+                );
+            } else {
+                assert!(l.starts_with("won "), "round {round}: {l}");
+            }
+        }
+        assert_eq!(lines.len(), 8, "round {round}: {lines:?}");
+        previous = Some(winner);
+    }
+}
+
 #[test]
 fn a_second_lock_on_the_same_app_fails_fast_naming_the_holder() {
     let cluster = Cluster::new("fp-lock-test");

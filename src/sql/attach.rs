@@ -212,8 +212,7 @@ pub async fn ensure_attachment(
         change = change.or(Change::Updated);
     }
     if !statements.is_empty() {
-        admin
-            .batch_execute(&statements.join("; "))
+        super::quiet::execute_unrecorded(admin, &statements.join("; "))
             .await
             .map_err(|e| db_err(&format!("making {what}"), e))?;
     }

@@ -17,6 +17,7 @@ use url::Url;
 use crate::error::ProviderError;
 
 pub mod attach;
+pub mod quiet;
 
 /// The comment that marks a role as managed by flyplan.
 pub const MANAGED_COMMENT: &str = "managed by flyplan";
@@ -243,11 +244,8 @@ pub async fn ensure_role(
             .unwrap_or(false);
         if !matches {
             let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
-            client
-                .batch_execute(&format!(
-                    "ALTER ROLE {ident} PASSWORD {}",
-                    escape_literal(&verifier)
-                ))
+            let sql = format!("ALTER ROLE {ident} PASSWORD {}", escape_literal(&verifier));
+            quiet::execute_unrecorded(client, &sql)
                 .await
                 .map_err(|e| db_err(&format!("setting the password of {what}"), e))?;
             change = change.or(Change::Updated);

@@ -550,8 +550,24 @@ impl AppCtx<'_> {
         let registered = self.registered(&want)?;
         let running = self.node_running(&want);
         let usable = want.pgdata.join("PG_VERSION").exists();
+        // A running member whose image or VM size changes is restarted
+        // below; until that has happened, its record keeps the labels it
+        // runs with, so an update cut short is still seen by the next plan.
+        let restart = running
+            && registered.is_some()
+            && usable
+            && have
+                .as_ref()
+                .is_some_and(|h| h.labels != want.labels && !h.labels.is_empty());
         // Record first: labels and port are what observe reports.
-        state::write_json(&self.paths.machine_json(&want.node), &want, 0o644)?;
+        let recorded = match &have {
+            Some(h) if restart => MachineRecord {
+                labels: h.labels.clone(),
+                ..want.clone()
+            },
+            _ => want.clone(),
+        };
+        state::write_json(&self.paths.machine_json(&want.node), &recorded, 0o644)?;
         if registered.is_none() || !usable {
             // Not a member of the formation (new, dropped, or its data is
             // gone): make it afresh.
@@ -562,16 +578,15 @@ impl AppCtx<'_> {
         if !running {
             self.restart_or_rebuild(&want)?;
             changed = true;
-        } else if have
-            .as_ref()
-            .is_some_and(|h| h.labels != want.labels && !h.labels.is_empty())
-        {
+        } else if restart {
             // A changed image or VM size means a restart; the leader hands
             // over first and comes back as a standby.
+            crate::fault::crash_point("before-restart");
             self.switchover_from(&want)?;
             self.stop_node(&want);
             self.start_keeper(&want)?;
             self.wait_settled(&want, Duration::from_secs(180))?;
+            state::write_json(&self.paths.machine_json(&want.node), &want, 0o644)?;
             changed = true;
         }
         if self.set_node_role(&want)? {
@@ -582,6 +597,21 @@ impl AppCtx<'_> {
         }
         self.endpoint_refresh()?;
         Ok(changed)
+    }
+
+    /// The monitor lowers `number_sync_standbys` on its own when a node
+    /// leaves and too few quorum standbys remain for it. Set the recorded
+    /// formation again, so the monitor and `formation.json` agree on what
+    /// was declared and the next plan is empty. When the declared number
+    /// cannot be held any more, the plan says so: that is left to it.
+    fn formation_after_removal(&self) -> Result<(), ProviderError> {
+        let Some(rec) = state::read_json::<super::FormationRecord>(&self.paths.formation())? else {
+            return Ok(());
+        };
+        if let Err(e) = self.ensure_formation(rec.sync_standbys) {
+            tracing::warn!(app = self.name, error = %e, "formation not set again after a node left");
+        }
+        Ok(())
     }
 
     /// Remove a machine: drop it from the formation, then stop it.
@@ -598,6 +628,7 @@ impl AppCtx<'_> {
         }
         if let Some(n) = self.registered(&rec)? {
             self.remove_from_monitor(&n)?;
+            self.formation_after_removal()?;
         }
         self.stop_node(&rec);
         self.autoctl_files_removed(&rec)?;

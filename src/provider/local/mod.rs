@@ -164,7 +164,7 @@ impl LocalProvider {
     pub fn destroy_all(&self, app: &str) -> Result<(), ProviderError> {
         let ctx = self.app(app);
         if !ctx.paths.root.exists() {
-            return Ok(());
+            return self.purge_trash(app);
         }
         tracing::info!(app, "destroying everything of the app");
         // Attached apps lose what this cluster gave them; the roles go with
@@ -179,24 +179,58 @@ impl LocalProvider {
         }
         ctx.stop_monitor();
         // Then whatever else carries the app's mark (left by a killed
-        // keeper, a check script...), until the directory can go.
+        // keeper, a check script...), until none is left.
         let mut attempt = 0;
         loop {
             let rest: Vec<i32> = process::processes_under(&ctx.paths.root)
                 .into_iter()
                 .collect();
-            if !rest.is_empty() {
-                process::stop_trees(&rest, Duration::from_secs(10));
+            if rest.is_empty() {
+                break;
             }
-            match state::remove_dir(&ctx.paths.root) {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt >= 5 => return Err(e),
-                Err(_) => {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(200));
-                }
+            if attempt >= 5 {
+                return Err(ProviderError::failed(
+                    format!("app {app}"),
+                    format!("processes {rest:?} still run after being stopped"),
+                ));
+            }
+            process::stop_trees(&rest, Duration::from_secs(10));
+            attempt += 1;
+        }
+        // The directory moves out of the app's place in one rename before
+        // its files go: a destroy cut short leaves debris that no later
+        // apply, status or destroy takes for the app, and that the next
+        // apply or destroy of the app removes.
+        let trash = self.trash_dir().join(format!(
+            "{app}.{}-{}",
+            std::process::id(),
+            time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+        ));
+        state::mkdir(&self.trash_dir(), 0o700)?;
+        std::fs::rename(&ctx.paths.root, &trash).map_err(|e| {
+            ProviderError::io(format!("moving {} aside", ctx.paths.root.display()), e)
+        })?;
+        crate::fault::crash_point("destroy-removing");
+        self.purge_trash(app)
+    }
+
+    /// Where destroyed apps' directories wait to be removed.
+    fn trash_dir(&self) -> PathBuf {
+        self.state_dir.join("trash")
+    }
+
+    /// Remove what destroys of `app` left in the trash.
+    fn purge_trash(&self, app: &str) -> Result<(), ProviderError> {
+        let Ok(entries) = std::fs::read_dir(self.trash_dir()) else {
+            return Ok(());
+        };
+        let prefix = format!("{app}.");
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                state::remove_dir(&e.path())?;
             }
         }
+        Ok(())
     }
 
     /// Nodes of an app with their role, state, lag, connections and disk.
@@ -248,7 +282,10 @@ impl Provider for LocalProvider {
     fn lock(&self, app: &str) -> Result<Box<dyn LockGuard>, ProviderError> {
         let paths = AppPaths::new(&self.state_dir, app);
         state::mkdir(&paths.root, 0o755)?;
-        super::lock::lock_file(&paths.apply_lock(), app)
+        let guard = super::lock::lock_file(&paths.apply_lock(), app)?;
+        // Debris of a destroy cut short goes before anything else is done.
+        self.purge_trash(app)?;
+        Ok(guard)
     }
 
     fn snapshots(&self) -> Option<&dyn crate::snapshot::Snapshots> {

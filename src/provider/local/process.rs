@@ -141,6 +141,12 @@ fn tail(path: &Path, lines: usize) -> String {
 /// Run a command to completion with output appended to `log`, killing it
 /// (and its children) after `timeout`.
 ///
+/// The command dies with the thread that runs it (which waits for it): a
+/// flyplan killed during `pg_autoctl create` leaves no create running on
+/// beside the next apply. What the command started itself carries the
+/// node's marker and is stopped with the node (`stop_node`) before the
+/// node is made again.
+///
 /// # Errors
 /// When it cannot start, fails, or times out; the message ends with the
 /// last lines of the log.
@@ -155,10 +161,25 @@ pub fn run_logged(
         .try_clone()
         .map_err(|e| ProviderError::io(format!("opening {}", log.display()), e))?;
     cmd.stdout(out).stderr(err).process_group(0);
+    let parent = nix::unistd::getpid();
+    // SAFETY: prctl and getppid are async-signal-safe system calls; the
+    // closure touches no memory of the parent. std runs it after the
+    // child's uid and gid are set, which would clear the death signal.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The parent may have died before the signal was armed.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("flyplan is gone"));
+            }
+            Ok(())
+        });
+    }
     tracing::debug!(what, ?cmd, "running");
     let mut child = cmd
         .spawn()
         .map_err(|e| ProviderError::io(format!("{what}: starting {:?}", cmd.get_program()), e))?;
+    crate::fault::crash_point(&format!("running {what}"));
     let started = Instant::now();
     loop {
         match child.try_wait() {
