@@ -74,8 +74,8 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             r.address.as_str(),
             m.region,
             node_role(m),
-            m.state,
-            human_checks(&r.checks)
+            observed_state(&m.state, &r.checks),
+            human_checks(&m.state, &r.checks)
         );
     }
     if let Some(e) = live.of_kind(Kind::Endpoint).next() {
@@ -111,10 +111,25 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether a node's processes were seen running.
+fn runs(state: &str) -> bool {
+    matches!(state, "running" | "started")
+}
+
+/// The state observed (the node's processes) and, when they do not run,
+/// the monitor's last report, which may be stale: a node killed a moment
+/// ago is still `primary` there.
+fn observed_state(state: &str, c: &Checks) -> String {
+    match &c.pg_state {
+        Some(pg) if !runs(state) => format!("{state} (monitor last reported: {pg})"),
+        _ => state.to_string(),
+    }
+}
+
 /// Fly-style checks of a node: replication lag, connections, disk.
-fn human_checks(c: &Checks) -> String {
+fn human_checks(state: &str, c: &Checks) -> String {
     let mut parts = Vec::new();
-    if let Some(s) = &c.pg_state {
+    if let Some(s) = c.pg_state.as_ref().filter(|_| runs(state)) {
         parts.push(format!("pg={s}"));
     }
     if let Some(lag) = c.lag_bytes {
