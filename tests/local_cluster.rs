@@ -691,3 +691,182 @@ async fn a_rolling_update_restarts_one_node_at_a_time_and_the_leader_last() {
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     assert!(!acked.is_empty());
 }
+
+/// A writer through the endpoint on its own thread: one row at a time,
+/// reconnecting on any error; returns the acknowledged ids when stopped.
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<i32>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(endpoint: u16, table: &str) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, a, table) = (stop.clone(), acked.clone(), table.to_string());
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut client = None;
+                let mut i = 0;
+                while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                    if client.is_none() {
+                        client = connect(endpoint, "postgres", "postgres").await.ok();
+                        if client.is_none() {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    }
+                    i += 1;
+                    let sql = format!("INSERT INTO {table} VALUES ($1)");
+                    match client.as_ref().unwrap().execute(&sql, &[&i]).await {
+                        Ok(_) => a.lock().unwrap().push(i),
+                        Err(_) => client = None,
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+        });
+        Writer {
+            stop,
+            acked,
+            handle: Some(handle),
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Wait until `more` commits beyond the current count are acknowledged.
+    fn wait_for_more(&self, more: usize, within: Duration) -> bool {
+        let want = self.acked() + more;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.acked() >= want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn finish(mut self) -> Vec<i32> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// Every id in `acked` is in `table`, read through the endpoint.
+fn assert_none_lost(endpoint: u16, table: &str, acked: &[i32]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows: std::collections::BTreeSet<i32> = rt.block_on(async {
+        let db = connect(endpoint, "postgres", "postgres").await.unwrap();
+        db.query(&format!("SELECT id FROM {table}"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    });
+    let lost: Vec<_> = acked.iter().filter(|i| !rows.contains(i)).collect();
+    assert!(lost.is_empty(), "acknowledged commits lost: {lost:?}");
+}
+
+/// The app's processes whose command line mentions `path`.
+fn pids_mentioning(path: &Path) -> Vec<i32> {
+    let needle = path.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmd)
+                .contains(&needle)
+                .then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_monitor_or_endpoint_is_drift_that_apply_restores_without_losing_a_commit() {
+    let c = Cluster::new(&single_node("fp-faults", "512mb"), "faults");
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let endpoint = port_of(&c.status()["endpoint"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = connect(endpoint, "postgres", "postgres").await.unwrap();
+        db.batch_execute("CREATE TABLE f (id int primary key)")
+            .await
+            .unwrap();
+    });
+    let writer = Writer::start(endpoint, "f");
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(30)),
+        "the writer writes"
+    );
+    let app_dir = c.state.path().join("state/apps/fp-faults");
+
+    // Killed monitor: writes go on; status says failover is off; the plan
+    // shows it; apply starts it again.
+    let monitor = pids_mentioning(&app_dir.join("monitor"));
+    assert!(!monitor.is_empty(), "monitor processes");
+    procs::kill_trees(&monitor);
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(30)),
+        "writes go on without the monitor"
+    );
+    let o = c.run(&["status"]);
+    assert!(
+        text(&o).contains("Automatic failover is off"),
+        "{}",
+        text(&o)
+    );
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("app.fp-faults"), "{}", text(&o));
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.run(&["status"]);
+    assert!(
+        !text(&o).contains("Automatic failover is off"),
+        "{}",
+        text(&o)
+    );
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Killed endpoint: the plan shows it, apply starts it again, writes
+    // resume through it.
+    let haproxy = pids_mentioning(&app_dir.join("haproxy/haproxy.cfg"));
+    assert!(!haproxy.is_empty(), "haproxy processes");
+    procs::kill_trees(&haproxy);
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("endpoint.fp-faults"), "{}", text(&o));
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(30)),
+        "writes resume through the restored endpoint"
+    );
+    let acked = writer.finish();
+    assert_none_lost(endpoint, "f", &acked);
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

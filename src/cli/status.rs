@@ -49,12 +49,15 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
                 })
             })
             .collect();
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "app": config.app,
             "nodes": nodes,
             "endpoint": endpoint,
             "attachments": attachments,
         });
+        if let Some(note) = monitor_note(&live) {
+            doc["automatic_failover"] = serde_json::json!({ "on": false, "why": note });
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -63,6 +66,9 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("App {} ({} provider)\n", config.app, provider.name());
+    if let Some(note) = monitor_note(&live) {
+        println!("{note}\n");
+    }
     println!(
         "{:<16} {:<8} {:<13} {:<10} CHECKS",
         "NODE", "REGION", "ROLE", "STATE"
@@ -109,6 +115,18 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a stopped failover monitor means (the local provider reports its
+/// monitor as the app's state, with the monitor's port among the checks).
+fn monitor_note(live: &crate::live::Live) -> Option<String> {
+    let app = live.of_kind(Kind::App).next()?;
+    let stopped = app.checks.monitor_port.is_some() && app.state() == Some("stopped");
+    stopped.then(|| {
+        "Monitor: stopped. Automatic failover is off: a leader crash now is not \
+         repaired until `flyplan apply` (or `flyplan watch`) starts the monitor again."
+            .to_string()
+    })
 }
 
 /// Whether a node's processes were seen running.
