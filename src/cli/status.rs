@@ -49,12 +49,15 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
                 })
             })
             .collect();
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "app": config.app,
             "nodes": nodes,
             "endpoint": endpoint,
             "attachments": attachments,
         });
+        if let Some(note) = monitor_note(&live) {
+            doc["automatic_failover"] = serde_json::json!({ "on": false, "why": note });
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -63,6 +66,9 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("App {} ({} provider)\n", config.app, provider.name());
+    if let Some(note) = monitor_note(&live) {
+        println!("{note}\n");
+    }
     println!(
         "{:<16} {:<8} {:<13} {:<10} CHECKS",
         "NODE", "REGION", "ROLE", "STATE"
@@ -74,8 +80,8 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             r.address.as_str(),
             m.region,
             node_role(m),
-            m.state,
-            human_checks(&r.checks)
+            observed_state(&m.state, &r.checks),
+            human_checks(&m.state, &r.checks)
         );
     }
     if let Some(e) = live.of_kind(Kind::Endpoint).next() {
@@ -111,10 +117,37 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a stopped failover monitor means (the local provider reports its
+/// monitor as the app's state, with the monitor's port among the checks).
+fn monitor_note(live: &crate::live::Live) -> Option<String> {
+    let app = live.of_kind(Kind::App).next()?;
+    let stopped = app.checks.monitor_port.is_some() && app.state() == Some("stopped");
+    stopped.then(|| {
+        "Monitor: stopped. Automatic failover is off: a leader crash now is not \
+         repaired until `flyplan apply` (or `flyplan watch`) starts the monitor again."
+            .to_string()
+    })
+}
+
+/// Whether a node's processes were seen running.
+fn runs(state: &str) -> bool {
+    matches!(state, "running" | "started")
+}
+
+/// The state observed (the node's processes) and, when they do not run,
+/// the monitor's last report, which may be stale: a node killed a moment
+/// ago is still `primary` there.
+fn observed_state(state: &str, c: &Checks) -> String {
+    match &c.pg_state {
+        Some(pg) if !runs(state) => format!("{state} (monitor last reported: {pg})"),
+        _ => state.to_string(),
+    }
+}
+
 /// Fly-style checks of a node: replication lag, connections, disk.
-fn human_checks(c: &Checks) -> String {
+fn human_checks(state: &str, c: &Checks) -> String {
     let mut parts = Vec::new();
-    if let Some(s) = &c.pg_state {
+    if let Some(s) = c.pg_state.as_ref().filter(|_| runs(state)) {
         parts.push(format!("pg={s}"));
     }
     if let Some(lag) = c.lag_bytes {

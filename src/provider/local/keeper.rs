@@ -141,7 +141,7 @@ impl AppCtx<'_> {
     }
 
     /// The record a desired machine resource asks for.
-    fn record_for(&self, r: &Resource) -> Result<MachineRecord, ProviderError> {
+    pub(super) fn record_for(&self, r: &Resource) -> Result<MachineRecord, ProviderError> {
         let m = r
             .machine()
             .ok_or_else(|| node_failed(r.address.as_str(), "not a machine"))?;
@@ -234,7 +234,11 @@ impl AppCtx<'_> {
         })
     }
 
-    fn wait_settled(&self, rec: &MachineRecord, timeout: Duration) -> Result<(), ProviderError> {
+    pub(super) fn wait_settled(
+        &self,
+        rec: &MachineRecord,
+        timeout: Duration,
+    ) -> Result<(), ProviderError> {
         let name = rec.node.clone();
         // The monitor's row may still show the state from before a restart:
         // the local processes must run too.
@@ -256,7 +260,7 @@ impl AppCtx<'_> {
         self.forget_autoctl_files(&rec.pgdata)
     }
 
-    fn start_keeper(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
+    pub(super) fn start_keeper(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
         let mut cmd = self.autoctl();
         cmd.env("FLYPLAN_SERVER", &rec.node)
             .args(["run", "--pgdata"])
@@ -448,7 +452,7 @@ impl AppCtx<'_> {
     }
 
     /// Move the leader role away from `rec` to another candidate.
-    fn switchover_from(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
+    pub(super) fn switchover_from(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
         let nodes = self.monitor_nodes()?;
         let me = nodes.iter().find(|n| n.name == rec.node);
         if !me.is_some_and(|n| n.is_leader()) {
@@ -543,7 +547,11 @@ impl AppCtx<'_> {
     }
 
     /// Create or update a machine so it runs as `desired` says.
-    pub fn ensure_machine(&self, desired: &Resource) -> Result<bool, ProviderError> {
+    pub fn ensure_machine(
+        &self,
+        desired: &Resource,
+        steps: &[crate::plan::Step],
+    ) -> Result<bool, ProviderError> {
         let want = self.record_for(desired)?;
         let have = self.read_machine(&want.node)?;
         let mut changed = false;
@@ -579,14 +587,10 @@ impl AppCtx<'_> {
             self.restart_or_rebuild(&want)?;
             changed = true;
         } else if restart {
-            // A changed image or VM size means a restart; the leader hands
-            // over first and comes back as a standby.
-            crate::fault::crash_point("before-restart");
-            self.switchover_from(&want)?;
-            self.stop_node(&want);
-            self.start_keeper(&want)?;
-            self.wait_settled(&want, Duration::from_secs(180))?;
-            state::write_json(&self.paths.machine_json(&want.node), &want, 0o644)?;
+            // A changed image or VM size means a restart, with the plan's
+            // other ones: one node at a time, the leader last after a
+            // switchover.
+            self.restart_with_plan(desired, steps)?;
             changed = true;
         }
         if self.set_node_role(&want)? {

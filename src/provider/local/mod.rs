@@ -30,6 +30,7 @@ mod observe;
 mod perform;
 mod process;
 mod restore;
+mod rolling;
 mod secrets;
 mod snapshot;
 mod state;

@@ -44,8 +44,43 @@ pgautofailover.health_check_timeout = 1000
 pgautofailover.health_check_max_retries = 1
 pgautofailover.health_check_retry_delay = 500
 pgautofailover.node_considered_unhealthy_timeout = 3000
-pgautofailover.primary_demote_timeout = 3000
 ";
+
+/// `pgautofailover.primary_demote_timeout`, in ms; see [`MONITOR_CONF`].
+pub const PRIMARY_DEMOTE_TIMEOUT_MS: u32 = 3000;
+
+/// The monitor's settings: [`MONITOR_CONF`] and a demote timeout that
+/// keeps the rule below.
+///
+/// # Errors
+/// When the keepers' `network_partition_timeout` is not shorter than the
+/// monitor's `primary_demote_timeout`.
+pub fn monitor_conf() -> Result<String, ProviderError> {
+    check_failover_timeouts(
+        super::keeper::NETWORK_PARTITION_TIMEOUT,
+        PRIMARY_DEMOTE_TIMEOUT_MS,
+    )?;
+    Ok(format!(
+        "{MONITOR_CONF}pgautofailover.primary_demote_timeout = {PRIMARY_DEMOTE_TIMEOUT_MS}\n"
+    ))
+}
+
+/// An isolated old primary must stop accepting writes before a standby is
+/// promoted: its keeper's `network_partition_timeout` (s) must end before
+/// the monitor's `primary_demote_timeout` (ms).
+fn check_failover_timeouts(partition_s: u32, demote_ms: u32) -> Result<(), ProviderError> {
+    if u64::from(partition_s) * 1000 < u64::from(demote_ms) {
+        return Ok(());
+    }
+    Err(ProviderError::failed(
+        "failover settings",
+        format!(
+            "the keepers' network_partition_timeout ({partition_s} s) must be shorter than \
+             the monitor's primary_demote_timeout ({demote_ms} ms), or an isolated old \
+             primary could accept writes after a standby is promoted"
+        ),
+    ))
+}
 
 /// Client authentication of the monitor: the keepers (loopback, user
 /// autoctl_node, database pg_auto_failover) are trusted; anything else over
@@ -225,7 +260,7 @@ impl AppCtx<'_> {
                 &self.paths.logs().join("monitor.log"),
                 Duration::from_secs(180),
             )?;
-            write_server_files(self, &pgdata, MONITOR_CONF, MONITOR_HBA)?;
+            write_server_files(self, &pgdata, &monitor_conf()?, MONITOR_HBA)?;
             changed = true;
         }
         if !self.monitor_running() {
@@ -363,5 +398,25 @@ impl AppCtx<'_> {
             changed = true;
         }
         Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_isolated_primary_demotes_itself_before_the_monitor_promotes_another() {
+        assert!(check_failover_timeouts(2, 3000).is_ok());
+        for (partition_s, demote_ms) in [(3, 3000), (4, 3000), (20, 5000)] {
+            let e = check_failover_timeouts(partition_s, demote_ms).unwrap_err();
+            assert!(
+                e.to_string().contains("must be shorter than"),
+                "{partition_s} s / {demote_ms} ms: {e}"
+            );
+        }
+        let conf = monitor_conf().expect("the shipped settings keep the rule");
+        assert!(conf.contains("pgautofailover.primary_demote_timeout = 3000\n"));
+        assert_eq!(conf.matches("primary_demote_timeout").count(), 1);
     }
 }

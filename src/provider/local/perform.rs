@@ -202,7 +202,7 @@ impl LocalProvider {
                 }
                 _ => {
                     require_app(&ctx)?;
-                    let changed = ctx.ensure_machine(desired(step)?)?;
+                    let changed = ctx.ensure_machine(desired(step)?, sctx.steps)?;
                     Ok(not_needed_or(changed, created_or_updated(action)))
                 }
             },

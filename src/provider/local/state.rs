@@ -151,6 +151,10 @@ impl AppPaths {
     pub fn state_lock(&self) -> PathBuf {
         self.root.join("state.lock")
     }
+    /// Held while a node restarts, so one apply restarts one at a time.
+    pub fn restart_lock(&self) -> PathBuf {
+        self.root.join("restart.lock")
+    }
     pub fn bootstrap_lock(&self) -> PathBuf {
         self.root.join("bootstrap.lock")
     }
