@@ -624,3 +624,78 @@ fn two_attachments_cannot_share_a_user() {
     );
     assert!(err(&src).starts_with("fly.toml:9:10: user `shared` of the attachment of app `worker` is already the user of the attachment of app `web`"), "{}", err(&src));
 }
+
+#[test]
+fn misspelled_postgresql_setting_suggests_the_setting() {
+    let src = with_head("[postgres.parameters]\nwork_mme = \"8MB\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:1: unknown PostgreSQL setting `work_mme`"
+    );
+    assert_eq!(caret(&src), "work_mme");
+    assert_eq!(help(&src), "did you mean `work_mem`?");
+}
+
+#[test]
+fn postgresql_setting_values_are_checked_against_type_unit_and_range() {
+    let src = with_head("[postgres.parameters]\nwork_mem = \"8 parsecs\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:12: invalid value: unknown unit \"parsecs\" for `work_mem`: use one of B, kB, MB, GB, TB"
+    );
+    assert_eq!(caret(&src), "\"8 parsecs\"");
+    let src = with_head("[postgres.parameters]\nmax_connections = 0\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:19: invalid value: `max_connections` must be between 1 and 262143"
+    );
+    let src = with_head("[postgres.parameters]\nlog_statement = \"most\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:17: invalid value: `log_statement` must be one of \"none\", \"ddl\", \"mod\", \"all\""
+    );
+    let src = with_head("[postgres.parameters]\njit = \"maybe\"\n");
+    assert!(err(&src).starts_with("fly.toml:4:7: invalid value: `jit` is a boolean"));
+    let src = with_head("[postgres.parameters]\nstatement_timeout = [1]\n");
+    assert!(err(&src).contains("must be a string, number or boolean, found an array"));
+}
+
+#[test]
+fn settings_flyplan_owns_are_refused_with_the_reason() {
+    let src = with_head("[postgres.parameters]\nwork_mem = \"8MB\"\nlisten_addresses = \"*\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:5:1: `listen_addresses` cannot be set in fly.toml"
+    );
+    assert!(help(&src).contains("flyplan chooses the address and port"));
+    let src = with_head("[postgres.parameters]\nwal_level = \"logical\"\n");
+    assert!(help(&src).contains("pg_auto_failover"), "{}", help(&src));
+    let src = with_head("[postgres.parameters]\nsynchronous_commit = \"off\"\n");
+    assert!(help(&src).contains("sync_standbys"), "{}", help(&src));
+    let src = with_head("[postgres.parameters]\narchive_mode = \"on\"\n");
+    assert!(help(&src).contains("[postgres.backup]"), "{}", help(&src));
+}
+
+#[test]
+fn postgresql_settings_read_in_canonical_form() {
+    let src = with_head(
+        "[postgres.parameters]\nwork_mem = 8192\nshared_buffers = \"0.25GB\"\nstatement_timeout = \"120s\"\njit = false\nTimeZone = \"UTC\"\n",
+    );
+    let c = config::parse(Path::new("fly.toml"), &src).expect("valid");
+    let p: Vec<(&str, &str)> = c
+        .postgres
+        .parameters
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        p,
+        [
+            ("TimeZone", "UTC"),
+            ("jit", "off"),
+            ("shared_buffers", "256MB"),
+            ("statement_timeout", "2min"),
+            ("work_mem", "8MB"),
+        ]
+    );
+}
