@@ -447,6 +447,15 @@ impl AppCtx<'_> {
         self.create_node(rec)
     }
 
+    /// Restart a running node and wait until it is healthy again; a leader
+    /// hands over to a standby first and comes back as a standby.
+    pub(super) fn restart_node(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
+        self.switchover_from(rec)?;
+        self.stop_node(rec);
+        self.start_keeper(rec)?;
+        self.wait_settled(rec, Duration::from_secs(180))
+    }
+
     /// Move the leader role away from `rec` to another candidate.
     fn switchover_from(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
         let nodes = self.monitor_nodes()?;
@@ -568,10 +577,7 @@ impl AppCtx<'_> {
         {
             // A changed image or VM size means a restart; the leader hands
             // over first and comes back as a standby.
-            self.switchover_from(&want)?;
-            self.stop_node(&want);
-            self.start_keeper(&want)?;
-            self.wait_settled(&want, Duration::from_secs(180))?;
+            self.restart_node(&want)?;
             changed = true;
         }
         if self.set_node_role(&want)? {

@@ -27,6 +27,7 @@ mod haproxy;
 mod keeper;
 mod monitor;
 mod observe;
+mod parameters;
 mod perform;
 mod process;
 mod restore;
