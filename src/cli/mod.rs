@@ -86,7 +86,15 @@ pub fn open_provider(cli: &Cli) -> Result<Box<dyn Provider>> {
 /// against what one machine holds.
 fn check_for_provider(cli: &Cli, config: &Config) -> Result<()> {
     if cli.live.is_none() && matches!(cli.provider, ProviderName::Local) {
-        config::check_local(config)?;
+        for n in config::check_local(config)? {
+            eprintln!(
+                "note: {}:{}:{}: {}",
+                n.path.display(),
+                n.line,
+                n.column,
+                n.message
+            );
+        }
     }
     Ok(())
 }

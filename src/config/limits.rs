@@ -10,22 +10,36 @@ use crate::pgsettings;
 /// server with its keeper (about 200 MB of memory with flyplan's settings).
 pub const LOCAL_MAX_NODES: u32 = 6;
 
-/// Problems that make `config` impossible for the local provider.
+/// Problems that make `config` impossible for the local provider; notes
+/// for what it runs differently (an older major version runs on the
+/// installed PostgreSQL 15, as the seed documents' `flyio/postgres:14` does).
 ///
 /// # Errors
-/// [`ConfigError::Invalid`] with a located diagnostic for each.
-pub fn check_local(config: &Config) -> Result<(), ConfigError> {
+/// [`ConfigError::Invalid`] with a located diagnostic for each problem.
+pub fn check_local(config: &Config) -> Result<Vec<Diagnostic>, ConfigError> {
+    let mut notes = Vec::new();
     let mut out = Vec::new();
     let at = |path: &str, message: String| {
         let span = config.spans.get(path).unwrap_or(0..0);
         Diagnostic::at(&config.path, &config.source, span, message)
     };
-    if config.pg_major != pgsettings::MAJOR {
+    if config.pg_major < pgsettings::MAJOR {
+        notes.push(at(
+            "build.image",
+            format!(
+                "the local provider runs PostgreSQL {} for the image {:?} (PostgreSQL {})",
+                pgsettings::MAJOR,
+                config.image,
+                config.pg_major
+            ),
+        ));
+    }
+    if config.pg_major > pgsettings::MAJOR {
         out.push(
             at(
                 "build.image",
                 format!(
-                    "the local provider runs PostgreSQL {} only; the image {:?} is PostgreSQL {}",
+                    "the local provider runs PostgreSQL {} and older images only; the image {:?} is PostgreSQL {}",
                     pgsettings::MAJOR,
                     config.image,
                     config.pg_major
@@ -52,7 +66,7 @@ pub fn check_local(config: &Config) -> Result<(), ConfigError> {
         );
     }
     if out.is_empty() {
-        Ok(())
+        Ok(notes)
     } else {
         out.sort_by_key(|d| (d.line, d.column));
         Err(ConfigError::Invalid { diagnostics: out })
@@ -65,21 +79,22 @@ mod tests {
 
     use super::*;
 
-    fn check(src: &str) -> Result<(), String> {
+    fn check(src: &str) -> Result<usize, String> {
         let c = crate::config::parse(Path::new("fly.toml"), src).expect("valid");
-        check_local(&c).map_err(|e| e.to_string())
+        check_local(&c).map(|n| n.len()).map_err(|e| e.to_string())
     }
 
     #[test]
     fn the_local_provider_runs_postgresql_15_on_at_most_six_nodes() {
         let head = "app = \"pg\"\nprimary_region = \"iad\"\n";
-        assert!(check(&format!(
-            "{head}[build]\nimage = \"flyio/postgres-flex:15.3\"\n"
-        ))
-        .is_ok());
+        let image = |i: &str| check(&format!("{head}[build]\nimage = \"{i}\"\n"));
+        assert_eq!(image("flyio/postgres-flex:15.3"), Ok(0));
+        assert_eq!(image("flyio/postgres:14"), Ok(1));
         let e = check(&format!("{head}[build]\nimage = \"postgres:16-alpine\"\n")).unwrap_err();
         assert!(
-            e.starts_with("fly.toml:4:9: the local provider runs PostgreSQL 15 only"),
+            e.starts_with(
+                "fly.toml:4:9: the local provider runs PostgreSQL 15 and older images only"
+            ),
             "{e}"
         );
         let e = check(&format!("{head}[postgres]\ninstances = 7\n")).unwrap_err();
