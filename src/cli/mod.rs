@@ -3,6 +3,7 @@
 
 pub mod args;
 mod env;
+mod health;
 mod import;
 mod progress;
 mod snapshots;

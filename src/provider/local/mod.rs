@@ -24,6 +24,7 @@ mod catalog;
 mod consumers;
 mod db;
 mod haproxy;
+mod health;
 mod keeper;
 mod monitor;
 mod observe;
@@ -230,6 +231,7 @@ impl Provider for LocalProvider {
             checks.max_connections = n.max_connections.or(checks.max_connections);
             checks.disk_used_bytes = Some(n.disk_used_bytes);
         }
+        self.app(app).health_facts(&mut live);
         Ok(live)
     }
 
