@@ -15,7 +15,7 @@ ENV = {"PG_PASSWORD": "fixture-secret-value-1", "APP_USER_PASSWORD": "fixture-se
 
 def toml(instances=3, sync=1, replicas="{ ams = 1 }", image="flyio/postgres-flex:15",
          size="10gb", retention=7, scheduled="true", vm_size="shared-cpu-1x", memory="512mb",
-         attachments=("myapp",), extra_attach="", users="", restore="", counts=True):
+         attachments=("myapp",), extra_attach="", users="", restore="", counts=True, params=""):
     # Without a size, [[mounts]] leaves initial_size out.
     size_line = f'\n  initial_size = "{size}"' if size else ""
     att = "".join(f'\n[[attachments]]\n  app = "{a}"\n' for a in attachments)
@@ -33,7 +33,7 @@ primary_region = "iad"
 
 [postgres]{topology}
   operator_password = "PG_PASSWORD"{restore}
-{users}
+{params}{users}
 [secrets]
   PG_PASSWORD = {{ from_env = "PG_PASSWORD" }}
   APP_USER_PASSWORD = {{ from_env = "APP_USER_PASSWORD" }}
@@ -77,6 +77,15 @@ USERS = '''
 [[postgres.databases]]
   name = "analytics"
   owner = "app_user"
+'''
+
+PARAMS_RELOAD = '''
+[postgres.parameters]
+  work_mem = "8MB"
+  statement_timeout = "30s"
+'''
+PARAMS_RESTART = '''  max_connections = 300
+  shared_buffers = "256MB"
 '''
 
 BASE = toml()
@@ -129,6 +138,12 @@ def foreign_secret(data):
         "attrs": {"digest": "sha256:changed-outside-flyplan", "managed_by": "outside-flyplan"},
         "sensitive": ["digest"]})
 
+def parameter(name, value):
+    def f(data):
+        data["resources"].append({"address": f"parameter.{name}", "kind": "parameter",
+            "attrs": {"value": value}})
+    return f
+
 def both(*fs):
     def f(data):
         for g in fs:
@@ -177,6 +192,8 @@ CASES = {
     "37-counts-not-declared-keep-live": (toml(counts=False), BASE),
     "38-counts-not-declared-new-app": (toml(counts=False), EMPTY),
     "39-volume-size-not-declared-keep-live": (toml(size=None), BASE),
+    "41-parameters-reload-only": (toml(params=PARAMS_RELOAD), (toml(params=PARAMS_RELOAD.replace('"8MB"', '"4MB"')), parameter("log_min_duration_statement", "1s"))),
+    "40-parameters-restart": (toml(params=PARAMS_RELOAD + PARAMS_RESTART), (BASE, both(parameter("work_mem", "8MB"), parameter("statement_timeout", "30s"), parameter("max_connections", "100")))),
     "33-restore-from-snapshot": (toml(restore='\n  restore_from = "snap-pg-fixture-pg_data-20261120T000000Z"'), EMPTY),
 }
 

@@ -9,7 +9,8 @@ use crate::config::{Config, Diagnostic, Ensure, SecretSource};
 use crate::live::Live;
 use crate::model::{
     Address, Agreed, AppSpec, AttachmentSpec, DatabaseSpec, Digest, EndpointSpec, FormationSpec,
-    Kind, MachineSpec, Resource, Role, SecretSpec, SnapshotPolicySpec, Spec, UserSpec, VolumeSpec,
+    Kind, MachineSpec, ParameterSpec, Resource, Role, SecretSpec, SnapshotPolicySpec, Spec,
+    UserSpec, VolumeSpec,
 };
 use crate::secrets::SecretValues;
 use crate::secrets::{self, Environment};
@@ -221,6 +222,17 @@ impl Desired {
                 sync_standbys: Some(Agreed::One(u64::from(config.postgres.sync_standbys))),
             }),
         );
+        // `[postgres.parameters]`: one resource per setting, so the plan
+        // says of each whether it needs a reload or a restart.
+        for (name, value) in &config.postgres.parameters {
+            d.add(
+                Address::parameter(name),
+                Spec::Parameter(ParameterSpec {
+                    pending_restart: None,
+                    value: Agreed::One(value.clone()),
+                }),
+            );
+        }
         // The endpoint's port is the provider's: 5432 on Fly's proxy, an
         // allocated port on the local machine.
         d.add(

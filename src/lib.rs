@@ -12,6 +12,7 @@ pub mod import;
 pub mod live;
 pub mod logging;
 pub mod model;
+pub mod pgsettings;
 pub mod pipeline;
 pub mod plan;
 pub mod planfile;

@@ -154,7 +154,9 @@ fn negative_sync_standbys_is_rejected() {
 
 #[test]
 fn snapshot_retention_of_zero_is_located() {
-    let src = with_head("[[mounts]]\n  source = \"pg_data\"\n  snapshot_retention = 0\n");
+    let src = with_head(
+        "[[mounts]]\n  source = \"pg_data\"\n  snapshot_retention = 0\n  destination = \"/data\"\n",
+    );
     assert_eq!(
         err(&src),
         "fly.toml:5:24: snapshot_retention must be between 1 and 60 days, found 0"
@@ -164,7 +166,9 @@ fn snapshot_retention_of_zero_is_located() {
 
 #[test]
 fn snapshot_retention_above_60_is_located() {
-    let src = with_head("[[mounts]]\n  snapshot_retention = 61 # two months\n");
+    let src = with_head(
+        "[[mounts]]\n  snapshot_retention = 61 # two months\n  destination = \"/data\"\n",
+    );
     assert_eq!(
         err(&src),
         "fly.toml:4:24: snapshot_retention must be between 1 and 60 days, found 61"
@@ -174,7 +178,7 @@ fn snapshot_retention_above_60_is_located() {
 
 #[test]
 fn scheduled_snapshots_as_yes_wants_a_boolean() {
-    let src = with_head("[[mounts]]\n  scheduled_snapshots = \"yes\"\n");
+    let src = with_head("[[mounts]]\n  scheduled_snapshots = \"yes\"\n  destination = \"/data\"\n");
     assert_eq!(
         err(&src),
         "fly.toml:4:25: `mounts[0].scheduled_snapshots` must be a boolean, found a string"
@@ -328,7 +332,7 @@ fn user_password_secret_must_be_declared() {
 
 #[test]
 fn initial_size_in_words_is_rejected() {
-    let src = with_head("[[mounts]]\n  initial_size = \"ten gb\"\n");
+    let src = with_head("[[mounts]]\n  initial_size = \"ten gb\"\n  destination = \"/data\"\n");
     assert_eq!(
         err(&src),
         "fly.toml:4:18: `mounts[0].initial_size` must be a size such as \"10gb\" or \"500mb\""
@@ -347,7 +351,7 @@ fn memory_in_words_is_rejected() {
 
 #[test]
 fn snapshot_time_must_be_hh_mm() {
-    let src = with_head("[mounts]\n  snapshot_time = \"25:00\"\n");
+    let src = with_head("[mounts]\n  snapshot_time = \"25:00\"\n  destination = \"/data\"\n");
     assert_eq!(
         err(&src),
         "fly.toml:4:19: `mounts[0].snapshot_time` must be a UTC time of day \"HH:MM\", found \"25:00\""
@@ -404,7 +408,7 @@ fn an_ordinary_app_is_not_taken_for_a_cluster() {
 
 #[test]
 fn every_problem_is_reported_in_file_order() {
-    let src = "app = \"Bad_Name\"\nprimary_region = \"xyz\"\n[postgres]\ninstances = 0\n[[mounts]]\nsnapshot_retention = 99\n";
+    let src = "app = \"Bad_Name\"\nprimary_region = \"xyz\"\n[postgres]\ninstances = 0\n[[mounts]]\nsnapshot_retention = 99\ndestination = \"/data\"\n";
     let lines: Vec<usize> = diagnostics(src).iter().map(|d| d.line).collect();
     assert_eq!(lines, vec![1, 2, 4, 6]);
     let text = ConfigError::Invalid {
@@ -623,4 +627,115 @@ fn two_attachments_cannot_share_a_user() {
         "[[attachments]]\n  app = \"web\"\n  user = \"shared\"\n\n[[attachments]]\n  app = \"worker\"\n  user = \"shared\"\n",
     );
     assert!(err(&src).starts_with("fly.toml:9:10: user `shared` of the attachment of app `worker` is already the user of the attachment of app `web`"), "{}", err(&src));
+}
+
+#[test]
+fn misspelled_postgresql_setting_suggests_the_setting() {
+    let src = with_head("[postgres.parameters]\nwork_mme = \"8MB\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:1: unknown PostgreSQL setting `work_mme`"
+    );
+    assert_eq!(caret(&src), "work_mme");
+    assert_eq!(help(&src), "did you mean `work_mem`?");
+}
+
+#[test]
+fn postgresql_setting_values_are_checked_against_type_unit_and_range() {
+    let src = with_head("[postgres.parameters]\nwork_mem = \"8 parsecs\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:12: invalid value: unknown unit \"parsecs\" for `work_mem`: use one of B, kB, MB, GB, TB"
+    );
+    assert_eq!(caret(&src), "\"8 parsecs\"");
+    let src = with_head("[postgres.parameters]\nmax_connections = 0\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:19: invalid value: `max_connections` must be between 1 and 262143"
+    );
+    let src = with_head("[postgres.parameters]\nlog_statement = \"most\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:17: invalid value: `log_statement` must be one of \"none\", \"ddl\", \"mod\", \"all\""
+    );
+    let src = with_head("[postgres.parameters]\njit = \"maybe\"\n");
+    assert!(err(&src).starts_with("fly.toml:4:7: invalid value: `jit` is a boolean"));
+    let src = with_head("[postgres.parameters]\nstatement_timeout = [1]\n");
+    assert!(err(&src).contains("must be a string, number or boolean, found an array"));
+}
+
+#[test]
+fn settings_flyplan_owns_are_refused_with_the_reason() {
+    let src = with_head("[postgres.parameters]\nwork_mem = \"8MB\"\nlisten_addresses = \"*\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:5:1: `listen_addresses` cannot be set in fly.toml"
+    );
+    assert!(help(&src).contains("flyplan chooses the address and port"));
+    let src = with_head("[postgres.parameters]\nwal_level = \"logical\"\n");
+    assert!(help(&src).contains("pg_auto_failover"), "{}", help(&src));
+    let src = with_head("[postgres.parameters]\nsynchronous_commit = \"off\"\n");
+    assert!(help(&src).contains("sync_standbys"), "{}", help(&src));
+    let src = with_head("[postgres.parameters]\narchive_mode = \"on\"\n");
+    assert!(help(&src).contains("[postgres.backup]"), "{}", help(&src));
+}
+
+#[test]
+fn postgresql_settings_read_in_canonical_form() {
+    let src = with_head(
+        "[postgres.parameters]\nwork_mem = 8192\nshared_buffers = \"0.25GB\"\nstatement_timeout = \"120s\"\njit = false\nTimeZone = \"UTC\"\n",
+    );
+    let c = config::parse(Path::new("fly.toml"), &src).expect("valid");
+    let p: Vec<(&str, &str)> = c
+        .postgres
+        .parameters
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        p,
+        [
+            ("TimeZone", "UTC"),
+            ("jit", "off"),
+            ("shared_buffers", "256MB"),
+            ("statement_timeout", "2min"),
+            ("work_mem", "8MB"),
+        ]
+    );
+}
+
+#[test]
+fn node_counts_beyond_one_cluster_are_refused() {
+    let src = with_head("[postgres]\ninstances = 11\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:13: a cluster holds at most 10 nodes (instances plus read replicas), found 11"
+    );
+    let src = with_head("[postgres]\ninstances = 3\nread_replicas = { ams = 4, syd = 4 }\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:5:17: a cluster holds at most 10 nodes (instances plus read replicas), found 11"
+    );
+    assert!(help(&src).contains("WAL sender"), "{}", help(&src));
+}
+
+#[test]
+fn image_tag_without_a_readable_major_version_is_refused() {
+    let src = with_head("[build]\nimage = \"flyio/postgres-flex:latest\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:4:9: cannot read a PostgreSQL major version from the image tag \"latest\""
+    );
+    assert_eq!(caret(&src), "\"flyio/postgres-flex:latest\"");
+    assert!(help(&src).contains("flyio/postgres-flex:15"));
+}
+
+#[test]
+fn mount_without_destination_is_refused_as_flyctl_does() {
+    let src = with_head("[postgres]\ninstances = 1\n\n[[mounts]]\nsource = \"pg_data\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:6:1: missing key `destination` in `[[mounts]]`"
+    );
+    assert!(help(&src).contains("destination = \"/data\""));
 }

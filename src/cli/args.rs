@@ -156,6 +156,9 @@ pub struct StatusArgs {
     pub config: ConfigArg,
     #[arg(long)]
     pub json: bool,
+    /// Exit with 2 when a check of any node is critical (for scripts).
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 #[derive(Debug, Args)]

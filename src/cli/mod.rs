@@ -3,6 +3,7 @@
 
 pub mod args;
 mod env;
+mod health;
 mod import;
 mod progress;
 mod snapshots;
@@ -82,6 +83,23 @@ pub fn open_provider(cli: &Cli) -> Result<Box<dyn Provider>> {
     }
 }
 
+/// A config the chosen provider can run: the local provider checks it
+/// against what one machine holds.
+fn check_for_provider(cli: &Cli, config: &Config) -> Result<()> {
+    if cli.live.is_none() && matches!(cli.provider, ProviderName::Local) {
+        for n in config::check_local(config)? {
+            eprintln!(
+                "note: {}:{}:{}: {}",
+                n.path.display(),
+                n.line,
+                n.column,
+                n.message
+            );
+        }
+    }
+    Ok(())
+}
+
 fn load_config(arg: &ConfigArg) -> Result<Config> {
     let config = config::load(&arg.config)?;
     for note in &config.notes {
@@ -140,6 +158,7 @@ fn color_stdout() -> bool {
 
 fn plan_cmd(cli: &Cli, a: &PlanArgs) -> Result<ExitCode> {
     let config = load_config(&a.config)?;
+    check_for_provider(cli, &config)?;
     let desired = if a.destroy {
         Desired::nothing(&config.app)
     } else {
@@ -268,6 +287,7 @@ fn apply_cmd(cli: &Cli, a: &ApplyArgs) -> Result<ExitCode> {
             );
         }
         let config = load_config(&a.config)?;
+        check_for_provider(cli, &config)?;
         Mode::Apply {
             desired: desired_of(&config)?,
             restore_from: a.snapshot_id.clone(),

@@ -6,24 +6,43 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::args::{Cli, StatusArgs};
+use super::health::{node_health, node_role, NodeHealth, Status};
 use super::{load_config, open_provider};
-use crate::model::{Checks, Kind, MachineSpec, Role};
+use crate::model::{Address, Checks, Kind};
 
 pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
     let config = load_config(&a.config)?;
     let provider = open_provider(cli)?;
     let live = provider.status(&config.app)?;
+    let monitor_reachable = live
+        .get(&Address::app(&config.app))
+        .and_then(|r| r.checks.monitor_reachable);
+    let health: Vec<Option<NodeHealth>> = live
+        .of_kind(Kind::Machine)
+        .map(|r| node_health(r, monitor_reachable))
+        .collect();
+    let critical = health
+        .iter()
+        .flatten()
+        .any(|h| h.worst() == Status::Critical);
+    let done = if a.exit_code && critical {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    };
     if a.json {
         let nodes: Vec<_> = live
             .of_kind(Kind::Machine)
-            .filter_map(|m| Some((m, m.machine()?)))
-            .map(|(r, m)| {
+            .zip(&health)
+            .filter_map(|(r, h)| Some((r, r.machine()?, h)))
+            .map(|(r, m, h)| {
                 serde_json::json!({
                     "address": r.address,
                     "region": m.region,
                     "role": node_role(m),
                     "state": m.state,
                     "checks": r.checks,
+                    "health": h,
                 })
             })
             .collect();
@@ -51,6 +70,7 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             .collect();
         let mut doc = serde_json::json!({
             "app": config.app,
+            "monitor_reachable": monitor_reachable,
             "nodes": nodes,
             "endpoint": endpoint,
             "attachments": attachments,
@@ -59,7 +79,7 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             doc["automatic_failover"] = serde_json::json!({ "on": false, "why": note });
         }
         println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(done);
     }
     if live.resources.is_empty() {
         println!("App {} does not exist (nothing applied yet).", config.app);
@@ -83,6 +103,22 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             observed_state(&m.state, &r.checks),
             human_checks(&m.state, &r.checks)
         );
+    }
+    if monitor_reachable == Some(false) {
+        println!("\nThe monitor does not answer: automatic failover is off until it is back.");
+    }
+    println!("\n{:<16} {:<6} {:<9} OUTPUT", "NODE", "CHECK", "STATUS");
+    for (r, h) in live.of_kind(Kind::Machine).zip(&health) {
+        let Some(h) = h else { continue };
+        for (name, c) in [("vm", &h.vm), ("pg", &h.pg), ("role", &h.role)] {
+            println!(
+                "{:<16} {:<6} {:<9} {}",
+                r.address.as_str(),
+                name,
+                c.status.as_str(),
+                c.output
+            );
+        }
     }
     if let Some(e) = live.of_kind(Kind::Endpoint).next() {
         if let Some(port) = e.checks.port {
@@ -114,7 +150,7 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(done)
 }
 
 /// What a stopped failover monitor means (the local provider reports its
@@ -163,14 +199,4 @@ fn human_checks(state: &str, c: &Checks) -> String {
         parts.push(format!("port={p}"));
     }
     parts.join(" ")
-}
-
-fn node_role(m: &MachineSpec) -> &'static str {
-    if m.leader == Some(true) {
-        "leader"
-    } else if m.role == Role::Replica {
-        "read-replica"
-    } else {
-        "replica"
-    }
 }

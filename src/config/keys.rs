@@ -107,6 +107,7 @@ pub const POSTGRES: KeyTable = KeyTable {
         ("restore_from", Read),
         ("users", Read),
         ("databases", Read),
+        ("parameters", Read),
     ],
 };
 

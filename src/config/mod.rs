@@ -4,6 +4,7 @@
 mod detect;
 pub mod diag;
 mod keys;
+mod limits;
 pub mod model;
 mod names;
 mod parse;
@@ -15,6 +16,7 @@ use std::path::Path;
 
 pub use diag::{ConfigError, Diagnostic};
 pub use keys::known_keys;
+pub use limits::{check_local, LOCAL_MAX_NODES};
 pub use model::*;
 pub use names::{check_fly_app_name, identifier_for_app};
 pub use regions::REGIONS;

@@ -101,6 +101,9 @@ pub struct PostgresConfig {
     pub restore_from: Option<String>,
     pub users: Vec<UserConfig>,
     pub databases: Vec<DatabaseConfig>,
+    /// `[postgres.parameters]`: PostgreSQL settings by their canonical name,
+    /// each with its value as `SHOW` prints it (`8MB`, `30s`, `on`).
+    pub parameters: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

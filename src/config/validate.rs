@@ -7,6 +7,11 @@ use std::collections::BTreeSet;
 use super::diag::Diagnostic;
 use super::model::Config;
 
+/// Nodes one cluster may have, instances and read replicas together: the
+/// leader's 12 WAL senders (pg_auto_failover's `max_wal_senders`), less two
+/// kept for a standby's base backup while it clones.
+pub const MAX_NODES: u32 = 10;
+
 /// Problems between tables. Paths in `poisoned` held invalid values already
 /// reported; checks that read them are skipped.
 pub(crate) fn validate(
@@ -38,6 +43,30 @@ pub(crate) fn validate(
                 "raise `instances` to {} or lower `sync_standbys`",
                 pg.sync_standbys.saturating_add(1)
             )),
+        );
+    }
+
+    // The leader streams WAL to every other node: pg_auto_failover gives
+    // each node 12 WAL senders and replication slots, two of which a new
+    // standby's base backup takes while it clones.
+    let replicas: u32 = pg.read_replicas.values().sum();
+    let nodes = pg.instances.saturating_add(replicas);
+    if !poisoned.contains("postgres.instances") && nodes > MAX_NODES {
+        let path = if pg.read_replicas_declared && replicas > 0 && pg.instances <= MAX_NODES {
+            "postgres.read_replicas"
+        } else {
+            "postgres.instances"
+        };
+        out.push(
+            at(
+                path,
+                format!(
+                    "a cluster holds at most {MAX_NODES} nodes (instances plus read replicas), found {nodes}"
+                ),
+            )
+            .with_help(
+                "the leader streams to every other node with one WAL sender each; split the load across clusters or attach read-only apps to fewer replicas",
+            ),
         );
     }
 

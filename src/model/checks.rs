@@ -23,6 +23,12 @@ pub struct Checks {
     /// Client connections of a node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<i64>,
+    /// Bytes free on the filesystem of a node's volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
+    /// Size of the filesystem of a node's volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size_bytes: Option<u64>,
     /// Bytes used by a node's data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_used_bytes: Option<u64>,
@@ -38,15 +44,30 @@ pub struct Checks {
     /// Bytes of WAL a node has yet to replay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_bytes: Option<i64>,
+    /// One-minute load average of the machine a node runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_average: Option<f64>,
     /// A node's `max_connections`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<i64>,
+    /// Memory available on the machine a node runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_available_bytes: Option<u64>,
+    /// Memory of the machine a node runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_total_bytes: Option<u64>,
+    /// Port of a node's Prometheus exporter, or of the endpoint's stats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u64>,
     /// Synchronous standbys as the monitor counts them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_number_sync_standbys: Option<i64>,
     /// Port of the monitor of a local cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_port: Option<u64>,
+    /// Whether pg_auto_failover's monitor answered (on the app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_reachable: Option<bool>,
     /// The state a node reported to the monitor (`primary`, `secondary`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pg_state: Option<String>,
@@ -59,12 +80,18 @@ pub struct Checks {
     /// Pid of a node's postmaster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres_pid: Option<i64>,
+    /// A node's `superuser_reserved_connections`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_connections: Option<i64>,
     /// The snapshot a local cluster was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<String>,
     /// Snapshots the platform took of a volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<Vec<TakenSnapshot>>,
+    /// Seconds a node has been in a state other than the one the monitor wants it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck_seconds: Option<i64>,
     /// Standbys the leader's `synchronous_standby_names` waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_effective: Option<u64>,

@@ -15,8 +15,8 @@ pub use address::{Address, AddressError, Target};
 pub use checks::{Checks, TakenSnapshot};
 pub use spec::{
     Agreed, AppSpec, AttachmentSpec, DatabaseSpec, Digest, EndpointSpec, Field, Fields,
-    FormationSpec, MachineSpec, Role, SecretSpec, SnapshotPolicySpec, Spec, SpecError, UserSpec,
-    VolumeSpec, OUTSIDE_FLYPLAN,
+    FormationSpec, MachineSpec, ParameterSpec, Role, SecretSpec, SnapshotPolicySpec, Spec,
+    SpecError, UserSpec, VolumeSpec, OUTSIDE_FLYPLAN,
 };
 
 /// What a resource is. The order of the variants is the order in which
@@ -44,6 +44,8 @@ pub enum Kind {
     Attachment,
     /// Daily snapshots and retention of a volume.
     SnapshotPolicy,
+    /// A PostgreSQL setting of every node (`[postgres.parameters]`).
+    Parameter,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Database => "database",
             Kind::Attachment => "attachment",
             Kind::SnapshotPolicy => "snapshot_policy",
+            Kind::Parameter => "parameter",
         }
     }
 }
@@ -167,7 +170,8 @@ impl Resource {
             | Spec::Endpoint(_)
             | Spec::Database(_)
             | Spec::Attachment(_)
-            | Spec::SnapshotPolicy(_) => None,
+            | Spec::SnapshotPolicy(_)
+            | Spec::Parameter(_) => None,
         }
     }
 
@@ -183,7 +187,8 @@ impl Resource {
             | Spec::User(_)
             | Spec::Database(_)
             | Spec::Attachment(_)
-            | Spec::SnapshotPolicy(_) => None,
+            | Spec::SnapshotPolicy(_)
+            | Spec::Parameter(_) => None,
         }
     }
 

@@ -314,6 +314,18 @@ spec! {
     }
 }
 
+spec! {
+    /// A PostgreSQL setting, set on every node with `ALTER SYSTEM`. The
+    /// value is written as `SHOW` prints it; nodes that disagree make it
+    /// `Mixed`.
+    ParameterSpec {
+        /// Live: a node has the new value written but runs with the old one
+        /// until it restarts.
+        pending_restart: Option<bool>,
+        value: Agreed<String>,
+    }
+}
+
 impl AppSpec {
     /// An app as desired state names it: its primary region and state.
     pub fn new(primary_region: Option<String>, state: &str) -> Self {
@@ -408,6 +420,7 @@ pub enum Spec {
     Database(DatabaseSpec),
     Attachment(AttachmentSpec),
     SnapshotPolicy(SnapshotPolicySpec),
+    Parameter(ParameterSpec),
 }
 
 /// Calls `$body` with the inner spec bound to `$s`, for every variant.
@@ -424,6 +437,7 @@ macro_rules! each_spec {
             Spec::Database($s) => $body,
             Spec::Attachment($s) => $body,
             Spec::SnapshotPolicy($s) => $body,
+            Spec::Parameter($s) => $body,
         }
     };
 }
@@ -449,6 +463,7 @@ impl Spec {
             Spec::Database(_) => Kind::Database,
             Spec::Attachment(_) => Kind::Attachment,
             Spec::SnapshotPolicy(_) => Kind::SnapshotPolicy,
+            Spec::Parameter(_) => Kind::Parameter,
         }
     }
 
@@ -466,6 +481,7 @@ impl Spec {
             (Spec::Database(a), Spec::Database(b)) => a.changed(b),
             (Spec::Attachment(a), Spec::Attachment(b)) => a.changed(b),
             (Spec::SnapshotPolicy(a), Spec::SnapshotPolicy(b)) => a.changed(b),
+            (Spec::Parameter(a), Spec::Parameter(b)) => a.changed(b),
             (
                 Spec::App(_)
                 | Spec::Secret(_)
@@ -476,7 +492,8 @@ impl Spec {
                 | Spec::User(_)
                 | Spec::Database(_)
                 | Spec::Attachment(_)
-                | Spec::SnapshotPolicy(_),
+                | Spec::SnapshotPolicy(_)
+                | Spec::Parameter(_),
                 _,
             ) => self
                 .attrs()
@@ -555,6 +572,7 @@ impl Spec {
             Kind::Database => Spec::Database(read(kind, attrs)?),
             Kind::Attachment => Spec::Attachment(read(kind, attrs)?),
             Kind::SnapshotPolicy => Spec::SnapshotPolicy(read(kind, attrs)?),
+            Kind::Parameter => Spec::Parameter(read(kind, attrs)?),
         })
     }
 
@@ -585,6 +603,7 @@ mod tests {
             DatabaseSpec::NAMES,
             AttachmentSpec::NAMES,
             SnapshotPolicySpec::NAMES,
+            ParameterSpec::NAMES,
         ] {
             assert!(sorted(names), "fields out of order: {names:?}");
         }

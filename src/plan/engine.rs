@@ -9,6 +9,7 @@ use super::types::*;
 use crate::desired::Desired;
 use crate::live::Live;
 use crate::model::{Address, Agreed, Kind, Resource, Role, Spec, OUTSIDE_FLYPLAN};
+use crate::pgsettings::{self, Apply};
 
 /// Choices the user made on the command line that change the plan.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,7 +71,7 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
         // outside flyplan while the app stays.
         let app_stays = desired.resources.contains_key(&Address::app(&desired.app));
         let foreign = have.managed_by() == Some(OUTSIDE_FLYPLAN);
-        let inside_cluster = matches!(have.kind(), Kind::User | Kind::Database);
+        let inside_cluster = matches!(have.kind(), Kind::User | Kind::Database | Kind::Parameter);
         if ((app_stays && foreign) || inside_cluster) && !declared_absent {
             continue;
         }
@@ -210,6 +211,7 @@ fn create_reason(live: &Live, want: &Resource) -> String {
         | Spec::User(_)
         | Spec::Database(_)
         | Spec::SnapshotPolicy(_) => "not in live state".to_string(),
+        Spec::Parameter(_) => "not set by flyplan on the nodes yet".to_string(),
     }
 }
 
@@ -330,6 +332,9 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
                 format!("commits wait for {n} standby(s)")
             });
         }
+        (Kind::Parameter, Action::Create | Action::Update) => {
+            step.notes.push(parameter_note(step.address.name()));
+        }
         // Every kind is named, so a new kind must decide here whether it
         // needs a rule.
         (
@@ -342,7 +347,8 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
             | Kind::User
             | Kind::Database
             | Kind::Attachment
-            | Kind::SnapshotPolicy,
+            | Kind::SnapshotPolicy
+            | Kind::Parameter,
             _,
         ) => {}
     }
@@ -364,6 +370,7 @@ enum Phase {
     Machines,
     LeaderMachine,
     Formation,
+    Parameter,
     Endpoint,
     User,
     Database,
@@ -375,6 +382,7 @@ enum Phase {
     DeleteSnapshotPolicy,
     DeleteEndpoint,
     DeleteFormation,
+    DeleteParameter,
     DeleteMachine,
     DeleteVolume,
     DeleteSecret,
@@ -397,6 +405,8 @@ fn phase(step: &Step, live: &Live, first_machine: Option<&Address>) -> Phase {
             }
         }
         (Kind::Formation, false) => Phase::Formation,
+        (Kind::Parameter, false) => Phase::Parameter,
+        (Kind::Parameter, true) => Phase::DeleteParameter,
         (Kind::Endpoint, false) => Phase::Endpoint,
         (Kind::User, false) => Phase::User,
         (Kind::Database, false) => Phase::Database,
@@ -484,6 +494,45 @@ fn order_memberships(steps: &mut [Step]) {
     }
 }
 
+/// What applying a setting takes, from PostgreSQL's own `pg_settings.context`.
+fn parameter_note(name: &str) -> String {
+    match pgsettings::lookup(name) {
+        Some(s) if s.apply() == Apply::Restart => format!(
+            "restart: nodes restart one at a time, standbys and read replicas first, the leader last after a switchover (pg_settings context: {})",
+            s.context
+        ),
+        Some(s) => format!(
+            "reload: pg_reload_conf() on every node, no restart (pg_settings context: {})",
+            s.context
+        ),
+        None => "not a PostgreSQL 15 setting".to_string(),
+    }
+}
+
+/// Settings are applied one at a time, those a reload applies first; the
+/// last setting that needs a restart restarts the nodes once for all of
+/// them.
+fn order_parameters(steps: &mut [Step]) {
+    let mut ids: Vec<(bool, usize)> = steps
+        .iter()
+        .filter(|s| s.kind == Kind::Parameter && s.action != Action::Delete)
+        .map(|s| {
+            let restart =
+                pgsettings::lookup(s.address.name()).is_some_and(|p| p.apply() == Apply::Restart);
+            (restart, s.id)
+        })
+        .collect();
+    ids.sort_unstable();
+    for pair in ids.windows(2) {
+        let (before, after) = (pair[0].1, pair[1].1);
+        let deps = &mut steps[after].depends_on;
+        if !deps.contains(&before) {
+            deps.push(before);
+            deps.sort_unstable();
+        }
+    }
+}
+
 /// Whether `to` can be reached from `from` along `edges`.
 fn reaches(edges: &BTreeMap<usize, Vec<usize>>, from: usize, to: usize) -> bool {
     let mut seen = vec![from];
@@ -529,6 +578,7 @@ fn order(
         previous = (start..steps.len()).collect();
     }
     order_memberships(&mut steps);
+    order_parameters(&mut steps);
 
     let mut summary = Summary::default();
     for s in &steps {

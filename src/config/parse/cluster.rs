@@ -134,10 +134,12 @@ impl Reader<'_> {
         match major_from_image(&image) {
             Ok(major) => (image, major.unwrap_or(DEFAULT_PG_MAJOR)),
             Err(tag) => {
-                self.note(
+                self.poisoned.insert("build.image".to_string());
+                self.error_help(
                     span,
+                    format!("cannot read a PostgreSQL major version from the image tag {tag:?}"),
                     format!(
-                        "cannot read a PostgreSQL major version from the image tag {tag:?}; assuming {DEFAULT_PG_MAJOR}"
+                        "use a tag that starts with the major version, e.g. flyio/postgres-flex:{DEFAULT_PG_MAJOR} or postgres:{DEFAULT_PG_MAJOR}-alpine"
                     ),
                 );
                 (image, DEFAULT_PG_MAJOR)

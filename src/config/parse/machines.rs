@@ -29,7 +29,16 @@ impl Reader<'_> {
                 }
             }
         }
-        if let Some(f) = self.field(t, "destination") {
+        let destination = self.field(t, "destination");
+        if destination.is_none() {
+            // flyctl refuses a mount without a destination.
+            self.error_help(
+                t.span.clone(),
+                format!("missing key `destination` in `{}`", t.shown),
+                "write the path the volume is mounted at inside the machine, e.g. destination = \"/data\"",
+            );
+        }
+        if let Some(f) = destination {
             if let Some(d) = self.string(&f) {
                 let ok = d.starts_with('/')
                     && d.len() > 1

@@ -21,6 +21,7 @@ use super::units;
 mod attachments;
 mod cluster;
 mod machines;
+mod parameters;
 mod postgres;
 mod secrets;
 mod services;

@@ -21,6 +21,7 @@ impl Reader<'_> {
             restore_from: None,
             users: Vec::new(),
             databases: Vec::new(),
+            parameters: BTreeMap::new(),
         };
         let Some(f) = self.field(root, "postgres") else {
             return pg;
@@ -84,6 +85,9 @@ impl Reader<'_> {
                     pg.databases.push(db);
                 }
             }
+        }
+        if let Some(f) = self.field(&t, "parameters") {
+            pg.parameters = self.read_parameters(&f);
         }
         pg
     }

@@ -24,9 +24,11 @@ mod catalog;
 mod consumers;
 mod db;
 mod haproxy;
+mod health;
 mod keeper;
 mod monitor;
 mod observe;
+mod parameters;
 mod perform;
 mod process;
 mod restore;
@@ -264,6 +266,7 @@ impl Provider for LocalProvider {
             checks.max_connections = n.max_connections.or(checks.max_connections);
             checks.disk_used_bytes = Some(n.disk_used_bytes);
         }
+        self.app(app).health_facts(&mut live);
         Ok(live)
     }
 

@@ -251,6 +251,12 @@ impl AppCtx<'_> {
             );
         }
 
+        if monitor_up {
+            for r in self.observe_parameters() {
+                live.insert(r);
+            }
+        }
+
         let catalog = match view.catalog {
             Some(c) => c,
             None => self.attachments_unverified()?,

@@ -238,6 +238,15 @@ impl LocalProvider {
                 }
             },
             Kind::SnapshotPolicy => self.perform_snapshot_policy(&ctx, step),
+            Kind::Parameter => match action {
+                // Settings fly.toml stops naming are left as they are.
+                Action::Delete => Ok(Outcome::NotNeeded),
+                _ => {
+                    require_app(&ctx)?;
+                    let changed = ctx.ensure_parameter(desired(step)?, sctx.steps)?;
+                    Ok(not_needed_or(changed, created_or_updated(action)))
+                }
+            },
             Kind::Attachment => match action {
                 Action::Delete => {
                     let r = existing(step)?;

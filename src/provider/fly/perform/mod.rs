@@ -78,6 +78,14 @@ pub async fn perform(
         Kind::Endpoint => s.endpoint().await,
         Kind::SnapshotPolicy => s.snapshot_policy().await,
         Kind::User | Kind::Database | Kind::Attachment => s.sql().await,
+        // postgres-flex's settings API is reached through exec.
+        Kind::Parameter => Err(ProviderError::Unsupported {
+            provider: "fly",
+            what: format!(
+                "set PostgreSQL settings yet ({}: [postgres.parameters] works with the local provider)",
+                step.address
+            ),
+        }),
     }
 }
 

@@ -1,0 +1,350 @@
+//! The three checks `flyplan status` shows for every node, with the names
+//! and meaning of Fly Postgres' own: `vm` (free disk on the volume, load,
+//! memory), `pg` (connections, replication lag, "currently leader") and
+//! `role` (leader, replica, read-replica). Each is passing, warning or
+//! critical by the thresholds below, which the README names.
+
+use serde::Serialize;
+
+use crate::model::{Checks, MachineSpec, Resource, Role};
+
+/// Free space on a volume below this share of its size: warning.
+pub const DISK_FREE_WARNING: f64 = 0.20;
+/// Free space on a volume below this share of its size: critical.
+pub const DISK_FREE_CRITICAL: f64 = 0.10;
+/// One-minute load per CPU at or above this: warning.
+pub const LOAD_PER_CPU_WARNING: f64 = 2.0;
+/// One-minute load per CPU at or above this: critical.
+pub const LOAD_PER_CPU_CRITICAL: f64 = 4.0;
+/// Available memory below this share of the total: warning.
+pub const MEMORY_FREE_WARNING: f64 = 0.10;
+/// Available memory below this share of the total: critical.
+pub const MEMORY_FREE_CRITICAL: f64 = 0.05;
+/// Client connections at or above this share of `max_connections` less the
+/// reserved ones: warning.
+pub const CONNECTIONS_WARNING: f64 = 0.80;
+/// As above: critical.
+pub const CONNECTIONS_CRITICAL: f64 = 0.95;
+/// Replication lag at or above this many bytes: warning.
+pub const LAG_WARNING_BYTES: i64 = 16 * 1024 * 1024;
+/// Replication lag at or above this many bytes: critical.
+pub const LAG_CRITICAL_BYTES: i64 = 64 * 1024 * 1024;
+/// A node whose reported state differs from its goal for longer than this
+/// many seconds is stuck.
+pub const STUCK_AFTER_SECONDS: i64 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passing => "passing",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+        }
+    }
+}
+
+/// One check's result and what it saw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub status: Status,
+    pub output: String,
+}
+
+/// The `vm`, `pg` and `role` checks of a node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeHealth {
+    pub vm: Check,
+    pub pg: Check,
+    pub role: Check,
+}
+
+impl NodeHealth {
+    pub fn worst(&self) -> Status {
+        self.vm.status.max(self.pg.status).max(self.role.status)
+    }
+}
+
+/// Collects findings: the worst status wins, every finding is shown.
+struct Findings {
+    status: Status,
+    parts: Vec<String>,
+}
+
+impl Findings {
+    fn new() -> Self {
+        Findings {
+            status: Status::Passing,
+            parts: Vec::new(),
+        }
+    }
+    fn add(&mut self, status: Status, text: String) {
+        self.status = self.status.max(status);
+        self.parts.push(text);
+    }
+    fn done(self, nothing: &str) -> Check {
+        Check {
+            status: self.status,
+            output: if self.parts.is_empty() {
+                nothing.to_string()
+            } else {
+                self.parts.join("; ")
+            },
+        }
+    }
+}
+
+fn by_low_share(share: f64, warning: f64, critical: f64) -> Status {
+    if share < critical {
+        Status::Critical
+    } else if share < warning {
+        Status::Warning
+    } else {
+        Status::Passing
+    }
+}
+
+fn by_high(value: f64, warning: f64, critical: f64) -> Status {
+    if value >= critical {
+        Status::Critical
+    } else if value >= warning {
+        Status::Warning
+    } else {
+        Status::Passing
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / 1_048_576.0)
+}
+
+/// `vm`: free disk on the volume, load per CPU, available memory.
+pub fn vm_check(c: &Checks, cpus: u32) -> Check {
+    let mut f = Findings::new();
+    if let (Some(free), Some(size)) = (c.disk_free_bytes, c.disk_size_bytes) {
+        let share = if size == 0 {
+            0.0
+        } else {
+            free as f64 / size as f64
+        };
+        f.add(
+            by_low_share(share, DISK_FREE_WARNING, DISK_FREE_CRITICAL),
+            format!(
+                "disk {} free of {} ({:.0}%)",
+                mib(free),
+                mib(size),
+                share * 100.0
+            ),
+        );
+    }
+    if let Some(load) = c.load_average {
+        let per_cpu = load / f64::from(cpus.max(1));
+        f.add(
+            by_high(per_cpu, LOAD_PER_CPU_WARNING, LOAD_PER_CPU_CRITICAL),
+            format!("load {load:.2} on {cpus} cpu(s)"),
+        );
+    }
+    if let (Some(avail), Some(total)) = (c.memory_available_bytes, c.memory_total_bytes) {
+        let share = if total == 0 {
+            0.0
+        } else {
+            avail as f64 / total as f64
+        };
+        f.add(
+            by_low_share(share, MEMORY_FREE_WARNING, MEMORY_FREE_CRITICAL),
+            format!("memory {} available of {}", mib(avail), mib(total)),
+        );
+    }
+    f.done("not measured")
+}
+
+/// `pg`: connections used/reserved/max, replication lag, and "currently
+/// leader" for the leader.
+pub fn pg_check(c: &Checks, m: &MachineSpec) -> Check {
+    let mut f = Findings::new();
+    if m.state != "running" {
+        f.add(Status::Critical, format!("postgres is {}", m.state));
+        return f.done("");
+    }
+    if m.leader == Some(true) {
+        f.add(Status::Passing, "currently leader".to_string());
+    }
+    match (c.connections, c.max_connections) {
+        (Some(used), Some(max)) => {
+            let reserved = c.reserved_connections.unwrap_or(0);
+            let usable = (max - reserved).max(1);
+            f.add(
+                by_high(
+                    used as f64 / usable as f64,
+                    CONNECTIONS_WARNING,
+                    CONNECTIONS_CRITICAL,
+                ),
+                format!("connections {used} used, {reserved} reserved, {max} max"),
+            );
+        }
+        _ => f.add(Status::Critical, "postgres does not answer".to_string()),
+    }
+    if m.leader != Some(true) {
+        match c.lag_bytes {
+            Some(lag) => f.add(
+                by_high(
+                    lag as f64,
+                    LAG_WARNING_BYTES as f64,
+                    LAG_CRITICAL_BYTES as f64,
+                ),
+                format!("replication lag {lag} bytes"),
+            ),
+            None => f.add(Status::Warning, "replication lag unknown".to_string()),
+        }
+    }
+    f.done("")
+}
+
+/// The usual way out of a pg_auto_failover state a node is stuck in.
+pub fn way_out(state: &str) -> &'static str {
+    match state {
+        "wait_primary" => "the leader waits for a standby to catch up: check that the standbys run and reach it for replication (`flyplan apply` restarts stopped nodes)",
+        "report_lsn" | "prepare_promotion" | "fast_forward" => "a failover is choosing the most advanced standby and needs every standby to report: start the stopped nodes (`flyplan apply`) or remove dead ones from fly.toml",
+        "catchingup" => "the standby is replaying WAL from the leader: wait, or check its disk and the leader's WAL senders",
+        "wait_standby" | "join_primary" => "a new standby is joining: the leader must accept its replication connection",
+        "draining" | "demote_timeout" | "demoted" | "stop_replication" => "the old leader is being demoted: its keeper must run so it can rejoin as a standby",
+        _ => "check the node's keeper log; `flyplan apply` restarts stopped nodes",
+    }
+}
+
+/// `role`: leader, replica or read-replica; a node stuck between states, or
+/// a monitor that does not answer, makes it a warning.
+pub fn role_check(c: &Checks, m: &MachineSpec, monitor_reachable: Option<bool>) -> Check {
+    let mut f = Findings::new();
+    let role = node_role(m);
+    if m.state != "running" {
+        f.add(Status::Critical, format!("{role}, {}", m.state));
+    } else {
+        f.add(Status::Passing, role.to_string());
+    }
+    if monitor_reachable == Some(false) {
+        f.add(
+            Status::Warning,
+            "the monitor does not answer: automatic failover is off until it is back".to_string(),
+        );
+    }
+    if let (Some(secs), Some(state)) = (c.stuck_seconds, c.pg_state.as_deref()) {
+        if secs > STUCK_AFTER_SECONDS {
+            let goal = c.goal_state.as_deref().unwrap_or("?");
+            f.add(
+                Status::Warning,
+                format!(
+                    "stuck in {state} for {secs}s (the monitor wants {goal}): {}",
+                    way_out(state)
+                ),
+            );
+        }
+    }
+    f.done("")
+}
+
+pub fn node_role(m: &MachineSpec) -> &'static str {
+    if m.leader == Some(true) {
+        "leader"
+    } else if m.role == Role::Replica {
+        "read-replica"
+    } else {
+        "replica"
+    }
+}
+
+/// The three checks of machine resource `r`.
+pub fn node_health(r: &Resource, monitor_reachable: Option<bool>) -> Option<NodeHealth> {
+    let m = r.machine()?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    Some(NodeHealth {
+        vm: vm_check(&r.checks, cpus),
+        pg: pg_check(&r.checks, m),
+        role: role_check(&r.checks, m, monitor_reachable),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(leader: bool, state: &str) -> MachineSpec {
+        let mut m = MachineSpec::new("iad", 0, Role::Candidate, state);
+        m.leader = Some(leader);
+        m
+    }
+
+    #[test]
+    fn thresholds_decide_the_status() {
+        let c = Checks {
+            disk_free_bytes: Some(5),
+            disk_size_bytes: Some(100),
+            load_average: Some(0.5),
+            memory_available_bytes: Some(50),
+            memory_total_bytes: Some(100),
+            ..Checks::default()
+        };
+        let vm = vm_check(&c, 2);
+        assert_eq!(vm.status, Status::Critical, "{vm:?}");
+        assert!(vm.output.contains("(5%)"), "{vm:?}");
+        let c = Checks {
+            connections: Some(85),
+            max_connections: Some(103),
+            reserved_connections: Some(3),
+            lag_bytes: Some(0),
+            ..Checks::default()
+        };
+        let pg = pg_check(&c, &machine(true, "running"));
+        assert_eq!(pg.status, Status::Warning, "{pg:?}");
+        assert!(pg
+            .output
+            .starts_with("currently leader; connections 85 used, 3 reserved, 103 max"));
+        let c = Checks {
+            connections: Some(1),
+            max_connections: Some(100),
+            lag_bytes: Some(LAG_CRITICAL_BYTES),
+            ..Checks::default()
+        };
+        assert_eq!(
+            pg_check(&c, &machine(false, "running")).status,
+            Status::Critical
+        );
+        assert_eq!(
+            pg_check(&c, &machine(false, "stopped")).status,
+            Status::Critical
+        );
+    }
+
+    #[test]
+    fn stuck_states_and_a_lost_monitor_are_named() {
+        let c = Checks {
+            pg_state: Some("wait_primary".into()),
+            goal_state: Some("primary".into()),
+            stuck_seconds: Some(30),
+            ..Checks::default()
+        };
+        let role = role_check(&c, &machine(true, "running"), Some(false));
+        assert_eq!(role.status, Status::Warning);
+        assert!(role.output.starts_with("leader; the monitor does not answer: automatic failover is off until it is back; stuck in wait_primary for 30s (the monitor wants primary): the leader waits for a standby"), "{}", role.output);
+        let c = Checks {
+            stuck_seconds: Some(2),
+            pg_state: Some("catchingup".into()),
+            ..Checks::default()
+        };
+        let role = role_check(&c, &machine(false, "running"), Some(true));
+        assert_eq!(
+            role,
+            Check {
+                status: Status::Passing,
+                output: "replica".into()
+            }
+        );
+    }
+}
