@@ -12,10 +12,11 @@ import json, os, shutil, subprocess, sys, tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.join(HERE, "..", "target", "debug", "flyplan")
 ENV = {"PG_PASSWORD": "fixture-secret-value-1", "APP_USER_PASSWORD": "fixture-secret-value-2"}
+BENV = dict(ENV, S3_URL="https://fixtureaccess:fixture-secret-value-3@fly.storage.tigris.dev/pg-backups/pg-fixture")
 
 def toml(instances=3, sync=1, replicas="{ ams = 1 }", image="flyio/postgres-flex:15",
          size="10gb", retention=7, scheduled="true", vm_size="shared-cpu-1x", memory="512mb",
-         attachments=("myapp",), extra_attach="", users="", restore="", counts=True):
+         attachments=("myapp",), extra_attach="", users="", restore="", counts=True, backup=""):
     att = "".join(f'\n[[attachments]]\n  app = "{a}"\n' for a in attachments)
     # Without counts, [postgres] says neither instances nor read_replicas
     # (nor sync_standbys, which needs instances).
@@ -31,10 +32,10 @@ primary_region = "iad"
 
 [postgres]{topology}
   operator_password = "PG_PASSWORD"{restore}
-{users}
+{backup}{users}
 [secrets]
   PG_PASSWORD = {{ from_env = "PG_PASSWORD" }}
-  APP_USER_PASSWORD = {{ from_env = "APP_USER_PASSWORD" }}
+  APP_USER_PASSWORD = {{ from_env = "APP_USER_PASSWORD" }}{S3_SECRET if backup else ""}
 
 [[mounts]]
   source = "pg_data"
@@ -47,6 +48,24 @@ primary_region = "iad"
   size = "{vm_size}"
   memory = "{memory}"
 {att}{extra_attach}'''
+
+S3_SECRET = '''
+  S3_ARCHIVE_CONFIG = { from_env = "S3_URL" }'''
+
+BACKUP = '''
+[postgres.backup]
+  secret = "S3_ARCHIVE_CONFIG"
+'''
+
+BACKUP_CHANGED = '''
+[postgres.backup]
+  secret = "S3_ARCHIVE_CONFIG"
+  archive_timeout = "30s"
+  recovery_window = "2w"
+'''
+
+def archiving_drift(data):
+    find(data, "backup_policy.pg-fixture")["attrs"]["archiving"] = "archive_command is not flyplan's"
 
 SEED = '''[services.postgres]
   image = "flyio/postgres:14"
@@ -89,7 +108,8 @@ def live_from(config_text, edit=None, env=None, name="fly.toml", case="pg-fixtur
         cfg = os.path.join(sub, name)
         open(cfg, "w").write(config_text)
         live = os.path.join(d, "live.json")
-        e = dict(os.environ, **(env or ENV))
+        # BENV adds only the store URL, which a case without backups never reads.
+        e = dict(os.environ, **(env or BENV))
         subprocess.run([BIN, "--live", live, "apply", "-c", cfg, "--auto-approve", "--allow-destroy"],
                        check=True, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         data = json.load(open(live))
@@ -175,6 +195,10 @@ CASES = {
     "36-attachment-password-changed-outside": (BASE, (BASE, lambda d: find(d, "attachment.myapp")["attrs"].update(credentials="password changed outside flyplan"))),
     "37-counts-not-declared-keep-live": (toml(counts=False), BASE),
     "38-counts-not-declared-new-app": (toml(counts=False), EMPTY),
+    "39-backup-added": (toml(backup=BACKUP), BASE, BENV),
+    "40-backup-settings-changed": (toml(backup=BACKUP_CHANGED), toml(backup=BACKUP), BENV),
+    "41-backup-removed-blocked": (BASE, toml(backup=BACKUP), BENV),
+    "42-backup-archiving-drift": (toml(backup=BACKUP), (toml(backup=BACKUP), archiving_drift), BENV),
     "33-restore-from-snapshot": (toml(restore='\n  restore_from = "snap-pg-fixture-pg_data-20261120T000000Z"'), EMPTY),
 }
 

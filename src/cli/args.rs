@@ -71,6 +71,9 @@ pub enum Command {
     /// Volume snapshots: list, take, run the daily schedule, verify, restore.
     #[command(subcommand)]
     Snapshots(SnapshotsCommand),
+    /// Backups to the [postgres.backup] object store: list, take, run the schedule.
+    #[command(subcommand)]
+    Backups(BackupsCommand),
     /// Write the fly.toml of a live cluster; planning it changes nothing.
     Import(ImportArgs),
 }
@@ -241,6 +244,34 @@ pub enum SnapshotsCommand {
     Verify(SnapshotVerifyArgs),
     /// Create the cluster of fly.toml from a snapshot (the app must not exist).
     Restore(SnapshotRestoreArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// Base backups in the store, oldest first (barman-cloud-backup-list).
+    List(BackupListArgs),
+    /// Take a base backup now, then apply retention.
+    Create(BackupListArgs),
+    /// Take a base backup when full_backup_frequency says one is due (for cron or CI).
+    Run(BackupRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupRunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub now: NowArg,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! results to exit codes (0 ok / no changes, 1 error, 2 changes).
 
 pub mod args;
+mod backups;
 mod env;
 mod import;
 mod progress;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(a) => destroy(&cli, a),
         Command::Watch(a) => watch::watch(&cli, a),
         Command::Snapshots(c) => snapshots::snapshots(&cli, c),
+        Command::Backups(c) => backups::backups(&cli, c),
         Command::Import(a) => import::import(&cli, a),
     }
 }

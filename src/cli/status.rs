@@ -13,6 +13,10 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
     let config = load_config(&a.config)?;
     let provider = open_provider(cli)?;
     let live = provider.status(&config.app)?;
+    let backups = match provider.backups() {
+        Some(b) if !live.resources.is_empty() => b.status(&config.app)?,
+        _ => None,
+    };
     if a.json {
         let nodes: Vec<_> = live
             .of_kind(Kind::Machine)
@@ -54,6 +58,7 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             "nodes": nodes,
             "endpoint": endpoint,
             "attachments": attachments,
+            "backups": backups,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -108,7 +113,40 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             );
         }
     }
+    if let Some(b) = &backups {
+        print_backups(b);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Archiving and base backups of `[postgres.backup]`.
+fn print_backups(b: &crate::backup::BackupStatus) {
+    let age = |s: Option<i64>| s.map_or(String::new(), |s| format!(" ({s}s ago)"));
+    println!("\nBackups to {}", b.store);
+    println!(
+        "  last archived WAL: {}{}",
+        b.last_archived_wal.as_deref().unwrap_or("none yet"),
+        age(b.last_archived_age_s)
+    );
+    println!(
+        "  archive failures:  {}{}",
+        b.failed_count.unwrap_or(0),
+        b.last_failed_wal
+            .as_deref()
+            .map_or(String::new(), |w| format!(" (last {w})"))
+    );
+    println!(
+        "  last base backup:  {}{} ({} kept)",
+        b.last_backup_id.as_deref().unwrap_or("none yet"),
+        age(b.last_backup_age_s),
+        b.backups
+    );
+    if let (Some(from), Some(to)) = (&b.recoverable_from, &b.recoverable_to) {
+        println!("  recoverable:       {from} .. {to}");
+    }
+    if let Some(w) = &b.warning {
+        println!("  WARNING: {w}");
+    }
 }
 
 /// Fly-style checks of a node: replication lag, connections, disk.

@@ -8,7 +8,7 @@ pub mod model;
 mod names;
 mod parse;
 mod regions;
-mod units;
+pub(crate) mod units;
 mod validate;
 
 use std::path::Path;

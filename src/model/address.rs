@@ -39,6 +39,8 @@ pub enum Target {
     Attachment { app: String },
     /// The snapshot policy of a volume name.
     SnapshotPolicy { volume: String },
+    /// Continuous archiving and base backups of the cluster's app.
+    BackupPolicy { app: String },
 }
 
 impl Target {
@@ -54,6 +56,7 @@ impl Target {
             Target::Database { .. } => Kind::Database,
             Target::Attachment { .. } => Kind::Attachment,
             Target::SnapshotPolicy { .. } => Kind::SnapshotPolicy,
+            Target::BackupPolicy { .. } => Kind::BackupPolicy,
         }
     }
 
@@ -73,6 +76,7 @@ impl Target {
             Target::Database { name } => format!("database.{name}"),
             Target::Attachment { app } => format!("attachment.{app}"),
             Target::SnapshotPolicy { volume } => format!("snapshot_policy.{volume}"),
+            Target::BackupPolicy { app } => format!("backup_policy.{app}"),
         }
     }
 }
@@ -91,7 +95,7 @@ struct Parts {
 
 /// An address whose text has none of the known forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a resource address: {text:?} (expected app.NAME, secret.NAME, volume.NAME[REGION:N], machine[REGION:N], formation.APP, endpoint.APP, user.NAME, database.NAME, attachment.APP or snapshot_policy.VOLUME)")]
+#[error("not a resource address: {text:?} (expected app.NAME, secret.NAME, volume.NAME[REGION:N], machine[REGION:N], formation.APP, endpoint.APP, user.NAME, database.NAME, attachment.APP, snapshot_policy.VOLUME or backup_policy.APP)")]
 pub struct AddressError {
     pub text: String,
 }
@@ -139,6 +143,10 @@ impl Address {
         Self::from_target(Target::SnapshotPolicy {
             volume: volume.into(),
         })
+    }
+
+    pub fn backup_policy(app: &str) -> Self {
+        Self::from_target(Target::BackupPolicy { app: app.into() })
     }
 
     /// Read an address back from its text.
@@ -191,6 +199,7 @@ impl Address {
                 "database" => Target::Database { name: rest },
                 "attachment" => Target::Attachment { app: rest },
                 "snapshot_policy" => Target::SnapshotPolicy { volume: rest },
+                "backup_policy" => Target::BackupPolicy { app: rest },
                 _ => return Err(bad()),
             }
         };
@@ -220,7 +229,8 @@ impl Address {
             Target::App { app }
             | Target::Formation { app }
             | Target::Endpoint { app }
-            | Target::Attachment { app } => app,
+            | Target::Attachment { app }
+            | Target::BackupPolicy { app } => app,
             Target::Secret { name }
             | Target::User { name }
             | Target::Database { name }
@@ -306,6 +316,7 @@ mod tests {
             Address::database("my.db"),
             Address::attachment("web-app"),
             Address::snapshot_policy("pg_data"),
+            Address::backup_policy("pg"),
         ] {
             let back = Address::parse(a.as_str()).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(back.target(), a.target());

@@ -14,9 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use address::{Address, AddressError, Target};
 pub use checks::{Checks, TakenSnapshot};
 pub use spec::{
-    Agreed, AppSpec, AttachmentSpec, DatabaseSpec, Digest, EndpointSpec, Field, Fields,
-    FormationSpec, MachineSpec, Role, SecretSpec, SnapshotPolicySpec, Spec, SpecError, UserSpec,
-    VolumeSpec, OUTSIDE_FLYPLAN,
+    Agreed, AppSpec, AttachmentSpec, BackupPolicySpec, DatabaseSpec, Digest, EndpointSpec, Field,
+    Fields, FormationSpec, MachineSpec, Role, SecretSpec, SnapshotPolicySpec, Spec, SpecError,
+    UserSpec, VolumeSpec, OUTSIDE_FLYPLAN,
 };
 
 /// What a resource is. The order of the variants is the order in which
@@ -44,6 +44,8 @@ pub enum Kind {
     Attachment,
     /// Daily snapshots and retention of a volume.
     SnapshotPolicy,
+    /// Continuous archiving and base backups to an object store.
+    BackupPolicy,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Database => "database",
             Kind::Attachment => "attachment",
             Kind::SnapshotPolicy => "snapshot_policy",
+            Kind::BackupPolicy => "backup_policy",
         }
     }
 }
@@ -167,7 +170,8 @@ impl Resource {
             | Spec::Endpoint(_)
             | Spec::Database(_)
             | Spec::Attachment(_)
-            | Spec::SnapshotPolicy(_) => None,
+            | Spec::SnapshotPolicy(_)
+            | Spec::BackupPolicy(_) => None,
         }
     }
 
@@ -183,7 +187,8 @@ impl Resource {
             | Spec::User(_)
             | Spec::Database(_)
             | Spec::Attachment(_)
-            | Spec::SnapshotPolicy(_) => None,
+            | Spec::SnapshotPolicy(_)
+            | Spec::BackupPolicy(_) => None,
         }
     }
 

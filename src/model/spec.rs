@@ -314,6 +314,30 @@ spec! {
     }
 }
 
+spec! {
+    /// Continuous archiving (`barman-cloud-wal-archive`) and base backups
+    /// (`barman-cloud-backup`) to the object store a secret names, with
+    /// postgres-flex's settings.
+    BackupPolicySpec {
+        /// Seconds, written `60s`: a partly filled WAL segment is archived
+        /// after this long.
+        archive_timeout: String,
+        /// Desired `on`; live `on` when every node archives to the store
+        /// with the command flyplan set, else what differs.
+        archiving: Option<Agreed<String>>,
+        /// Time between base backups (`24h`).
+        full_backup_frequency: String,
+        /// Base backups kept whatever their age.
+        minimum_redundancy: u64,
+        /// Point-in-time recovery kept (`7d`, `2w`, `1m`).
+        recovery_window: String,
+        /// The secret holding the store URL.
+        secret: String,
+        /// The digest of the store URL in use.
+        store: Option<Digest>,
+    }
+}
+
 impl AppSpec {
     /// An app as desired state names it: its primary region and state.
     pub fn new(primary_region: Option<String>, state: &str) -> Self {
@@ -408,6 +432,7 @@ pub enum Spec {
     Database(DatabaseSpec),
     Attachment(AttachmentSpec),
     SnapshotPolicy(SnapshotPolicySpec),
+    BackupPolicy(BackupPolicySpec),
 }
 
 /// Calls `$body` with the inner spec bound to `$s`, for every variant.
@@ -424,6 +449,7 @@ macro_rules! each_spec {
             Spec::Database($s) => $body,
             Spec::Attachment($s) => $body,
             Spec::SnapshotPolicy($s) => $body,
+            Spec::BackupPolicy($s) => $body,
         }
     };
 }
@@ -449,6 +475,7 @@ impl Spec {
             Spec::Database(_) => Kind::Database,
             Spec::Attachment(_) => Kind::Attachment,
             Spec::SnapshotPolicy(_) => Kind::SnapshotPolicy,
+            Spec::BackupPolicy(_) => Kind::BackupPolicy,
         }
     }
 
@@ -466,6 +493,7 @@ impl Spec {
             (Spec::Database(a), Spec::Database(b)) => a.changed(b),
             (Spec::Attachment(a), Spec::Attachment(b)) => a.changed(b),
             (Spec::SnapshotPolicy(a), Spec::SnapshotPolicy(b)) => a.changed(b),
+            (Spec::BackupPolicy(a), Spec::BackupPolicy(b)) => a.changed(b),
             (
                 Spec::App(_)
                 | Spec::Secret(_)
@@ -476,7 +504,8 @@ impl Spec {
                 | Spec::User(_)
                 | Spec::Database(_)
                 | Spec::Attachment(_)
-                | Spec::SnapshotPolicy(_),
+                | Spec::SnapshotPolicy(_)
+                | Spec::BackupPolicy(_),
                 _,
             ) => self
                 .attrs()
@@ -555,6 +584,7 @@ impl Spec {
             Kind::Database => Spec::Database(read(kind, attrs)?),
             Kind::Attachment => Spec::Attachment(read(kind, attrs)?),
             Kind::SnapshotPolicy => Spec::SnapshotPolicy(read(kind, attrs)?),
+            Kind::BackupPolicy => Spec::BackupPolicy(read(kind, attrs)?),
         })
     }
 
@@ -585,6 +615,7 @@ mod tests {
             DatabaseSpec::NAMES,
             AttachmentSpec::NAMES,
             SnapshotPolicySpec::NAMES,
+            BackupPolicySpec::NAMES,
         ] {
             assert!(sorted(names), "fields out of order: {names:?}");
         }

@@ -209,7 +209,8 @@ fn create_reason(live: &Live, want: &Resource) -> String {
         | Spec::Endpoint(_)
         | Spec::User(_)
         | Spec::Database(_)
-        | Spec::SnapshotPolicy(_) => "not in live state".to_string(),
+        | Spec::SnapshotPolicy(_)
+        | Spec::BackupPolicy(_) => "not in live state".to_string(),
     }
 }
 
@@ -313,6 +314,21 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
                     .push("current leader: a standby is promoted first".to_string());
             }
         }
+        (Kind::BackupPolicy, Action::Delete) => {
+            step.reason = "backups turned off: [postgres.backup] removed from fly.toml".to_string();
+            step.notes.push(
+                "WAL archiving stops; what is in the object store is kept, never deleted"
+                    .to_string(),
+            );
+            if !opts.allow_destroy {
+                step.blocked = Some(Blocked {
+                    reason:
+                        "turning backups off ends point-in-time recovery; needs --allow-destroy"
+                            .to_string(),
+                    needs_allow_destroy: true,
+                });
+            }
+        }
         (Kind::Formation, Action::Update) => {
             let n = match step.after.as_ref().map(|r| &r.spec) {
                 Some(Spec::Formation(f)) => f
@@ -341,7 +357,8 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
             | Kind::User
             | Kind::Database
             | Kind::Attachment
-            | Kind::SnapshotPolicy,
+            | Kind::SnapshotPolicy
+            | Kind::BackupPolicy,
             _,
         ) => {}
     }
@@ -363,6 +380,8 @@ enum Phase {
     Database,
     Attachment,
     SnapshotPolicy,
+    BackupPolicy,
+    DeleteBackupPolicy,
     DeleteAttachment,
     DeleteDatabase,
     DeleteUser,
@@ -400,6 +419,8 @@ fn phase(step: &Step, live: &Live, first_machine: Option<&Address>) -> Phase {
         (Kind::Database, true) => Phase::DeleteDatabase,
         (Kind::User, true) => Phase::DeleteUser,
         (Kind::SnapshotPolicy, true) => Phase::DeleteSnapshotPolicy,
+        (Kind::BackupPolicy, false) => Phase::BackupPolicy,
+        (Kind::BackupPolicy, true) => Phase::DeleteBackupPolicy,
         (Kind::Endpoint, true) => Phase::DeleteEndpoint,
         (Kind::Formation, true) => Phase::DeleteFormation,
         (Kind::Machine, true) => Phase::DeleteMachine,

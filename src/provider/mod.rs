@@ -123,4 +123,10 @@ pub trait Provider: Send + Sync {
     fn snapshots(&self) -> Option<&dyn crate::snapshot::Snapshots> {
         None
     }
+
+    /// The provider's own runner of barman-cloud for `[postgres.backup]`
+    /// (the local provider); `None` where the platform runs it.
+    fn backups(&self) -> Option<&dyn crate::backup::Backups> {
+        None
+    }
 }

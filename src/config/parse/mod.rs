@@ -19,6 +19,7 @@ use super::regions;
 use super::units;
 
 mod attachments;
+mod backup;
 mod cluster;
 mod machines;
 mod postgres;

@@ -406,6 +406,7 @@ impl AppCtx<'_> {
             Duration::from_secs(300),
         )?;
         write_server_files(self, &rec.pgdata, NODE_CONF, NODE_HBA)?;
+        self.write_backup_conf(&rec.pgdata)?;
         let mut cmd = self.autoctl();
         cmd.env("FLYPLAN_SERVER", &rec.node)
             .args(["config", "set", "--pgdata"])

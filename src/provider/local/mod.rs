@@ -20,6 +20,7 @@
 
 mod app;
 mod attachments;
+mod backup;
 mod catalog;
 mod consumers;
 mod db;
@@ -252,6 +253,10 @@ impl Provider for LocalProvider {
     }
 
     fn snapshots(&self) -> Option<&dyn crate::snapshot::Snapshots> {
+        Some(self)
+    }
+
+    fn backups(&self) -> Option<&dyn crate::backup::Backups> {
         Some(self)
     }
 }

@@ -151,6 +151,13 @@ impl AppCtx<'_> {
             ));
         }
 
+        if let Some(spec) = self.observe_backup_policy()? {
+            live.insert(Resource::new(
+                Address::backup_policy(self.name),
+                Spec::BackupPolicy(spec),
+            ));
+        }
+
         let view = if monitor_up {
             db::block_on(self.observe_sql(scram, &secrets))
         } else {

@@ -238,6 +238,7 @@ impl LocalProvider {
                 }
             },
             Kind::SnapshotPolicy => self.perform_snapshot_policy(&ctx, step),
+            Kind::BackupPolicy => self.perform_backup_policy(&ctx, step, sctx),
             Kind::Attachment => match action {
                 Action::Delete => {
                     let r = existing(step)?;

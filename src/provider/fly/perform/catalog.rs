@@ -54,7 +54,8 @@ impl Performer<'_> {
             | Kind::Machine
             | Kind::Formation
             | Kind::Endpoint
-            | Kind::SnapshotPolicy => Err(self.fail("not a role, database or attachment")),
+            | Kind::SnapshotPolicy
+            | Kind::BackupPolicy => Err(self.fail("not a role, database or attachment")),
         }
     }
 
