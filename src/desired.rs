@@ -52,6 +52,17 @@ fn check_store_url(
     }
 }
 
+/// `restore_backup` of the app: the source secret and the target, written
+/// as postgres-flex's restore config writes it (`?targetTime=`, `?target=`).
+pub fn restore_input(r: &crate::config::RestoreConfig) -> String {
+    use crate::config::RestoreTarget;
+    match &r.target {
+        RestoreTarget::Latest => r.backup_secret.clone(),
+        RestoreTarget::Time(t) => format!("{}?targetTime={t}", r.backup_secret),
+        RestoreTarget::Backup(id) => format!("{}?target={id}", r.backup_secret),
+    }
+}
+
 /// Everything fly.toml asks for, as resources.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
@@ -201,6 +212,7 @@ impl Desired {
                 id: None,
                 org: None,
                 primary_region: Some(config.primary_region.clone()),
+                restore_backup: config.postgres.restore.as_ref().map(restore_input),
                 restore_from: config.postgres.restore_from.clone(),
                 state: RUNNING.to_string(),
                 status: None,

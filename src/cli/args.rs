@@ -254,6 +254,29 @@ pub enum BackupsCommand {
     Create(BackupListArgs),
     /// Take a base backup when full_backup_frequency says one is due (for cron or CI).
     Run(BackupRunArgs),
+    /// Create the cluster of fly.toml from another cluster's backups (the app must not exist).
+    Restore(BackupRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupRestoreArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Replay WAL up to this time (RFC 3339); the latest archived WAL when absent.
+    #[arg(long, value_name = "TIME", conflicts_with = "target")]
+    pub target_time: Option<String>,
+    /// Restore this backup (id or name) to its end instead.
+    #[arg(long, value_name = "ID")]
+    pub target: Option<String>,
+    /// The secret holding the source store URL (default: [postgres.restore] backup_secret).
+    #[arg(long, value_name = "NAME")]
+    pub secret: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Steps run at the same time at most.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
 }
 
 #[derive(Debug, Args)]

@@ -1,13 +1,19 @@
-//! `flyplan backups list|create|run`: base backups in the object store of
+//! `flyplan backups list|create|run|restore`: base backups in the object store of
 //! `[postgres.backup]`, run by the provider ([`crate::backup::Backups`]).
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use super::args::{BackupListArgs, BackupRunArgs, BackupsCommand, Cli};
-use super::{load_config, open_provider};
+use std::io::IsTerminal;
+
+use super::args::{BackupListArgs, BackupRestoreArgs, BackupRunArgs, BackupsCommand, Cli};
+use super::{load_config, open_provider, Terminal};
 use crate::backup::Backups;
+use crate::config::{RestoreConfig, RestoreTarget};
+use crate::model::Kind;
+use crate::pipeline::{self, Mode, Request};
+use crate::render::Format;
 use crate::snapshot::clock;
 
 pub(super) fn backups(cli: &Cli, command: &BackupsCommand) -> Result<ExitCode> {
@@ -23,7 +29,70 @@ pub(super) fn backups(cli: &Cli, command: &BackupsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         BackupsCommand::Run(a) => run(cli, a),
+        BackupsCommand::Restore(a) => restore(cli, a),
     }
+}
+
+/// `flyplan apply` of fly.toml with `[postgres.restore]` set from the flags;
+/// an app that exists is refused before anything is planned.
+fn restore(cli: &Cli, a: &BackupRestoreArgs) -> Result<ExitCode> {
+    if !a.auto_approve && !std::io::stdin().is_terminal() {
+        bail!("restore needs --auto-approve when not run from a terminal");
+    }
+    let mut config = load_config(&a.config)?;
+    let secret = match (&a.secret, &config.postgres.restore) {
+        (Some(s), _) => s.clone(),
+        (None, Some(r)) => r.backup_secret.clone(),
+        (None, None) => bail!(
+            "name the secret holding the source store URL: --secret NAME, or [postgres.restore] backup_secret in {}",
+            a.config.config.display()
+        ),
+    };
+    if !config.secrets.contains_key(&secret) {
+        bail!(
+            "secret {secret} is not declared in [secrets] of {}",
+            a.config.config.display()
+        );
+    }
+    let target = match (&a.target_time, &a.target) {
+        (Some(t), _) => match crate::config::normalise_time(t) {
+            Some(t) => RestoreTarget::Time(t),
+            None => {
+                bail!("--target-time {t:?} is not an RFC 3339 time (e.g. 2026-11-30T10:15:00Z)")
+            }
+        },
+        (None, Some(id)) => RestoreTarget::Backup(id.clone()),
+        (None, None) => config
+            .postgres
+            .restore
+            .as_ref()
+            .map_or(RestoreTarget::Latest, |r| r.target.clone()),
+    };
+    config.postgres.restore = Some(RestoreConfig {
+        backup_secret: secret,
+        target,
+    });
+    let desired = super::desired_of(&config)?;
+    let provider = open_provider(cli)?;
+    let live = pipeline::observe(provider.as_ref(), &config.app)?;
+    if live.of_kind(Kind::App).next().is_some() {
+        bail!(
+            "app {} already exists: a restore creates a new cluster; set another `app` in {} (or destroy this one first)",
+            config.app,
+            a.config.config.display()
+        );
+    }
+    let request = Request {
+        mode: Mode::Apply {
+            desired,
+            restore_from: None,
+        },
+        allow_destroy: false,
+        parallelism: a.parallelism,
+    };
+    let mut terminal = Terminal::new(Format::Text, a.auto_approve);
+    let run = pipeline::run(provider.as_ref(), request, &mut terminal)?;
+    Ok(super::report_run(&run, &terminal, "Restore cancelled."))
 }
 
 fn with_runner(

@@ -132,7 +132,7 @@ fn validate(arg: &ConfigArg) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn desired_of(config: &Config) -> Result<Desired> {
+pub(super) fn desired_of(config: &Config) -> Result<Desired> {
     Ok(Desired::from_config(config, &ProcessEnv)?)
 }
 
@@ -189,14 +189,14 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// The terminal as the pipeline's operator: prints the plan, asks for
 /// "yes" unless `--auto-approve`, and shows apply progress.
-struct Terminal {
+pub(super) struct Terminal {
     format: Format,
     auto_approve: bool,
     bar: Option<Box<dyn progress::Finish>>,
 }
 
 impl Terminal {
-    fn new(format: Format, auto_approve: bool) -> Self {
+    pub(super) fn new(format: Format, auto_approve: bool) -> Self {
         Terminal {
             format,
             auto_approve,
@@ -286,7 +286,7 @@ fn apply_cmd(cli: &Cli, a: &ApplyArgs) -> Result<ExitCode> {
 }
 
 /// Exit code and closing line of an apply or destroy.
-fn report_run(run: &Run, terminal: &Terminal, cancelled: &str) -> ExitCode {
+pub(super) fn report_run(run: &Run, terminal: &Terminal, cancelled: &str) -> ExitCode {
     match &run.end {
         End::Planned | End::NoChanges => ExitCode::SUCCESS,
         End::Cancelled => {

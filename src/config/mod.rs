@@ -17,6 +17,7 @@ pub use diag::{ConfigError, Diagnostic};
 pub use keys::known_keys;
 pub use model::*;
 pub use names::{check_fly_app_name, identifier_for_app};
+pub use parse::normalise_time;
 pub use regions::REGIONS;
 
 /// Read the fly.toml at `path` and [`parse`] it.

@@ -185,6 +185,11 @@ spec! {
         /// Live (Fly): the organization's slug.
         org: Option<String>,
         primary_region: Option<String>,
+        /// Seeds a new cluster from another cluster's backups
+        /// (`[postgres.restore]`): the secret holding the source store URL,
+        /// then `?targetTime=T` or `?target=ID` as in postgres-flex's
+        /// restore config; on an existing cluster it changes nothing.
+        restore_backup: Option<String> => input,
         /// Seeds a new cluster from a snapshot (as `fly pg create
         /// --snapshot-id` does); on an existing cluster it changes nothing.
         restore_from: Option<String> => input,
@@ -346,6 +351,7 @@ impl AppSpec {
             id: None,
             org: None,
             primary_region,
+            restore_backup: None,
             restore_from: None,
             state: state.to_string(),
             status: None,
@@ -628,6 +634,7 @@ mod tests {
             id: None,
             org: None,
             primary_region: Some("iad".into()),
+            restore_backup: None,
             restore_from: Some("snap-1".into()),
             state: "running".into(),
             status: None,

@@ -156,7 +156,7 @@ impl Reader<'_> {
 
 /// An RFC 3339 time in UTC, written `YYYY-MM-DDTHH:MM:SSZ` (sub-seconds
 /// kept when given).
-pub(crate) fn normalise_time(text: &str) -> Option<String> {
+pub fn normalise_time(text: &str) -> Option<String> {
     use time::format_description::well_known::Rfc3339;
     let t = time::OffsetDateTime::parse(text, &Rfc3339).ok()?;
     t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()

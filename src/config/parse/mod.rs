@@ -20,6 +20,7 @@ use super::units;
 
 mod attachments;
 mod backup;
+pub use backup::normalise_time;
 mod cluster;
 mod machines;
 mod postgres;

@@ -382,6 +382,15 @@ impl AppCtx<'_> {
             self.user().mkdir(&rec.pgdata, 0o700)?;
             self.copy_snapshot_into(id, &rec.pgdata)?;
         }
+        // A cluster created from backups: the same, from the object store.
+        let from_backup = match (&restore, first && rec.candidate()) {
+            (None, true) => self.pending_backup_restore()?,
+            _ => None,
+        };
+        if let Some(r) = &from_backup {
+            self.user().mkdir(&rec.pgdata, 0o700)?;
+            self.restore_backup_into(r, rec)?;
+        }
         let (priority, quorum) = if rec.candidate() {
             ("50", "true")
         } else {
@@ -423,6 +432,9 @@ impl AppCtx<'_> {
         self.wait_settled(rec, Duration::from_secs(300))?;
         if let Some(id) = &restore {
             self.restore_done(id, &rec.node)?;
+        }
+        if let Some(r) = &from_backup {
+            self.backup_restore_done(r, &rec.node)?;
         }
         drop(boot);
         Ok(())

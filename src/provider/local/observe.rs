@@ -100,6 +100,7 @@ impl AppCtx<'_> {
                 id: None,
                 org: None,
                 primary_region: app.primary_region.clone(),
+                restore_backup: None,
                 restore_from: None,
                 state: if monitor_up { "running" } else { "stopped" }.to_string(),
                 status: None,

@@ -16,6 +16,7 @@
 //! backups on or off needs no restart.
 
 mod base;
+mod restore;
 
 use std::path::{Path, PathBuf};
 
@@ -47,7 +48,7 @@ pub(crate) struct PolicyRecord {
 }
 
 impl AppCtx<'_> {
-    fn backup_dir(&self) -> PathBuf {
+    pub(super) fn backup_dir(&self) -> PathBuf {
         self.paths.root.join("backup")
     }
     fn backup_policy_json(&self) -> PathBuf {
@@ -82,19 +83,23 @@ impl AppCtx<'_> {
         Ok((policy, url))
     }
 
-    /// A barman-cloud command run as the service user with the store's
-    /// credentials file.
-    pub(super) fn barman_cmd(&self, program: &str, args: &[String]) -> std::process::Command {
-        let mut cmd = self.server_cmd(Path::new(program));
-        cmd.env("AWS_SHARED_CREDENTIALS_FILE", self.backup_credentials())
-            .args(args);
-        cmd
-    }
-
-    /// Run a barman-cloud command, its output in `logs/backup.log`;
-    /// returns stdout.
+    /// Run a barman-cloud command with the policy's credentials file, its
+    /// output in `logs/backup.log`; returns stdout.
     pub(super) fn run_barman(
         &self,
+        what: &str,
+        program: &str,
+        args: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, ProviderError> {
+        self.run_barman_with(&self.backup_credentials(), what, program, args, timeout)
+    }
+
+    /// Run a barman-cloud command as the service user with the credentials
+    /// file `credentials`; returns stdout.
+    pub(super) fn run_barman_with(
+        &self,
+        credentials: &Path,
         what: &str,
         program: &str,
         args: &[String],
@@ -105,8 +110,10 @@ impl AppCtx<'_> {
         let file = std::fs::File::create(&out)
             .map_err(|e| ProviderError::io(format!("creating {}", out.display()), e))?;
         self.user().chown(&out)?;
-        let mut cmd = self.barman_cmd(program, args);
-        cmd.stdout(file);
+        let mut cmd = self.server_cmd(Path::new(program));
+        cmd.env("AWS_SHARED_CREDENTIALS_FILE", credentials)
+            .args(args)
+            .stdout(file);
         let result = run_with_stdout(what, cmd, &self.paths.logs().join("backup.log"), timeout);
         let bytes = std::fs::read(&out).unwrap_or_default();
         let _ = state::remove_file(&out);
