@@ -238,6 +238,23 @@ pub trait Backups: Send + Sync {
     /// # Errors
     /// When the app's state cannot be read.
     fn status(&self, app: &str) -> Result<Option<BackupStatus>, crate::error::ProviderError>;
+
+    /// Restore backup `id` into a scratch directory and check it (amcheck;
+    /// barman-cloud backups have no manifest for `pg_verifybackup`).
+    ///
+    /// # Errors
+    /// Unknown id, a restore or replay that fails, or a corrupt index.
+    fn verify(&self, app: &str, id: &str) -> Result<Verified, crate::error::ProviderError>;
+}
+
+/// What `flyplan backups verify` found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Verified {
+    pub backup_id: String,
+    /// How it was checked: `amcheck`.
+    pub method: String,
+    pub databases: Vec<String>,
+    pub indexes_checked: i64,
 }
 
 #[cfg(test)]

@@ -256,6 +256,18 @@ pub enum BackupsCommand {
     Run(BackupRunArgs),
     /// Create the cluster of fly.toml from another cluster's backups (the app must not exist).
     Restore(BackupRestoreArgs),
+    /// Restore a base backup into a scratch directory and check it with amcheck.
+    Verify(BackupVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupVerifyArgs {
+    /// The backup id (see `flyplan backups list`).
+    pub id: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

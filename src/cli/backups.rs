@@ -1,4 +1,4 @@
-//! `flyplan backups list|create|run|restore`: base backups in the object store of
+//! `flyplan backups list|create|run|restore|verify`: base backups in the object store of
 //! `[postgres.backup]`, run by the provider ([`crate::backup::Backups`]).
 
 use std::process::ExitCode;
@@ -30,6 +30,29 @@ pub(super) fn backups(cli: &Cli, command: &BackupsCommand) -> Result<ExitCode> {
         }),
         BackupsCommand::Run(a) => run(cli, a),
         BackupsCommand::Restore(a) => restore(cli, a),
+        BackupsCommand::Verify(a) => {
+            let args = BackupListArgs {
+                config: super::args::ConfigArg {
+                    config: a.config.config.clone(),
+                },
+                json: a.json,
+            };
+            with_runner(cli, &args, |b, app| {
+                let v = b.verify(app, &a.id)?;
+                if a.json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!(
+                        "Backup {} is sound: restored, replayed to consistency, and {} btree indexes in {} databases pass {}.",
+                        v.backup_id,
+                        v.indexes_checked,
+                        v.databases.len(),
+                        v.method
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
     }
 }
 

@@ -129,4 +129,13 @@ pub trait Provider: Send + Sync {
     fn backups(&self) -> Option<&dyn crate::backup::Backups> {
         None
     }
+
+    /// Check that the object store in `url` (the value of secret `secret`)
+    /// answers, before a plan that sets a backup policy is shown.
+    ///
+    /// # Errors
+    /// A store that cannot be reached or read, said without its keys.
+    fn check_backup_store(&self, _secret: &str, _url: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }

@@ -84,7 +84,10 @@ impl ObjectStore {
         let status = self
             .request("PUT", &format!("/{bucket}"))
             .expect("bucket request");
-        assert!(status.starts_with("HTTP/1.1 200"), "create bucket: {status}");
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "create bucket: {status}"
+        );
     }
 
     /// Send a bodiless request; returns the status line.

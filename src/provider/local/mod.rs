@@ -259,4 +259,8 @@ impl Provider for LocalProvider {
     fn backups(&self) -> Option<&dyn crate::backup::Backups> {
         Some(self)
     }
+
+    fn check_backup_store(&self, secret: &str, url: &str) -> Result<(), ProviderError> {
+        backup::check_store_now(secret, url)
+    }
 }

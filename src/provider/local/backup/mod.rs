@@ -17,6 +17,7 @@
 
 mod base;
 mod restore;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -491,4 +492,48 @@ impl backup::Backups for LocalProvider {
     fn status(&self, app: &str) -> Result<Option<backup::BackupStatus>, ProviderError> {
         self.app(app).backup_status()
     }
+
+    fn verify(&self, app: &str, id: &str) -> Result<backup::Verified, ProviderError> {
+        let (ctx, _apply, _lock) = self.hold_for_backups(app)?;
+        ctx.verify_backup(id)
+    }
+}
+
+/// List the store of `url` with barman-cloud as the user running flyplan,
+/// its keys in a private temporary credentials file: whether it answers.
+pub(super) fn check_store_now(secret: &str, url: &str) -> Result<(), ProviderError> {
+    let what = format!("secret {secret}");
+    let url =
+        StoreUrl::parse(url, true).map_err(|e| ProviderError::failed(&what, e.to_string()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("flyplan-store-")
+        .tempdir()
+        .map_err(|e| ProviderError::io("creating a temporary directory", e))?;
+    let creds = dir.path().join("credentials");
+    state::write_file(
+        &creds,
+        url.credentials_section(backup::PROFILE).as_bytes(),
+        0o600,
+    )?;
+    let out = std::process::Command::new("barman-cloud-backup-list")
+        .args(barman::list_args(&url, backup::PROFILE))
+        .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+        .env("AWS_CONFIG_FILE", dir.path().join("config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| ProviderError::io("running barman-cloud-backup-list", e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .replace(&url.secret_key, "********");
+    Err(ProviderError::failed(
+        format!("object store {url} (secret {secret})"),
+        format!("cannot be read: {last}"),
+    ))
 }

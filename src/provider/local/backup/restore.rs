@@ -194,55 +194,77 @@ impl AppCtx<'_> {
         let url = r.url();
         let creds = self.restore_credentials();
         let pgdata = &rec.pgdata;
+        self.fetch_backup(&url, backup::RESTORE_PROFILE, &creds, &r.backup_id, pgdata)?;
+        // The source's archive command must never run here.
+        self.write_backup_conf(pgdata)?;
+        let restore_command = barman::wal_restore_command(
+            &url,
+            backup::RESTORE_PROFILE,
+            &creds.display().to_string(),
+        );
+        let mut settings = vec![format!("restore_command={restore_command}")];
+        if let Some(t) = &r.target_time {
+            // PostgreSQL reads `2026-11-30 10:15:00+00`, not RFC 3339's `T...Z`.
+            let t = t.replacen('T', " ", 1).replace('Z', "+00");
+            settings.push(format!("recovery_target_time={t}"));
+        } else if r.immediate {
+            settings.push("recovery_target=immediate".to_string());
+        }
+        let what = format!(
+            "replaying WAL of backup {} on node {}",
+            r.backup_id, rec.node
+        );
+        let server = self.start_replay(&what, pgdata, rec.port, &rec.node, &settings)?;
+        server.stop(self)
+    }
+
+    /// Fill an empty `pgdata` with base backup `backup_id` of `url`.
+    pub(super) fn fetch_backup(
+        &self,
+        url: &StoreUrl,
+        profile: &str,
+        credentials: &Path,
+        backup_id: &str,
+        pgdata: &Path,
+    ) -> Result<(), ProviderError> {
         self.run_barman_with(
-            &creds,
-            &format!("barman-cloud-restore of backup {}", r.backup_id),
+            credentials,
+            &format!("barman-cloud-restore of backup {backup_id}"),
             "barman-cloud-restore",
-            &barman::restore_args(
-                &url,
-                backup::RESTORE_PROFILE,
-                &r.backup_id,
-                &pgdata.display().to_string(),
-            ),
+            &barman::restore_args(url, profile, backup_id, &pgdata.display().to_string()),
             RESTORE_TIMEOUT,
         )?;
         for stale in ["standby.signal", "postmaster.pid", "postmaster.opts"] {
             state::remove_file(&pgdata.join(stale))?;
         }
-        // The source's archive command must never run here.
-        self.write_backup_conf(pgdata)?;
+        Ok(())
+    }
+
+    /// Start a server of its own on a restored `pgdata` that recovers with
+    /// `settings` and promotes; returns once it accepts writes.
+    pub(super) fn start_replay(
+        &self,
+        what: &str,
+        pgdata: &Path,
+        port: u16,
+        name: &str,
+        settings: &[String],
+    ) -> Result<ReplayServer, ProviderError> {
         let signal = pgdata.join("recovery.signal");
         state::write_file(&signal, b"", 0o600)?;
         self.user().chown(&signal)?;
-        self.replay(r, rec, &url, &creds)
-    }
-
-    fn replay(
-        &self,
-        r: &BackupRestore,
-        rec: &MachineRecord,
-        url: &StoreUrl,
-        creds: &Path,
-    ) -> Result<(), ProviderError> {
-        let restore_command =
-            barman::wal_restore_command(url, backup::RESTORE_PROFILE, &creds.display().to_string());
         let mut cmd = self.server_cmd(&self.tools().pg_bindir.join("postgres"));
         cmd.arg("-D")
-            .arg(&rec.pgdata)
-            .args(["-p", &rec.port.to_string(), "-k"])
+            .arg(pgdata)
+            .args(["-p", &port.to_string(), "-k"])
             .arg(self.paths.sock())
             .args(["-c", "listen_addresses="])
-            .args(["-c", &format!("restore_command={restore_command}")])
             .args(["-c", "recovery_target_action=promote"])
             .args(["-c", "recovery_target_timeline=latest"]);
-        if let Some(t) = &r.target_time {
-            // PostgreSQL reads `2026-11-30 10:15:00+00`, not RFC 3339's `T...Z`.
-            let t = t.replacen('T', " ", 1).replace('Z', "+00");
-            cmd.args(["-c", &format!("recovery_target_time={t}")]);
-        } else if r.immediate {
-            cmd.args(["-c", "recovery_target=immediate"]);
+        for s in settings {
+            cmd.args(["-c", s]);
         }
-        let log = self.paths.logs().join(format!("{}-restore.log", rec.node));
+        let log = self.paths.logs().join(format!("{name}-restore.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -256,10 +278,6 @@ impl AppCtx<'_> {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let what = format!(
-            "replaying WAL of backup {} on node {}",
-            r.backup_id, rec.node
-        );
         let mut child = cmd
             .spawn()
             .map_err(|e| ProviderError::io(format!("{what}: starting postgres"), e))?;
@@ -269,16 +287,18 @@ impl AppCtx<'_> {
         let result = loop {
             if let Ok(Some(status)) = child.try_wait() {
                 break Err(ProviderError::failed(
-                    &what,
-                    format!("postgres exited ({status}); see {}", log.display()),
+                    what,
+                    format!(
+                        "postgres exited ({status}); last lines of its log:\n{}",
+                        server_log_tail(pgdata, &log)
+                    ),
                 ));
             }
             if started.elapsed() > RESTORE_TIMEOUT {
-                break Err(ProviderError::failed(&what, "timed out"));
+                break Err(ProviderError::failed(what, "timed out"));
             }
             let promoted = db::block_on(async {
-                let c =
-                    db::connect(&sock, rec.port, &user, "postgres", Duration::from_secs(5)).await?;
+                let c = db::connect(&sock, port, &user, "postgres", Duration::from_secs(5)).await?;
                 let row = c
                     .query_one("SELECT NOT pg_is_in_recovery()", &[])
                     .await
@@ -290,21 +310,59 @@ impl AppCtx<'_> {
             }
             std::thread::sleep(Duration::from_millis(300));
         };
-        // Stop the replay server; pg_autoctl starts the node afterwards.
-        let mut stop = self.server_cmd(&self.tools().pg_bindir.join("pg_ctl"));
+        let server = ReplayServer {
+            child,
+            pgdata: pgdata.to_path_buf(),
+            log,
+        };
+        match result {
+            Ok(()) => Ok(server),
+            Err(e) => {
+                let _ = server.stop(self);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The last lines of the server's own log (the logging collector's newest
+/// file under `pgdata/log`, else `fallback`).
+fn server_log_tail(pgdata: &Path, fallback: &Path) -> String {
+    let newest = std::fs::read_dir(pgdata.join("log"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path());
+    let path = newest.unwrap_or_else(|| fallback.to_path_buf());
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
+}
+
+/// A server started on a restored data dir by [`AppCtx::start_replay`].
+pub(super) struct ReplayServer {
+    child: std::process::Child,
+    pgdata: PathBuf,
+    log: PathBuf,
+}
+
+impl ReplayServer {
+    /// Stop it (fast shutdown; killed when that fails).
+    pub(super) fn stop(mut self, ctx: &AppCtx<'_>) -> Result<(), ProviderError> {
+        let mut stop = ctx.server_cmd(&ctx.tools().pg_bindir.join("pg_ctl"));
         stop.args(["stop", "-m", "fast", "-w", "-t", "60", "-D"])
-            .arg(&rec.pgdata);
+            .arg(&self.pgdata);
         let stopped = run_logged(
-            &format!("stopping the replay server of node {}", rec.node),
+            &format!("stopping the server on {}", self.pgdata.display()),
             stop,
-            &log,
+            &self.log,
             Duration::from_secs(90),
         );
         if stopped.is_err() {
-            kill_tree(child.id() as i32, Duration::from_secs(5));
+            kill_tree(self.child.id() as i32, Duration::from_secs(5));
         }
-        let _ = child.wait();
-        result?;
+        let _ = self.child.wait();
         stopped
     }
 }
