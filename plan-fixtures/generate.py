@@ -12,10 +12,12 @@ import json, os, shutil, subprocess, sys, tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.join(HERE, "..", "target", "debug", "flyplan")
 ENV = {"PG_PASSWORD": "fixture-secret-value-1", "APP_USER_PASSWORD": "fixture-secret-value-2"}
+BENV = dict(ENV, S3_URL="https://fixtureaccess:fixture-secret-value-3@fly.storage.tigris.dev/pg-backups/pg-fixture")
 
 def toml(instances=3, sync=1, replicas="{ ams = 1 }", image="flyio/postgres-flex:15",
          size="10gb", retention=7, scheduled="true", vm_size="shared-cpu-1x", memory="512mb",
-         attachments=("myapp",), extra_attach="", users="", restore="", counts=True, params=""):
+         attachments=("myapp",), extra_attach="", users="", restore="", counts=True, params="",
+         backup=""):
     # Without a size, [[mounts]] leaves initial_size out.
     size_line = f'\n  initial_size = "{size}"' if size else ""
     att = "".join(f'\n[[attachments]]\n  app = "{a}"\n' for a in attachments)
@@ -33,10 +35,10 @@ primary_region = "iad"
 
 [postgres]{topology}
   operator_password = "PG_PASSWORD"{restore}
-{params}{users}
+{params}{backup}{users}
 [secrets]
   PG_PASSWORD = {{ from_env = "PG_PASSWORD" }}
-  APP_USER_PASSWORD = {{ from_env = "APP_USER_PASSWORD" }}
+  APP_USER_PASSWORD = {{ from_env = "APP_USER_PASSWORD" }}{S3_SECRET if backup else ""}
 
 [[mounts]]
   source = "pg_data"
@@ -48,6 +50,24 @@ primary_region = "iad"
   size = "{vm_size}"
   memory = "{memory}"
 {att}{extra_attach}'''
+
+S3_SECRET = '''
+  S3_ARCHIVE_CONFIG = { from_env = "S3_URL" }'''
+
+BACKUP = '''
+[postgres.backup]
+  secret = "S3_ARCHIVE_CONFIG"
+'''
+
+BACKUP_CHANGED = '''
+[postgres.backup]
+  secret = "S3_ARCHIVE_CONFIG"
+  archive_timeout = "30s"
+  recovery_window = "2w"
+'''
+
+def archiving_drift(data):
+    find(data, "backup_policy.pg-fixture")["attrs"]["archiving"] = "archive_command is not flyplan's"
 
 SEED = '''[services.postgres]
   image = "flyio/postgres:14"
@@ -99,7 +119,8 @@ def live_from(config_text, edit=None, env=None, name="fly.toml", case="pg-fixtur
         cfg = os.path.join(sub, name)
         open(cfg, "w").write(config_text)
         live = os.path.join(d, "live.json")
-        e = dict(os.environ, **(env or ENV))
+        # BENV adds only the store URL, which a case without backups never reads.
+        e = dict(os.environ, **(env or BENV))
         subprocess.run([BIN, "--live", live, "apply", "-c", cfg, "--auto-approve", "--allow-destroy"],
                        check=True, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         data = json.load(open(live))
@@ -194,6 +215,10 @@ CASES = {
     "39-volume-size-not-declared-keep-live": (toml(size=None), BASE),
     "41-parameters-reload-only": (toml(params=PARAMS_RELOAD), (toml(params=PARAMS_RELOAD.replace('"8MB"', '"4MB"')), parameter("log_min_duration_statement", "1s"))),
     "40-parameters-restart": (toml(params=PARAMS_RELOAD + PARAMS_RESTART), (BASE, both(parameter("work_mem", "8MB"), parameter("statement_timeout", "30s"), parameter("max_connections", "100")))),
+    "42-backup-added": (toml(backup=BACKUP), BASE, BENV),
+    "43-backup-settings-changed": (toml(backup=BACKUP_CHANGED), toml(backup=BACKUP), BENV),
+    "44-backup-removed-blocked": (BASE, toml(backup=BACKUP), BENV),
+    "45-backup-archiving-drift": (toml(backup=BACKUP), (toml(backup=BACKUP), archiving_drift), BENV),
     "33-restore-from-snapshot": (toml(restore='\n  restore_from = "snap-pg-fixture-pg_data-20261120T000000Z"'), EMPTY),
 }
 

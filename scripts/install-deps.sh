@@ -1,12 +1,16 @@
 #!/bin/sh
 # Installs what the local provider runs: PostgreSQL 15, pg_auto_failover
 # (monitor extension and pg_autoctl) and haproxy, from Debian's packages,
+# barman-cloud (Debian's barman-cli-cloud) for backups to an object store,
 # and what the tests use besides: psql and Python's psycopg2 as clients of
-# an attached app.
+# an attached app, and moto's S3 server (from PyPI, in a venv at
+# $FLYPLAN_MOTO_VENV, default /opt/flyplan-test/moto) as the object store.
 # Idempotent: does nothing when everything is there. Needs root (or sudo).
 set -eu
 
-packages="postgresql-15 postgresql-client-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy pkg-config libssl-dev python3 python3-psycopg2"
+packages="postgresql-15 postgresql-client-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy pkg-config libssl-dev python3 python3-psycopg2 python3-venv barman-cli-cloud"
+moto_venv="${FLYPLAN_MOTO_VENV:-/opt/flyplan-test/moto}"
+moto_version="5.2.5"
 
 have() {
     dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'
@@ -17,8 +21,13 @@ for p in $packages; do
     have "$p" || missing="$missing $p"
 done
 
-if [ -z "$missing" ]; then
-    echo "install-deps: all present ($packages)"
+moto_ok() {
+    "$moto_venv/bin/python" -c "import moto, flask; assert moto.__version__ == '$moto_version'" 2>/dev/null \
+        && test -x "$moto_venv/bin/moto_server"
+}
+
+if [ -z "$missing" ] && moto_ok; then
+    echo "install-deps: all present ($packages; moto $moto_version in $moto_venv)"
     exit 0
 fi
 
@@ -30,8 +39,9 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-echo "install-deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+if [ -n "$missing" ]; then
+echo "install-deps: installing$missing"
 apt-get update
 # Install the PostgreSQL packages without creating the default cluster:
 # flyplan makes its own clusters and the default one would take port 5432.
@@ -41,6 +51,15 @@ if [ ! -e /etc/postgresql-common/createcluster.d/50-flyplan.conf ]; then
 fi
 # shellcheck disable=SC2086
 apt-get install -y --no-install-recommends $missing
+fi
+
+# The S3-compatible server of the backup tests: a real process on loopback.
+# Debian's own python3 makes the venv (not whatever python3 is first on PATH).
+if ! moto_ok; then
+    echo "install-deps: installing moto[server] $moto_version into $moto_venv"
+    /usr/bin/python3 -m venv "$moto_venv"
+    "$moto_venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version"
+fi
 
 # Servers started by flyplan as root run as the `postgres` user, which the
 # packages create; check that it exists.
@@ -48,4 +67,6 @@ id postgres >/dev/null
 test -x /usr/lib/postgresql/15/bin/postgres
 command -v pg_autoctl >/dev/null
 command -v haproxy >/dev/null || test -x /usr/sbin/haproxy
+command -v barman-cloud-wal-archive >/dev/null
+moto_ok
 echo "install-deps: done"

@@ -5,12 +5,13 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::config::{Config, Diagnostic, Ensure, SecretSource};
+use crate::backup::{StoreUrl, URL_FORM};
+use crate::config::{units, Config, Diagnostic, Ensure, SecretSource};
 use crate::live::Live;
 use crate::model::{
-    Address, Agreed, AppSpec, AttachmentSpec, DatabaseSpec, Digest, EndpointSpec, FormationSpec,
-    Kind, MachineSpec, ParameterSpec, Resource, Role, SecretSpec, SnapshotPolicySpec, Spec,
-    UserSpec, VolumeSpec,
+    Address, Agreed, AppSpec, AttachmentSpec, BackupPolicySpec, DatabaseSpec, Digest, EndpointSpec,
+    FormationSpec, Kind, MachineSpec, ParameterSpec, Resource, Role, SecretSpec,
+    SnapshotPolicySpec, Spec, UserSpec, VolumeSpec,
 };
 use crate::secrets::SecretValues;
 use crate::secrets::{self, Environment};
@@ -21,6 +22,46 @@ pub const RUNNING: &str = "running";
 /// An attachment's credentials when the role's password, the consumer's
 /// secret and the endpoint agree.
 pub const CREDENTIALS_VALID: &str = "valid";
+
+/// `archiving` of a backup policy whose nodes all archive to its store.
+pub const ARCHIVING_ON: &str = "on";
+
+/// A secret named as a store URL must hold one, in postgres-flex's form: a
+/// malformed value is an error located at the key that names the secret,
+/// which says why without repeating the value.
+fn check_store_url(
+    config: &Config,
+    secret: &str,
+    key: &str,
+    values: &SecretValues,
+) -> Result<(), DesiredError> {
+    let located = |message: String| {
+        let span = config.spans.get(key).unwrap_or(0..0);
+        DesiredError::Secret {
+            diagnostic: Box::new(Diagnostic::at(&config.path, &config.source, span, message)),
+        }
+    };
+    match values.get(secret) {
+        Some(v) => StoreUrl::parse(v, true)
+            .map(|_| ())
+            .map_err(|e| located(format!("secret {secret} is not a store URL: {e}"))),
+        None if matches!(config.secrets.get(secret), Some(SecretSource::Generate)) => Err(located(
+            format!("secret {secret} is generated, but a store URL must be given ({URL_FORM})"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `restore_backup` of the app: the source secret and the target, written
+/// as postgres-flex's restore config writes it (`?targetTime=`, `?target=`).
+pub fn restore_input(r: &crate::config::RestoreConfig) -> String {
+    use crate::config::RestoreTarget;
+    match &r.target {
+        RestoreTarget::Latest => r.backup_secret.clone(),
+        RestoreTarget::Time(t) => format!("{}?targetTime={t}", r.backup_secret),
+        RestoreTarget::Backup(id) => format!("{}?target={id}", r.backup_secret),
+    }
+}
 
 /// Everything fly.toml asks for, as resources.
 #[derive(Debug, Clone, Default)]
@@ -174,6 +215,7 @@ impl Desired {
                 id: None,
                 org: None,
                 primary_region: Some(config.primary_region.clone()),
+                restore_backup: config.postgres.restore.as_ref().map(restore_input),
                 restore_from: config.postgres.restore_from.clone(),
                 state: RUNNING.to_string(),
                 status: None,
@@ -317,6 +359,34 @@ impl Desired {
                     snapshot_time: Some("00:00".to_string()),
                 }),
             );
+        }
+        if let Some(b) = &config.postgres.backup {
+            check_store_url(
+                config,
+                &b.secret,
+                "postgres.backup.secret",
+                &d.secret_values,
+            )?;
+            d.add(
+                Address::backup_policy(app),
+                Spec::BackupPolicy(BackupPolicySpec {
+                    archive_timeout: format!("{}s", b.archive_timeout_s),
+                    archiving: Some(Agreed::One(ARCHIVING_ON.to_string())),
+                    full_backup_frequency: units::format_duration_s(b.full_backup_frequency_s),
+                    minimum_redundancy: b.minimum_redundancy,
+                    recovery_window: b.recovery_window.clone(),
+                    secret: b.secret.clone(),
+                    store: digests.get(&b.secret).cloned(),
+                }),
+            );
+        }
+        if let Some(r) = &config.postgres.restore {
+            check_store_url(
+                config,
+                &r.backup_secret,
+                "postgres.restore.backup_secret",
+                &d.secret_values,
+            )?;
         }
         Ok(d)
     }

@@ -2,6 +2,7 @@
 //! desired state, observes the live state, plans, and applies.
 
 pub mod apply;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod desired;

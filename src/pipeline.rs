@@ -8,7 +8,7 @@ use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport, Progress, Quiet}
 use crate::desired::Desired;
 use crate::live::Live;
 use crate::model::Kind;
-use crate::plan::{self, Plan, PlanOptions};
+use crate::plan::{self, Action, Plan, PlanOptions};
 use crate::planfile::{PlanFile, PlanFileError};
 use crate::provider::{Provider, ProviderError};
 use crate::secrets::{ProcessEnv, SecretValues};
@@ -141,6 +141,7 @@ pub fn run<O: Operator>(
     let (plan, secrets, allow_destroy) = match mode {
         Mode::Plan { desired } => {
             let plan = make_plan(&desired, &live, allow_destroy);
+            check_stores(provider, &desired, &plan)?;
             operator.planned(&plan);
             return Ok(Run {
                 plan,
@@ -155,6 +156,7 @@ pub fn run<O: Operator>(
                 seed_from(&mut desired, &live, provider, id)?;
             }
             let plan = make_plan(&desired, &live, allow_destroy);
+            check_stores(provider, &desired, &plan)?;
             (plan, desired.secret_values, allow_destroy)
         }
         Mode::Destroy { app } => {
@@ -218,6 +220,27 @@ pub fn run<O: Operator>(
 /// When the live state cannot be read.
 pub fn observe(provider: &dyn Provider, app: &str) -> Result<Live, PipelineError> {
     Ok(provider.observe(app)?)
+}
+
+/// A backup policy the plan sets must name a store that answers: checked
+/// before the plan is shown, so an unreachable store changes nothing.
+fn check_stores(
+    provider: &dyn Provider,
+    desired: &Desired,
+    plan: &Plan,
+) -> Result<(), PipelineError> {
+    for step in &plan.steps {
+        if !matches!(step.action, Action::Create | Action::Update) {
+            continue;
+        }
+        let Some(crate::model::Spec::BackupPolicy(p)) = step.after.as_ref().map(|r| &r.spec) else {
+            continue;
+        };
+        if let Some(url) = desired.secret_values.get(&p.secret) {
+            provider.check_backup_store(&p.secret, url)?;
+        }
+    }
+    Ok(())
 }
 
 fn make_plan(desired: &Desired, live: &Live, allow_destroy: bool) -> Plan {

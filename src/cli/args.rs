@@ -71,6 +71,9 @@ pub enum Command {
     /// Volume snapshots: list, take, run the daily schedule, verify, restore.
     #[command(subcommand)]
     Snapshots(SnapshotsCommand),
+    /// Backups to the [postgres.backup] object store: list, take, run the schedule.
+    #[command(subcommand)]
+    Backups(BackupsCommand),
     /// Write the fly.toml of a live cluster; planning it changes nothing.
     Import(ImportArgs),
 }
@@ -244,6 +247,69 @@ pub enum SnapshotsCommand {
     Verify(SnapshotVerifyArgs),
     /// Create the cluster of fly.toml from a snapshot (the app must not exist).
     Restore(SnapshotRestoreArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// Base backups in the store, oldest first (barman-cloud-backup-list).
+    List(BackupListArgs),
+    /// Take a base backup now, then apply retention.
+    Create(BackupListArgs),
+    /// Take a base backup when full_backup_frequency says one is due (for cron or CI).
+    Run(BackupRunArgs),
+    /// Create the cluster of fly.toml from another cluster's backups (the app must not exist).
+    Restore(BackupRestoreArgs),
+    /// Restore a base backup into a scratch directory and check it with amcheck.
+    Verify(BackupVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupVerifyArgs {
+    /// The backup id (see `flyplan backups list`).
+    pub id: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupRestoreArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Replay WAL up to this time (RFC 3339); the latest archived WAL when absent.
+    #[arg(long, value_name = "TIME", conflicts_with = "target")]
+    pub target_time: Option<String>,
+    /// Restore this backup (id or name) to its end instead.
+    #[arg(long, value_name = "ID")]
+    pub target: Option<String>,
+    /// The secret holding the source store URL (default: [postgres.restore] backup_secret).
+    #[arg(long, value_name = "NAME")]
+    pub secret: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Steps run at the same time at most.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupRunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub now: NowArg,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

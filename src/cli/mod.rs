@@ -2,6 +2,7 @@
 //! results to exit codes (0 ok / no changes, 1 error, 2 changes).
 
 pub mod args;
+mod backups;
 mod env;
 mod health;
 mod import;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(a) => destroy(&cli, a),
         Command::Watch(a) => watch::watch(&cli, a),
         Command::Snapshots(c) => snapshots::snapshots(&cli, c),
+        Command::Backups(c) => backups::backups(&cli, c),
         Command::Import(a) => import::import(&cli, a),
     }
 }
@@ -148,7 +150,7 @@ fn validate(arg: &ConfigArg) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn desired_of(config: &Config) -> Result<Desired> {
+pub(super) fn desired_of(config: &Config) -> Result<Desired> {
     Ok(Desired::from_config(config, &ProcessEnv)?)
 }
 
@@ -206,14 +208,14 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// The terminal as the pipeline's operator: prints the plan, asks for
 /// "yes" unless `--auto-approve`, and shows apply progress.
-struct Terminal {
+pub(super) struct Terminal {
     format: Format,
     auto_approve: bool,
     bar: Option<Box<dyn progress::Finish>>,
 }
 
 impl Terminal {
-    fn new(format: Format, auto_approve: bool) -> Self {
+    pub(super) fn new(format: Format, auto_approve: bool) -> Self {
         Terminal {
             format,
             auto_approve,
@@ -304,7 +306,7 @@ fn apply_cmd(cli: &Cli, a: &ApplyArgs) -> Result<ExitCode> {
 }
 
 /// Exit code and closing line of an apply or destroy.
-fn report_run(run: &Run, terminal: &Terminal, cancelled: &str) -> ExitCode {
+pub(super) fn report_run(run: &Run, terminal: &Terminal, cancelled: &str) -> ExitCode {
     match &run.end {
         End::Planned | End::NoChanges => ExitCode::SUCCESS,
         End::Cancelled => {

@@ -30,6 +30,10 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     };
+    let backups = match provider.backups() {
+        Some(b) if !live.resources.is_empty() => b.status(&config.app)?,
+        _ => None,
+    };
     if a.json {
         let nodes: Vec<_> = live
             .of_kind(Kind::Machine)
@@ -74,6 +78,7 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             "nodes": nodes,
             "endpoint": endpoint,
             "attachments": attachments,
+            "backups": backups,
         });
         if let Some(note) = monitor_note(&live) {
             doc["automatic_failover"] = serde_json::json!({ "on": false, "why": note });
@@ -150,6 +155,9 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             );
         }
     }
+    if let Some(b) = &backups {
+        print_backups(b);
+    }
     Ok(done)
 }
 
@@ -177,6 +185,36 @@ fn observed_state(state: &str, c: &Checks) -> String {
     match &c.pg_state {
         Some(pg) if !runs(state) => format!("{state} (monitor last reported: {pg})"),
         _ => state.to_string(),
+    }
+}
+
+/// Archiving and base backups of `[postgres.backup]`.
+fn print_backups(b: &crate::backup::BackupStatus) {
+    let age = |s: Option<i64>| s.map_or(String::new(), |s| format!(" ({s}s ago)"));
+    println!("\nBackups to {}", b.store);
+    println!(
+        "  last archived WAL: {}{}",
+        b.last_archived_wal.as_deref().unwrap_or("none yet"),
+        age(b.last_archived_age_s)
+    );
+    println!(
+        "  archive failures:  {}{}",
+        b.failed_count.unwrap_or(0),
+        b.last_failed_wal
+            .as_deref()
+            .map_or(String::new(), |w| format!(" (last {w})"))
+    );
+    println!(
+        "  last base backup:  {}{} ({} kept)",
+        b.last_backup_id.as_deref().unwrap_or("none yet"),
+        age(b.last_backup_age_s),
+        b.backups
+    );
+    if let (Some(from), Some(to)) = (&b.recoverable_from, &b.recoverable_to) {
+        println!("  recoverable:       {from} .. {to}");
+    }
+    if let Some(w) = &b.warning {
+        println!("  WARNING: {w}");
     }
 }
 

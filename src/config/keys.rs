@@ -105,6 +105,8 @@ pub const POSTGRES: KeyTable = KeyTable {
         ("database", Read),
         ("port", Read),
         ("restore_from", Read),
+        ("backup", Read),
+        ("restore", Read),
         ("users", Read),
         ("databases", Read),
         ("parameters", Read),
@@ -195,6 +197,26 @@ pub const SERVICES: KeyTable = KeyTable {
     keys: &[("postgres", Read)],
 };
 
+pub const BACKUP: KeyTable = KeyTable {
+    path: "postgres.backup",
+    keys: &[
+        ("secret", Read),
+        ("archive_timeout", Read),
+        ("recovery_window", Read),
+        ("full_backup_frequency", Read),
+        ("minimum_redundancy", Read),
+    ],
+};
+
+pub const RESTORE: KeyTable = KeyTable {
+    path: "postgres.restore",
+    keys: &[
+        ("backup_secret", Read),
+        ("target_time", Read),
+        ("target", Read),
+    ],
+};
+
 pub const SERVICES_POSTGRES: KeyTable = KeyTable {
     path: "services.postgres",
     keys: &[
@@ -229,6 +251,8 @@ pub const TABLES: &[&KeyTable] = &[
     &TOP,
     &BUILD,
     &POSTGRES,
+    &BACKUP,
+    &RESTORE,
     &USER,
     &USER_PASSWORD,
     &DATABASE,

@@ -9,7 +9,7 @@ pub mod model;
 mod names;
 mod parse;
 mod regions;
-mod units;
+pub(crate) mod units;
 mod validate;
 
 use std::path::Path;
@@ -19,6 +19,7 @@ pub use keys::known_keys;
 pub use limits::{check_local, LOCAL_MAX_NODES};
 pub use model::*;
 pub use names::{check_fly_app_name, identifier_for_app};
+pub use parse::normalise_time;
 pub use regions::REGIONS;
 
 /// Read the fly.toml at `path` and [`parse`] it.

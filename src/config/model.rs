@@ -99,11 +99,51 @@ pub struct PostgresConfig {
     pub port: u16,
     /// Snapshot id to create the cluster from.
     pub restore_from: Option<String>,
+    /// `[postgres.backup]`: continuous archiving and base backups.
+    pub backup: Option<BackupConfig>,
+    /// `[postgres.restore]`: a new cluster from another cluster's backups.
+    pub restore: Option<RestoreConfig>,
     pub users: Vec<UserConfig>,
     pub databases: Vec<DatabaseConfig>,
     /// `[postgres.parameters]`: PostgreSQL settings by their canonical name,
     /// each with its value as `SHOW` prints it (`8MB`, `30s`, `on`).
     pub parameters: BTreeMap<String, String>,
+}
+
+/// `[postgres.backup]`, with postgres-flex's names and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// The secret whose value is the store URL
+    /// (`https://KEY:SECRET@host[:port]/bucket/directory`).
+    pub secret: String,
+    /// Seconds after which a partly filled WAL segment is archived.
+    pub archive_timeout_s: u64,
+    /// Point-in-time recovery kept, as postgres-flex writes it: `7d`,
+    /// `2w` or `1m` (months).
+    pub recovery_window: String,
+    /// Seconds between full (base) backups.
+    pub full_backup_frequency_s: u64,
+    /// Base backups kept whatever their age.
+    pub minimum_redundancy: u64,
+}
+
+/// What a restore replays up to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// The newest archived WAL.
+    Latest,
+    /// An RFC 3339 time, normalised to UTC (`2026-11-30T10:15:00Z`).
+    Time(String),
+    /// A backup id or name.
+    Backup(String),
+}
+
+/// `[postgres.restore]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreConfig {
+    /// The secret whose value is the source cluster's store URL.
+    pub backup_secret: String,
+    pub target: RestoreTarget,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -48,9 +48,70 @@ pub fn is_hh_mm(text: &str) -> bool {
         && m.parse::<u8>().is_ok_and(|m| m < 60)
 }
 
+/// A duration as postgres-flex's settings write it, in seconds: a whole
+/// number with a unit among `s`, `m` or `min`, `h`, `d` (`"60s"`, `"24h"`);
+/// a bare number is seconds. Zero is rejected.
+pub fn parse_duration_s(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    if digits_end == 0 {
+        return None;
+    }
+    let number: u64 = text[..digits_end].parse().ok()?;
+    let factor = match text[digits_end..].trim() {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    number.checked_mul(factor).filter(|s| *s > 0)
+}
+
+/// Seconds written back in the largest of `h`, `m`, `s` that divides them
+/// (`"24h"`, as postgres-flex writes `full_backup_frequency`).
+pub fn format_duration_s(seconds: u64) -> String {
+    match seconds {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A recovery window as postgres-flex takes it: a whole number of days,
+/// weeks or months (`"7d"`, `"2w"`, `"1m"`). Returns the number and the
+/// unit letter.
+pub fn parse_recovery_window(text: &str) -> Option<(u64, char)> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    if !matches!(unit, 'd' | 'w' | 'm') {
+        return None;
+    }
+    let number: u64 = text[..text.len() - 1].parse().ok()?;
+    (number > 0).then_some((number, unit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_recovery_windows_read_as_postgres_flex_writes_them() {
+        assert_eq!(parse_duration_s("60s"), Some(60));
+        assert_eq!(parse_duration_s("5min"), Some(300));
+        assert_eq!(parse_duration_s("24h"), Some(86400));
+        assert_eq!(parse_duration_s("0s"), None);
+        assert_eq!(parse_duration_s("1y"), None);
+        assert_eq!(format_duration_s(86400), "24h");
+        assert_eq!(format_duration_s(60), "1m");
+        assert_eq!(format_duration_s(90), "90s");
+        assert_eq!(parse_recovery_window("7d"), Some((7, 'd')));
+        assert_eq!(parse_recovery_window("1m"), Some((1, 'm')));
+        assert_eq!(parse_recovery_window("7"), None);
+        assert_eq!(parse_recovery_window("0w"), None);
+    }
 
     #[test]
     fn sizes_round_up_to_whole_gb() {

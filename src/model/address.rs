@@ -41,6 +41,8 @@ pub enum Target {
     SnapshotPolicy { volume: String },
     /// A PostgreSQL setting of every node.
     Parameter { name: String },
+    /// Continuous archiving and base backups of the cluster's app.
+    BackupPolicy { app: String },
 }
 
 impl Target {
@@ -57,6 +59,7 @@ impl Target {
             Target::Attachment { .. } => Kind::Attachment,
             Target::SnapshotPolicy { .. } => Kind::SnapshotPolicy,
             Target::Parameter { .. } => Kind::Parameter,
+            Target::BackupPolicy { .. } => Kind::BackupPolicy,
         }
     }
 
@@ -77,6 +80,7 @@ impl Target {
             Target::Attachment { app } => format!("attachment.{app}"),
             Target::SnapshotPolicy { volume } => format!("snapshot_policy.{volume}"),
             Target::Parameter { name } => format!("parameter.{name}"),
+            Target::BackupPolicy { app } => format!("backup_policy.{app}"),
         }
     }
 }
@@ -95,7 +99,7 @@ struct Parts {
 
 /// An address whose text has none of the known forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a resource address: {text:?} (expected app.NAME, secret.NAME, volume.NAME[REGION:N], machine[REGION:N], formation.APP, endpoint.APP, user.NAME, database.NAME, attachment.APP, snapshot_policy.VOLUME or parameter.NAME)")]
+#[error("not a resource address: {text:?} (expected app.NAME, secret.NAME, volume.NAME[REGION:N], machine[REGION:N], formation.APP, endpoint.APP, user.NAME, database.NAME, attachment.APP, snapshot_policy.VOLUME, parameter.NAME or backup_policy.APP)")]
 pub struct AddressError {
     pub text: String,
 }
@@ -149,6 +153,10 @@ impl Address {
         Self::from_target(Target::Parameter { name: name.into() })
     }
 
+    pub fn backup_policy(app: &str) -> Self {
+        Self::from_target(Target::BackupPolicy { app: app.into() })
+    }
+
     /// Read an address back from its text.
     ///
     /// # Errors
@@ -200,6 +208,7 @@ impl Address {
                 "attachment" => Target::Attachment { app: rest },
                 "snapshot_policy" => Target::SnapshotPolicy { volume: rest },
                 "parameter" => Target::Parameter { name: rest },
+                "backup_policy" => Target::BackupPolicy { app: rest },
                 _ => return Err(bad()),
             }
         };
@@ -229,7 +238,8 @@ impl Address {
             Target::App { app }
             | Target::Formation { app }
             | Target::Endpoint { app }
-            | Target::Attachment { app } => app,
+            | Target::Attachment { app }
+            | Target::BackupPolicy { app } => app,
             Target::Secret { name }
             | Target::User { name }
             | Target::Database { name }
@@ -317,6 +327,7 @@ mod tests {
             Address::attachment("web-app"),
             Address::snapshot_policy("pg_data"),
             Address::parameter("work_mem"),
+            Address::backup_policy("pg"),
         ] {
             let back = Address::parse(a.as_str()).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(back.target(), a.target());

@@ -14,8 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use address::{Address, AddressError, Target};
 pub use checks::{Checks, TakenSnapshot};
 pub use spec::{
-    Agreed, AppSpec, AttachmentSpec, DatabaseSpec, Digest, EndpointSpec, Field, Fields,
-    FormationSpec, MachineSpec, ParameterSpec, Role, SecretSpec, SnapshotPolicySpec, Spec,
+    Agreed, AppSpec, AttachmentSpec, BackupPolicySpec, DatabaseSpec, Digest, EndpointSpec, Field,
+    Fields, FormationSpec, MachineSpec, ParameterSpec, Role, SecretSpec, SnapshotPolicySpec, Spec,
     SpecError, UserSpec, VolumeSpec, OUTSIDE_FLYPLAN,
 };
 
@@ -46,6 +46,8 @@ pub enum Kind {
     SnapshotPolicy,
     /// A PostgreSQL setting of every node (`[postgres.parameters]`).
     Parameter,
+    /// Continuous archiving and base backups to an object store.
+    BackupPolicy,
 }
 
 impl Kind {
@@ -62,6 +64,7 @@ impl Kind {
             Kind::Attachment => "attachment",
             Kind::SnapshotPolicy => "snapshot_policy",
             Kind::Parameter => "parameter",
+            Kind::BackupPolicy => "backup_policy",
         }
     }
 }
@@ -171,7 +174,8 @@ impl Resource {
             | Spec::Database(_)
             | Spec::Attachment(_)
             | Spec::SnapshotPolicy(_)
-            | Spec::Parameter(_) => None,
+            | Spec::Parameter(_)
+            | Spec::BackupPolicy(_) => None,
         }
     }
 
@@ -188,7 +192,8 @@ impl Resource {
             | Spec::Database(_)
             | Spec::Attachment(_)
             | Spec::SnapshotPolicy(_)
-            | Spec::Parameter(_) => None,
+            | Spec::Parameter(_)
+            | Spec::BackupPolicy(_) => None,
         }
     }
 

@@ -185,6 +185,11 @@ spec! {
         /// Live (Fly): the organization's slug.
         org: Option<String>,
         primary_region: Option<String>,
+        /// Seeds a new cluster from another cluster's backups
+        /// (`[postgres.restore]`): the secret holding the source store URL,
+        /// then `?targetTime=T` or `?target=ID` as in postgres-flex's
+        /// restore config; on an existing cluster it changes nothing.
+        restore_backup: Option<String> => input,
         /// Seeds a new cluster from a snapshot (as `fly pg create
         /// --snapshot-id` does); on an existing cluster it changes nothing.
         restore_from: Option<String> => input,
@@ -326,6 +331,30 @@ spec! {
     }
 }
 
+spec! {
+    /// Continuous archiving (`barman-cloud-wal-archive`) and base backups
+    /// (`barman-cloud-backup`) to the object store a secret names, with
+    /// postgres-flex's settings.
+    BackupPolicySpec {
+        /// Seconds, written `60s`: a partly filled WAL segment is archived
+        /// after this long.
+        archive_timeout: String,
+        /// Desired `on`; live `on` when every node archives to the store
+        /// with the command flyplan set, else what differs.
+        archiving: Option<Agreed<String>>,
+        /// Time between base backups (`24h`).
+        full_backup_frequency: String,
+        /// Base backups kept whatever their age.
+        minimum_redundancy: u64,
+        /// Point-in-time recovery kept (`7d`, `2w`, `1m`).
+        recovery_window: String,
+        /// The secret holding the store URL.
+        secret: String,
+        /// The digest of the store URL in use.
+        store: Option<Digest>,
+    }
+}
+
 impl AppSpec {
     /// An app as desired state names it: its primary region and state.
     pub fn new(primary_region: Option<String>, state: &str) -> Self {
@@ -334,6 +363,7 @@ impl AppSpec {
             id: None,
             org: None,
             primary_region,
+            restore_backup: None,
             restore_from: None,
             state: state.to_string(),
             status: None,
@@ -421,6 +451,7 @@ pub enum Spec {
     Attachment(AttachmentSpec),
     SnapshotPolicy(SnapshotPolicySpec),
     Parameter(ParameterSpec),
+    BackupPolicy(BackupPolicySpec),
 }
 
 /// Calls `$body` with the inner spec bound to `$s`, for every variant.
@@ -438,6 +469,7 @@ macro_rules! each_spec {
             Spec::Attachment($s) => $body,
             Spec::SnapshotPolicy($s) => $body,
             Spec::Parameter($s) => $body,
+            Spec::BackupPolicy($s) => $body,
         }
     };
 }
@@ -464,6 +496,7 @@ impl Spec {
             Spec::Attachment(_) => Kind::Attachment,
             Spec::SnapshotPolicy(_) => Kind::SnapshotPolicy,
             Spec::Parameter(_) => Kind::Parameter,
+            Spec::BackupPolicy(_) => Kind::BackupPolicy,
         }
     }
 
@@ -482,6 +515,7 @@ impl Spec {
             (Spec::Attachment(a), Spec::Attachment(b)) => a.changed(b),
             (Spec::SnapshotPolicy(a), Spec::SnapshotPolicy(b)) => a.changed(b),
             (Spec::Parameter(a), Spec::Parameter(b)) => a.changed(b),
+            (Spec::BackupPolicy(a), Spec::BackupPolicy(b)) => a.changed(b),
             (
                 Spec::App(_)
                 | Spec::Secret(_)
@@ -493,7 +527,8 @@ impl Spec {
                 | Spec::Database(_)
                 | Spec::Attachment(_)
                 | Spec::SnapshotPolicy(_)
-                | Spec::Parameter(_),
+                | Spec::Parameter(_)
+                | Spec::BackupPolicy(_),
                 _,
             ) => self
                 .attrs()
@@ -573,6 +608,7 @@ impl Spec {
             Kind::Attachment => Spec::Attachment(read(kind, attrs)?),
             Kind::SnapshotPolicy => Spec::SnapshotPolicy(read(kind, attrs)?),
             Kind::Parameter => Spec::Parameter(read(kind, attrs)?),
+            Kind::BackupPolicy => Spec::BackupPolicy(read(kind, attrs)?),
         })
     }
 
@@ -604,6 +640,7 @@ mod tests {
             AttachmentSpec::NAMES,
             SnapshotPolicySpec::NAMES,
             ParameterSpec::NAMES,
+            BackupPolicySpec::NAMES,
         ] {
             assert!(sorted(names), "fields out of order: {names:?}");
         }
@@ -616,6 +653,7 @@ mod tests {
             id: None,
             org: None,
             primary_region: Some("iad".into()),
+            restore_backup: None,
             restore_from: Some("snap-1".into()),
             state: "running".into(),
             status: None,

@@ -210,7 +210,8 @@ fn create_reason(live: &Live, want: &Resource) -> String {
         | Spec::Endpoint(_)
         | Spec::User(_)
         | Spec::Database(_)
-        | Spec::SnapshotPolicy(_) => "not in live state".to_string(),
+        | Spec::SnapshotPolicy(_)
+        | Spec::BackupPolicy(_) => "not in live state".to_string(),
         Spec::Parameter(_) => "not set by flyplan on the nodes yet".to_string(),
     }
 }
@@ -316,6 +317,21 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
                     .push("current leader: a standby is promoted first".to_string());
             }
         }
+        (Kind::BackupPolicy, Action::Delete) => {
+            step.reason = "backups turned off: [postgres.backup] removed from fly.toml".to_string();
+            step.notes.push(
+                "WAL archiving stops; what is in the object store is kept, never deleted"
+                    .to_string(),
+            );
+            if !opts.allow_destroy {
+                step.blocked = Some(Blocked {
+                    reason:
+                        "turning backups off ends point-in-time recovery; needs --allow-destroy"
+                            .to_string(),
+                    needs_allow_destroy: true,
+                });
+            }
+        }
         (Kind::Formation, Action::Update) => {
             let n = match step.after.as_ref().map(|r| &r.spec) {
                 Some(Spec::Formation(f)) => f
@@ -348,7 +364,8 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
             | Kind::Database
             | Kind::Attachment
             | Kind::SnapshotPolicy
-            | Kind::Parameter,
+            | Kind::Parameter
+            | Kind::BackupPolicy,
             _,
         ) => {}
     }
@@ -376,6 +393,8 @@ enum Phase {
     Database,
     Attachment,
     SnapshotPolicy,
+    BackupPolicy,
+    DeleteBackupPolicy,
     DeleteAttachment,
     DeleteDatabase,
     DeleteUser,
@@ -416,6 +435,8 @@ fn phase(step: &Step, live: &Live, first_machine: Option<&Address>) -> Phase {
         (Kind::Database, true) => Phase::DeleteDatabase,
         (Kind::User, true) => Phase::DeleteUser,
         (Kind::SnapshotPolicy, true) => Phase::DeleteSnapshotPolicy,
+        (Kind::BackupPolicy, false) => Phase::BackupPolicy,
+        (Kind::BackupPolicy, true) => Phase::DeleteBackupPolicy,
         (Kind::Endpoint, true) => Phase::DeleteEndpoint,
         (Kind::Formation, true) => Phase::DeleteFormation,
         (Kind::Machine, true) => Phase::DeleteMachine,

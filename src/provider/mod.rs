@@ -123,4 +123,19 @@ pub trait Provider: Send + Sync {
     fn snapshots(&self) -> Option<&dyn crate::snapshot::Snapshots> {
         None
     }
+
+    /// The provider's own runner of barman-cloud for `[postgres.backup]`
+    /// (the local provider); `None` where the platform runs it.
+    fn backups(&self) -> Option<&dyn crate::backup::Backups> {
+        None
+    }
+
+    /// Check that the object store in `url` (the value of secret `secret`)
+    /// answers, before a plan that sets a backup policy is shown.
+    ///
+    /// # Errors
+    /// A store that cannot be reached or read, said without its keys.
+    fn check_backup_store(&self, _secret: &str, _url: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }

@@ -92,6 +92,7 @@ pub fn reconcile(ctx: &Context<'_>, target: &Target) -> Result<Reconciliation, R
     for (f, desired) in apps {
         let (plan, report) = plan_and_apply(ctx.provider, desired, ctx.mode, &ctx.apply)?;
         let snapshots = if ctx.mode == Mode::Apply {
+            run_backup_schedule(ctx.provider, &plan.app);
             run_snapshot_schedule(ctx.provider, &plan.app)
         } else {
             None
@@ -137,6 +138,22 @@ fn run_snapshot_schedule(provider: &dyn Provider, app: &str) -> Option<String> {
             format!("failed: {e}")
         }
     })
+}
+
+/// After an app was applied, take the base backup `full_backup_frequency`
+/// says is due, on a provider that runs barman-cloud itself. A failure is
+/// logged, not a failed reconcile: the next pass tries again.
+fn run_backup_schedule(provider: &dyn Provider, app: &str) {
+    let Some(backups) = provider.backups() else {
+        return;
+    };
+    let result = crate::snapshot::clock::now()
+        .map_err(|e| e.to_string())
+        .and_then(|now| backups.run(app, now).map_err(|e| e.to_string()));
+    match result {
+        Ok(report) => tracing::info!(app, "backups: {}", report.summary()),
+        Err(e) => tracing::warn!(app, error = %e, "the base backup schedule failed"),
+    }
 }
 
 /// One app through [`pipeline::run`], unattended, as `flyplan apply

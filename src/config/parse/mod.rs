@@ -19,6 +19,8 @@ use super::regions;
 use super::units;
 
 mod attachments;
+mod backup;
+pub use backup::normalise_time;
 mod cluster;
 mod machines;
 mod parameters;

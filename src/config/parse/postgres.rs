@@ -19,6 +19,8 @@ impl Reader<'_> {
             database: None,
             port: DEFAULT_PORT,
             restore_from: None,
+            backup: None,
+            restore: None,
             users: Vec::new(),
             databases: Vec::new(),
             parameters: BTreeMap::new(),
@@ -69,6 +71,12 @@ impl Reader<'_> {
                     self.invalid(&f, format!("invalid snapshot id {id:?}"));
                 }
             }
+        }
+        if let Some(f) = self.field(&t, "backup") {
+            pg.backup = self.read_backup(&f);
+        }
+        if let Some(f) = self.field(&t, "restore") {
+            pg.restore = self.read_restore(&f);
         }
         if let Some(f) = self.field(&t, "users") {
             let mut seen = BTreeMap::new();

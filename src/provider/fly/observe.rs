@@ -329,6 +329,7 @@ pub fn to_live(app: &str, view: &AppView, topo: &Topology, secrets_ledger: &Secr
             .filter(|o| !o.slug.is_empty())
             .map(|o| o.slug.clone()),
         primary_region: topo.primary_region.clone(),
+        restore_backup: None,
         restore_from: None,
         state: "running".to_string(),
         status: Some(view.app.status.clone()),

@@ -386,6 +386,15 @@ impl AppCtx<'_> {
             self.user().mkdir(&rec.pgdata, 0o700)?;
             self.copy_snapshot_into(id, &rec.pgdata)?;
         }
+        // A cluster created from backups: the same, from the object store.
+        let from_backup = match (&restore, first && rec.candidate()) {
+            (None, true) => self.pending_backup_restore()?,
+            _ => None,
+        };
+        if let Some(r) = &from_backup {
+            self.user().mkdir(&rec.pgdata, 0o700)?;
+            self.restore_backup_into(r, rec)?;
+        }
         let (priority, quorum) = if rec.candidate() {
             ("50", "true")
         } else {
@@ -410,6 +419,7 @@ impl AppCtx<'_> {
             Duration::from_secs(300),
         )?;
         write_server_files(self, &rec.pgdata, NODE_CONF, NODE_HBA)?;
+        self.write_backup_conf(&rec.pgdata)?;
         let mut cmd = self.autoctl();
         cmd.env("FLYPLAN_SERVER", &rec.node)
             .args(["config", "set", "--pgdata"])
@@ -426,6 +436,9 @@ impl AppCtx<'_> {
         self.wait_settled(rec, Duration::from_secs(300))?;
         if let Some(id) = &restore {
             self.restore_done(id, &rec.node)?;
+        }
+        if let Some(r) = &from_backup {
+            self.backup_restore_done(r, &rec.node)?;
         }
         drop(boot);
         Ok(())

@@ -20,6 +20,7 @@
 
 mod app;
 mod attachments;
+mod backup;
 mod catalog;
 mod consumers;
 mod db;
@@ -294,5 +295,13 @@ impl Provider for LocalProvider {
 
     fn snapshots(&self) -> Option<&dyn crate::snapshot::Snapshots> {
         Some(self)
+    }
+
+    fn backups(&self) -> Option<&dyn crate::backup::Backups> {
+        Some(self)
+    }
+
+    fn check_backup_store(&self, secret: &str, url: &str) -> Result<(), ProviderError> {
+        backup::check_store_now(secret, url)
     }
 }

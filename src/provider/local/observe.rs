@@ -100,6 +100,7 @@ impl AppCtx<'_> {
                 id: None,
                 org: None,
                 primary_region: app.primary_region.clone(),
+                restore_backup: None,
                 restore_from: None,
                 state: if monitor_up { "running" } else { "stopped" }.to_string(),
                 status: None,
@@ -148,6 +149,13 @@ impl AppCtx<'_> {
             live.insert(Resource::new(
                 Address::snapshot_policy(&volume),
                 Spec::SnapshotPolicy(spec),
+            ));
+        }
+
+        if let Some(spec) = self.observe_backup_policy()? {
+            live.insert(Resource::new(
+                Address::backup_policy(self.name),
+                Spec::BackupPolicy(spec),
             ));
         }
 

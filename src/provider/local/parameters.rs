@@ -215,7 +215,11 @@ impl AppCtx<'_> {
             .into_iter()
             .filter(|m| pending.contains(&m.node))
             .collect();
-        tracing::info!(app = self.name, nodes = nodes.len(), "restarting for new settings");
+        tracing::info!(
+            app = self.name,
+            nodes = nodes.len(),
+            "restarting for new settings"
+        );
         self.rolling_restart(&nodes, &|_| true)?;
         self.endpoint_refresh()?;
         Ok(true)

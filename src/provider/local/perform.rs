@@ -11,7 +11,12 @@ use crate::plan::{Action, Step};
 use crate::provider::{Outcome, ProviderError, StepContext};
 
 impl LocalProvider {
-    fn perform_app(&self, ctx: &AppCtx<'_>, step: &Step) -> Result<Outcome, ProviderError> {
+    fn perform_app(
+        &self,
+        ctx: &AppCtx<'_>,
+        step: &Step,
+        sctx: &StepContext<'_>,
+    ) -> Result<Outcome, ProviderError> {
         match step.action {
             Action::Delete => {
                 let existed = ctx.paths.root.exists();
@@ -30,7 +35,16 @@ impl LocalProvider {
                 if let Some(id) = restore_from {
                     self.check_restorable(ctx.name, id)?;
                 }
+                let restore_backup = app.restore_backup.as_deref().filter(|_| !existed);
                 ctx.make_layout()?;
+                if let Some(input) = restore_backup {
+                    let secret = input.split('?').next().unwrap_or(input);
+                    if let Err(e) = ctx.prepare_backup_restore(input, sctx.secrets.get(secret)) {
+                        // Nothing of the app stays behind a refused restore.
+                        let _ = self.destroy_all(ctx.name);
+                        return Err(e);
+                    }
+                }
                 if let Some(id) = restore_from {
                     ctx.record_restore(id)?;
                 }
@@ -192,7 +206,7 @@ impl LocalProvider {
         step.action = action;
         let step = &step;
         match step.kind {
-            Kind::App => self.perform_app(&ctx, step),
+            Kind::App => self.perform_app(&ctx, step, sctx),
             Kind::Secret => self.perform_secret(&ctx, step, sctx),
             Kind::Volume => self.perform_volume(&ctx, step),
             Kind::Machine => match action {
@@ -247,6 +261,7 @@ impl LocalProvider {
                     Ok(not_needed_or(changed, created_or_updated(action)))
                 }
             },
+            Kind::BackupPolicy => self.perform_backup_policy(&ctx, step, sctx),
             Kind::Attachment => match action {
                 Action::Delete => {
                     let r = existing(step)?;

@@ -55,7 +55,8 @@ impl Performer<'_> {
             | Kind::Formation
             | Kind::Endpoint
             | Kind::SnapshotPolicy
-            | Kind::Parameter => Err(self.fail("not a role, database or attachment")),
+            | Kind::Parameter
+            | Kind::BackupPolicy => Err(self.fail("not a role, database or attachment")),
         }
     }
 

@@ -77,6 +77,11 @@ pub async fn perform(
         Kind::Formation => s.formation().await,
         Kind::Endpoint => s.endpoint().await,
         Kind::SnapshotPolicy => s.snapshot_policy().await,
+        // S3_ARCHIVE_CONFIG and the barman settings API come with exec.
+        Kind::BackupPolicy => Err(ProviderError::Unsupported {
+            provider: "fly",
+            what: "keep backup_policy yet (continuous backups to an object store)".to_string(),
+        }),
         Kind::User | Kind::Database | Kind::Attachment => s.sql().await,
         // postgres-flex's settings API is reached through exec.
         Kind::Parameter => Err(ProviderError::Unsupported {

@@ -153,7 +153,9 @@ impl AppCtx<'_> {
     /// had written when the snapshot started (so every commit acknowledged
     /// before it is in the copy, and the leader does no extra work), else
     /// the leader; a standby alone when no leader is healthy.
-    fn snapshot_source(&self) -> Result<(MachineRecord, &'static str), ProviderError> {
+    pub(in crate::provider::local) fn snapshot_source(
+        &self,
+    ) -> Result<(MachineRecord, &'static str), ProviderError> {
         let nodes = self.monitor_nodes()?;
         let machines = self.machines();
         let local = |n: &MonitorNode| {
