@@ -5,6 +5,7 @@
 
 mod api;
 mod client;
+mod exec;
 pub mod graphql;
 mod ledger;
 mod observe;
@@ -265,7 +266,7 @@ impl FlyProvider {
         };
         let topo = observe::topology(&snap, &app_ledger);
         let mut live = observe::to_live(app, &snap, &topo, &secrets_ledger);
-        for r in crate::runtime::block_on(self.observe_sql(app))? {
+        for r in crate::runtime::block_on(self.observe_sql(app, &snap.machines))? {
             live.insert(r);
         }
         Ok(live)

@@ -122,7 +122,19 @@ impl AppRec {
 pub struct Model {
     pub apps: BTreeMap<String, AppRec>,
     seq: u64,
+    /// The leader's own PostgreSQL, which `psql` run through `exec`
+    /// reaches (one server stands for every node's copy of the data).
+    pub postgres: Option<std::sync::Arc<super::postgres::Server>>,
+    /// The last request was an `exec` of `psql` that only read.
+    pub last_exec_read_only: bool,
 }
+
+/// The shell line flyplan runs `psql` under through `exec` (its
+/// `src/provider/fly/exec.rs`), written out here so a change to it is seen:
+/// postgres-flex's own `bin/connect` form, `psql` to `127.0.0.1:5433` as
+/// `postgres` with `OPERATOR_PASSWORD` from the machine's environment.
+pub const PSQL_SCRIPT: &str = "PGPASSWORD=\"$OPERATOR_PASSWORD\" exec psql -h 127.0.0.1 -p 5433 \
+     -U postgres -d \"$1\" -X -q -A -t -v ON_ERROR_STOP=1 -v VERBOSITY=terse \"${@:2}\"";
 
 /// Fly's own digest of a secret value (not flyplan's).
 pub fn fly_digest(value: &str) -> String {
@@ -508,11 +520,19 @@ impl Model {
             None => "replica".to_string(),
         };
         m.json["checks"] = Self::checks(&role);
+        let first_init = role == "primary" && !a.initialized;
         if role == "primary" {
             a.initialized = true;
         }
         if !a.members.iter().any(|x| x == id) {
             a.members.push(id.to_string());
+        }
+        // The first primary's PostInit gives `postgres` the password
+        // `OPERATOR_PASSWORD` (postgres-flex `internal/flypg/node.go:233-244`,
+        // `internal/flypg/admin/admin.go:38-68`).
+        let operator = a.secrets.get("OPERATOR_PASSWORD").map(|s| s.value.clone());
+        if let (true, Some(server), Some(pw)) = (first_init, &self.postgres, operator) {
+            server.set_operator_password(&pw);
         }
     }
 
@@ -571,8 +591,81 @@ impl Model {
                 };
                 out(0, msg.to_string(), "")
             }
+            Some("bash") => {
+                let stdin = body["stdin"].as_str().unwrap_or("").to_string();
+                let operator = a.secrets.get("OPERATOR_PASSWORD").map(|s| s.value.clone());
+                self.psql(&command, &stdin, operator, is_primary)
+            }
             _ => out(127, String::new(), "command not found"),
         }
+    }
+
+    /// `bash -c PSQL_SCRIPT psql DB [-1] -f -` in a machine: the real `psql`
+    /// run against the loopback server with the machine's
+    /// `OPERATOR_PASSWORD`; on a node that is not the primary every
+    /// transaction is read-only, as on a repmgr standby.
+    ///
+    /// A script that is one `select` outside `-1` counts as a read: it is
+    /// run in a read-only transaction, so PostgreSQL itself refuses it if
+    /// it writes, and the request is recorded as a read.
+    fn psql(
+        &mut self,
+        command: &[String],
+        stdin: &str,
+        operator: Option<String>,
+        is_primary: bool,
+    ) -> Reply {
+        let out = |code: i64, stdout: &str, stderr: &str| {
+            Reply::json(
+                200,
+                json!({"exit_code": code, "stdout": stdout, "stderr": stderr}),
+            )
+        };
+        let rest = command.get(5..).unwrap_or_default();
+        let args_ok = matches!(
+            rest.iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice(),
+            ["-f", "-"] | ["-1", "-f", "-"]
+        );
+        if command.get(1).map(String::as_str) != Some("-c")
+            || command.get(2).map(String::as_str) != Some(PSQL_SCRIPT)
+            || command.get(3).map(String::as_str) != Some("psql")
+            || command.get(4).is_none()
+            || !args_ok
+        {
+            return out(2, "", &format!("unexpected command {command:?}"));
+        }
+        let read_only = rest.len() == 2
+            && stdin
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("select ");
+        self.last_exec_read_only = read_only;
+        let Some(server) = &self.postgres else {
+            return out(2, "", "psql: error: connection to server at \"127.0.0.1\", port 5433 failed: Connection refused");
+        };
+        let Some(operator) = operator else {
+            return out(2, "", "psql: error: fe_sendauth: no password supplied");
+        };
+        let mut args = vec!["-d".to_string(), command[4].clone()];
+        args.extend(
+            [
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-v",
+                "VERBOSITY=terse",
+            ]
+            .map(str::to_string),
+        );
+        args.extend(rest.iter().cloned());
+        let run = server.psql(&operator, &args, stdin, read_only || !is_primary);
+        out(run.exit_code, &run.stdout, &run.stderr)
     }
 
     /// A restarted node boots again and keeps its role.

@@ -379,29 +379,9 @@ impl Performer<'_> {
         id: &str,
         command: &[&str],
     ) -> Result<ExecResponse, ProviderError> {
-        let reply: ExecResponse = self
-            .client()
-            .request(
-                &self.label,
-                Method::POST,
-                &["apps", self.app, "machines", id, "exec"],
-            )
-            .json(&ExecRequest {
-                command: command.iter().map(|s| s.to_string()).collect(),
-                stdin: None,
-                timeout: 30,
-            })
-            .send()
-            .await?;
-        if reply.exit_code != 0 {
-            return Err(self.fail(format!(
-                "`{}` on machine {id} exited with {}: {}",
-                command.first().unwrap_or(&""),
-                reply.exit_code,
-                reply.stderr.trim()
-            )));
-        }
-        Ok(reply)
+        let command = command.iter().map(|s| s.to_string()).collect();
+        crate::provider::fly::exec::exec(self.client(), &self.label, self.app, id, command, None)
+            .await
     }
 
     async fn unregister(&self, removed: &str) -> Result<(), ProviderError> {
