@@ -76,6 +76,27 @@ fn add_consumer_app(api: &FlyApi) {
     );
 }
 
+/// Fly's attachment records on `myapp`, as `(cluster, database, user,
+/// variable)`.
+fn records(api: &FlyApi) -> Vec<(String, String, String, String)> {
+    let st = api.state();
+    st.model
+        .app("myapp")
+        .graphql
+        .pg_attachments
+        .iter()
+        .map(|r| {
+            let f = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (
+                f("postgresApp"),
+                f("databaseName"),
+                f("databaseUser"),
+                f("environmentVariableName"),
+            )
+        })
+        .collect()
+}
+
 fn consumer_url(api: &FlyApi) -> Option<String> {
     api.state()
         .model
@@ -138,6 +159,14 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
             && url.ends_with("@pg-test.flycast:5432/myapp?sslmode=disable"),
         "{url}"
     );
+    // Fly keeps the record `fly pg detach` looks for.
+    let record = (
+        APP.to_string(),
+        "myapp".to_string(),
+        "myapp".to_string(),
+        "DATABASE_URL".to_string(),
+    );
+    assert_eq!(records(&api), vec![record.clone()]);
     // The URL's credentials work on the server behind the route.
     let app_client = server.client("myapp", &password_of(&url), "myapp").await;
     app_client
@@ -181,6 +210,7 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
     run(&plan(&want, &live));
     let rotated = consumer_url(&api).unwrap();
     assert_ne!(rotated, url);
+    assert_eq!(records(&api), vec![record.clone()], "kept, not doubled");
     server
         .client("myapp", &password_of(&rotated), "myapp")
         .await;
@@ -194,6 +224,11 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
         .unwrap();
     run(&[step(0, Action::Delete, Some(before), None, vec![])]);
     assert_eq!(consumer_url(&api), None);
+    assert_eq!(
+        records(&api),
+        Vec::new(),
+        "detached as `fly pg detach` does"
+    );
     let admin = server.client("postgres", OPERATOR, "myapp").await;
     let roles: i64 = admin
         .query_one("SELECT count(*) FROM pg_roles WHERE rolname = 'myapp'", &[])
@@ -330,6 +365,14 @@ async fn apply_from_nothing_runs_sql_on_the_leader_through_exec_and_replans_clea
         assert!(psql.iter().all(|(id, _)| *id == leader), "{psql:?}");
     }
     let url = consumer_url(&api).expect("DATABASE_URL set on myapp");
+    let recorded = records(&api);
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].0, "flyplan-example");
+    assert_eq!(recorded[0].3, "DATABASE_URL");
+    assert!(
+        url.starts_with(&format!("postgres://{}:", recorded[0].2)),
+        "{url}"
+    );
     // No exec request carries a password: the operator's comes from the
     // machine's environment, roles get SCRAM verifiers.
     for r in api.requests() {

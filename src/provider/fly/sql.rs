@@ -14,6 +14,7 @@ use tokio_postgres::{Client, NoTls};
 use super::api::{ListSecretsResponse, Machine, UpdateSecretsRequest, UpdateSecretsResponse};
 use super::client::FlyClient;
 use super::exec::ExecSession;
+use super::graphql::AttachmentRecord;
 use super::ledger::{ConsumerEntry, Ledger, RoleEntry};
 use super::observe::role_check;
 use super::{FlyProvider, PG_PROXY_PORT};
@@ -196,6 +197,8 @@ pub struct FlyConsumers<'a> {
     ledger: Ledger,
     /// The host attachment URLs name (see [`FlyProvider::attach_host`]).
     host: String,
+    /// The cluster app.
+    cluster: String,
 }
 
 impl FlyConsumers<'_> {
@@ -223,6 +226,69 @@ impl FlyConsumers<'_> {
     }
 }
 
+impl FlyConsumers<'_> {
+    fn record_label(&self, app: &str) -> String {
+        format!("the attachment record of {app} to {}", self.cluster)
+    }
+
+    /// Fly's attachment records of this cluster on `app`.
+    async fn records(&self, app: &str) -> Result<Vec<AttachmentRecord>, ProviderError> {
+        let label = format!("read {}", self.record_label(app));
+        self.p
+            .graphql
+            .postgres_attachments(&label, app, &self.cluster)
+            .await
+    }
+
+    /// Keep exactly one record for `var`'s variable, naming its database
+    /// and user, as `fly pg attach` leaves it.
+    async fn ensure_record(&self, var: &ConsumerVar) -> Result<(), ProviderError> {
+        let label = self.record_label(&var.app);
+        let mut kept = false;
+        for r in self.records(&var.app).await? {
+            if r.environment_variable_name != var.variable {
+                continue;
+            }
+            if !kept && r.database_name == var.database && r.database_user == var.user {
+                kept = true;
+                continue;
+            }
+            self.p
+                .graphql
+                .detach_postgres_cluster(&label, &var.app, &self.cluster, &r.id)
+                .await?;
+        }
+        if !kept {
+            self.p
+                .graphql
+                .attach_postgres_cluster(
+                    &label,
+                    &var.app,
+                    &self.cluster,
+                    &var.database,
+                    &var.user,
+                    &var.variable,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Remove the records of `variable` on `app`, as `fly pg detach` does.
+    async fn remove_records(&self, app: &str, variable: &str) -> Result<(), ProviderError> {
+        let label = self.record_label(app);
+        for r in self.records(app).await? {
+            if r.environment_variable_name == variable {
+                self.p
+                    .graphql
+                    .detach_postgres_cluster(&label, app, &self.cluster, &r.id)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ConsumerSecrets for FlyConsumers<'_> {
     async fn list(&self) -> Result<Vec<ConsumerVar>, ProviderError> {
         let entries = self.ledger.consumers()?;
@@ -235,17 +301,25 @@ impl ConsumerSecrets for FlyConsumers<'_> {
             let Some(secrets) = self.list_secrets(app).await? else {
                 continue; // the consumer app is gone, and its secrets with it
             };
+            let records = self.records(app).await?;
             for e in entries {
                 let Some(s) = secrets.secrets.iter().find(|s| s.name == e.variable) else {
                     continue;
                 };
+                // Without Fly's record, `fly pg detach` would not know the
+                // attachment: set again, which records it.
+                let recorded = records.iter().any(|r| {
+                    r.environment_variable_name == e.variable
+                        && r.database_name == e.database
+                        && r.database_user == e.user
+                });
                 out.push(ConsumerVar {
                     app: e.app.clone(),
                     variable: e.variable.clone(),
                     database: e.database.clone(),
                     user: e.user.clone(),
                     verifier: e.verifier.clone(),
-                    current: s.digest == e.fly_digest,
+                    current: s.digest == e.fly_digest && recorded,
                 });
             }
         }
@@ -265,6 +339,7 @@ impl ConsumerSecrets for FlyConsumers<'_> {
             .find(|s| s.name == var.variable)
             .map(|s| s.digest.clone())
             .unwrap_or_default();
+        self.ensure_record(var).await?;
         let mut entries = self.ledger.consumers()?;
         entries.retain(|e| !(e.app == var.app && e.variable == var.variable));
         entries.push(ConsumerEntry {
@@ -293,6 +368,7 @@ impl ConsumerSecrets for FlyConsumers<'_> {
             self.post(app, BTreeMap::from([(variable.to_string(), None)]))
                 .await?;
         }
+        self.remove_records(app, variable).await?;
         self.ledger.write_consumers(&entries)?;
         Ok(true)
     }
@@ -363,6 +439,7 @@ impl FlyProvider {
             p: self,
             ledger: self.ledger(cluster),
             host: format!("{cluster}.flycast"),
+            cluster: cluster.to_string(),
         }
     }
 

@@ -127,6 +127,8 @@ pub struct Model {
     pub postgres: Option<std::sync::Arc<super::postgres::Server>>,
     /// The last request was an `exec` of `psql` that only read.
     pub last_exec_read_only: bool,
+    /// Attachment records removed so far (record ids never repeat).
+    pub detached_attachments: usize,
 }
 
 /// The shell line flyplan runs `psql` under through `exec` (its
