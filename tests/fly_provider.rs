@@ -327,7 +327,7 @@ fn scaling_out_creates_one_volume_and_one_machine_on_it() {
 }
 
 #[test]
-fn an_image_upgrade_updates_each_machine_under_a_lease_with_the_leader_last() {
+fn an_image_upgrade_updates_replicas_then_switches_over_and_updates_the_old_leader_last() {
     let (api, _dir, p, mut c) = setup();
     converge(&api, &p, &c);
     // The leader moved to iad:1 (a failover happened).
@@ -348,10 +348,11 @@ fn an_image_upgrade_updates_each_machine_under_a_lease_with_the_leader_last() {
     let done = apply(&p, &c, &steps).unwrap();
     assert!(done.iter().all(|(_, o)| *o == Outcome::Updated));
 
-    // lease → update with its nonce → release, machine after machine.
+    // Replicas: lease → update with its nonce → release, machine after
+    // machine.
     let changes = api.changes();
-    assert_eq!(changes.len(), 3 * 4);
-    for (chunk, step) in changes.chunks(3).zip(&steps) {
+    let (replicas, last) = changes.split_at(3 * 3);
+    for (chunk, step) in replicas.chunks(3).zip(&steps) {
         let id = step
             .before
             .as_ref()
@@ -375,7 +376,75 @@ fn an_image_upgrade_updates_each_machine_under_a_lease_with_the_leader_last() {
         assert_eq!(chunk[1].nonce, chunk[2].nonce);
         assert_eq!(chunk[1].body.as_ref().unwrap()["config"]["image"], c.image);
     }
-    assert!(changes.last().unwrap().path.contains(&m1));
+    // The leader: every machine leased first, then a switchover to a
+    // healthy standby of the primary region (a dry run, then the real one,
+    // as `fly pg failover` picks its new leader), then the old leader's
+    // update under its lease, then every lease released.
+    let lease = "POST /apps/{app_name}/machines/{machine_id}/lease";
+    let exec = "POST /apps/{app_name}/machines/{machine_id}/exec";
+    let release = "DELETE /apps/{app_name}/machines/{machine_id}/lease";
+    assert_eq!(
+        ops(last),
+        [
+            vec![lease; 4],
+            vec![exec, exec, "POST /apps/{app_name}/machines/{machine_id}"],
+            vec![release; 4]
+        ]
+        .concat()
+    );
+    let switched = api.state().model.app(APP).switchovers.clone();
+    assert_eq!(switched.len(), 1);
+    assert_eq!(switched[0].0, m1);
+    let new_leader = switched[0].1.clone();
+    assert!(last[4].path.contains(&new_leader) && last[5].path.contains(&new_leader));
+    let run: Vec<String> = last[5].body.as_ref().unwrap()["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        run,
+        [
+            "gosu",
+            "postgres",
+            "repmgr",
+            "standby",
+            "switchover",
+            "-f",
+            "/data/repmgr.conf",
+            "--siblings-follow"
+        ]
+    );
+    assert_eq!(last[4].body.as_ref().unwrap()["command"][7], "--dry-run");
+    {
+        let st = api.state();
+        let a = st.model.app(APP);
+        let m = &a.machines[&new_leader];
+        assert_eq!(m.region(), "iad", "a primary-region standby");
+        assert_eq!(m.json["checks"][1]["output"], "primary");
+    }
+    // The new leader was read until its role check said primary before the
+    // old leader was restarted.
+    let reqs = api.requests();
+    let update_at = reqs
+        .iter()
+        .position(|r| {
+            r.method == "POST"
+                && r.op() == "POST /apps/{app_name}/machines/{machine_id}"
+                && r.path.ends_with(&m1)
+        })
+        .unwrap();
+    let switch_at = reqs
+        .iter()
+        .position(|r| {
+            r.op() == exec && r.body.as_ref().unwrap()["command"][7] == "--siblings-follow"
+        })
+        .unwrap();
+    assert!(reqs[switch_at..update_at]
+        .iter()
+        .any(|r| r.method == "GET" && r.path.ends_with(&new_leader)));
+    assert!(last[6].path.ends_with(&m1));
     // Updated machines are waited for under the lease too.
     assert!(api
         .requests()

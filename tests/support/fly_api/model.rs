@@ -96,6 +96,8 @@ pub struct AppRec {
     pub members: Vec<String>,
     /// Every `exec` as `(machine id, command)`.
     pub execs: Vec<(String, Vec<String>)>,
+    /// Switchovers done, as `(old primary, new primary)`.
+    pub switchovers: Vec<(String, String)>,
 }
 
 impl AppRec {
@@ -593,6 +595,13 @@ impl Model {
                 };
                 out(0, msg.to_string(), "")
             }
+            Some("gosu") => {
+                let region_ok =
+                    m.json["config"]["env"]["PRIMARY_REGION"].as_str() == Some(m.region());
+                let ssh = a.secrets.contains_key("SSH_KEY") && a.secrets.contains_key("SSH_CERT");
+                let id = id.to_string();
+                self.repmgr_switchover(app, &id, &command, region_ok, ssh)
+            }
             Some("bash") => {
                 let stdin = body["stdin"].as_str().unwrap_or("").to_string();
                 let operator = a.secrets.get("OPERATOR_PASSWORD").map(|s| s.value.clone());
@@ -600,6 +609,91 @@ impl Model {
             }
             _ => out(127, String::new(), "command not found"),
         }
+    }
+
+    /// `gosu postgres repmgr standby switchover -f /data/repmgr.conf
+    /// (--dry-run | --siblings-follow)` on a standby. From repmgr's
+    /// documentation and postgres-flex: repmgr refuses to run as root
+    /// (postgres-flex runs it with `gosu postgres`, `cmd/start/main.go:102`);
+    /// a switchover reaches the primary over SSH, set up from `SSH_KEY` and
+    /// `SSH_CERT` (`internal/flypg/ssh.go:15-103`); a node outside
+    /// `PRIMARY_REGION` has priority 0 (`internal/flypg/repmgr.go:187-189`)
+    /// and is no candidate. The real switchover swaps the two nodes' roles
+    /// and is recorded in [`AppRec::switchovers`].
+    fn repmgr_switchover(
+        &mut self,
+        app: &str,
+        id: &str,
+        command: &[String],
+        in_primary_region: bool,
+        ssh: bool,
+    ) -> Reply {
+        let out = |code: i64, stdout: &str, stderr: &str| {
+            Reply::json(
+                200,
+                json!({"exit_code": code, "stdout": stdout, "stderr": stderr}),
+            )
+        };
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let mode = match args.as_slice() {
+            ["gosu", "postgres", "repmgr", "standby", "switchover", "-f", "/data/repmgr.conf", m] => {
+                *m
+            }
+            _ => return out(1, "", &format!("unexpected command {command:?}")),
+        };
+        if mode != "--dry-run" && mode != "--siblings-follow" {
+            return out(1, "", &format!("unexpected option {mode}"));
+        }
+        let a = self.app_mut(app);
+        let role_of = |m: &MachineRec| {
+            m.json["checks"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["name"] == "role"))
+                .and_then(|c| c["output"].as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        if role_of(&a.machines[id]) != "replica" {
+            return out(1, "", "ERROR: this node is not a standby");
+        }
+        if !in_primary_region {
+            return out(
+                1,
+                "",
+                "ERROR: this node has priority 0 and cannot be promoted",
+            );
+        }
+        let Some(primary) = a
+            .live_machines()
+            .find(|m| role_of(m) == "primary" && m.state() == "started")
+            .map(|m| m.id().to_string())
+        else {
+            return out(1, "", "ERROR: unable to find the current primary");
+        };
+        if !ssh {
+            return out(
+                1,
+                "",
+                "ERROR: unable to connect via SSH to host of the primary",
+            );
+        }
+        if mode == "--dry-run" {
+            return out(
+                0,
+                "INFO: prerequisites for executing STANDBY SWITCHOVER are met\n",
+                "",
+            );
+        }
+        for (m, role) in [(id, "primary"), (primary.as_str(), "replica")] {
+            let m = a.machines.get_mut(m).unwrap();
+            m.json["checks"][1]["output"] = json!(role);
+        }
+        a.switchovers.push((primary, id.to_string()));
+        out(
+            0,
+            "NOTICE: STANDBY SWITCHOVER has completed successfully\n",
+            "",
+        )
     }
 
     /// `bash -c PSQL_SCRIPT psql DB [-1] -f -` in a machine: the real `psql`
