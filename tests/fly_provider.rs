@@ -90,7 +90,9 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
     ];
     expected.extend(["POST /apps/{app_name}/volumes"; 4]);
     expected.extend(["POST /apps/{app_name}/machines"; 4]);
-    expected.extend(["POST /apps/{app_name}/machines/{machine_id}/metadata/{key}"; 4]);
+    // sync_standbys: postgres-flex's settings API through exec on the
+    // leader (update), then `apply` on each of the 4 nodes.
+    expected.extend(["POST /apps/{app_name}/machines/{machine_id}/exec"; 5]);
     expected.extend(["PUT /apps/{app_name}/volumes/{volume_id}"; 4]);
     assert_eq!(ops(&changes), expected);
 
@@ -206,6 +208,16 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
     let st = api.state();
     let app = st.model.app(APP);
     assert_eq!(app.role.as_deref(), Some("postgres_cluster"));
+    // sync_standbys = 1 is postgres-flex's `synchronous_standby_names`,
+    // stored through its settings API and applied on every node.
+    assert_eq!(
+        app.pg_user_config
+            .get("synchronous_standby_names")
+            .map(String::as_str),
+        Some("'ANY 1 (*)'")
+    );
+    assert_eq!(app.pg_applied.len(), 4);
+    assert!(app.pg_applied.values().all(|c| c == &app.pg_user_config));
     for (region, i, _) in c.nodes() {
         let m = &app.machine_at(&region, i).unwrap().json;
         let config = &m["config"];
@@ -213,7 +225,7 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
         assert_eq!(config["env"]["PRIMARY_REGION"], "iad");
         assert_eq!(config["guest"]["memory_mb"], 1024);
         assert_eq!(config["metadata"]["fly-managed-postgres"], "true");
-        assert_eq!(config["metadata"]["flyplan-sync-standbys"], "1");
+        assert!(config["metadata"].get("flyplan-sync-standbys").is_none());
         assert_eq!(config["services"][0]["internal_port"], 5432);
         assert_eq!(config["services"][1]["internal_port"], 5433);
         // flyctl leaves autostart off (flypg/launcher.go:178-194).
@@ -316,7 +328,6 @@ fn scaling_out_creates_one_volume_and_one_machine_on_it() {
     let m = app.machine_at("iad", 3).unwrap();
     let vol = m.json["config"]["mounts"][0]["volume"].as_str().unwrap();
     assert_eq!(app.volumes[vol]["attached_machine_id"], m.id());
-    assert_eq!(m.json["config"]["metadata"]["flyplan-sync-standbys"], "1");
     assert_eq!(m.json["checks"][1]["output"], "replica");
     drop(st);
     assert_eq!(
@@ -525,7 +536,7 @@ fn an_api_error_mid_apply_stops_the_apply_and_the_rerun_creates_only_what_is_mis
     apply(&p, &c, &steps).unwrap();
     let creates: Vec<String> = ops(&api.changes())
         .into_iter()
-        .filter(|o| !o.contains("metadata") && !o.ends_with("{volume_id}"))
+        .filter(|o| !o.ends_with("/exec") && !o.ends_with("{volume_id}"))
         .collect();
     assert_eq!(
         creates,
@@ -878,11 +889,11 @@ fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_las
             .unwrap()
             .id()
             .to_string();
-        // (The other execs are observe's read-only `psql`.)
+        // (The other execs are `psql` and the settings API.)
         let unregisters: Vec<_> = app
             .execs
             .iter()
-            .filter(|(_, c)| c[0] != "bash")
+            .filter(|(_, c)| c[0] == "pg_unregister")
             .cloned()
             .collect();
         assert_eq!(

@@ -98,6 +98,11 @@ pub struct AppRec {
     pub execs: Vec<(String, Vec<String>)>,
     /// Switchovers done, as `(old primary, new primary)`.
     pub switchovers: Vec<(String, String)>,
+    /// postgres-flex's user configuration in Consul (raw values, as
+    /// `settings/update/postgres` stores them).
+    pub pg_user_config: BTreeMap<String, String>,
+    /// What each node applied of it (`settings/apply`), by machine id.
+    pub pg_applied: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl AppRec {
@@ -595,6 +600,10 @@ impl Model {
                 };
                 out(0, msg.to_string(), "")
             }
+            Some("curl") => {
+                let id = id.to_string();
+                self.admin_api(app, &id, &command)
+            }
             Some("gosu") => {
                 let region_ok =
                     m.json["config"]["env"]["PRIMARY_REGION"].as_str() == Some(m.region());
@@ -608,6 +617,85 @@ impl Model {
                 self.psql(&command, &stdin, operator, is_primary)
             }
             _ => out(127, String::new(), "command not found"),
+        }
+    }
+
+    /// `curl -sS -f -X METHOD [-H 'Content-Type: application/json' -d BODY]
+    /// http://localhost:5500/commands/admin/settings/...` in a machine:
+    /// postgres-flex's settings API (`internal/api/handler.go`,
+    /// `handle_admin.go`): `update/postgres` stores the raw values of
+    /// settings PostgreSQL knows in the user configuration (Consul);
+    /// `apply` makes this node take it; `view/postgres` answers, for the
+    /// names asked that the configuration holds, the node's value as
+    /// `pg_settings` shows it (the raw value's quotes gone). A view is a read.
+    fn admin_api(&mut self, app: &str, id: &str, command: &[String]) -> Reply {
+        let out = |code: i64, stdout: &str, stderr: &str| {
+            Reply::json(
+                200,
+                json!({"exit_code": code, "stdout": stdout, "stderr": stderr}),
+            )
+        };
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let (method, body, url) = match args.as_slice() {
+            ["curl", "-sS", "-f", "-X", m, "-H", "Content-Type: application/json", "-d", b, u] => {
+                (*m, Some(*b), *u)
+            }
+            ["curl", "-sS", "-f", "-X", m, u] => (*m, None, *u),
+            _ => return out(2, "", &format!("unexpected command {command:?}")),
+        };
+        let Some(path) = url.strip_prefix("http://localhost:5500/commands/admin/settings/") else {
+            return out(22, "", "curl: (22) The requested URL returned error: 404");
+        };
+        let body: Value = body
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
+        const KNOWN: [&str; 3] = [
+            "synchronous_standby_names",
+            "max_connections",
+            "shared_buffers",
+        ];
+        self.last_exec_read_only = method == "GET";
+        let a = self.app_mut(app);
+        match (method, path) {
+            ("GET", "view/postgres") => {
+                let names: Vec<&str> = body
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let applied = a.pg_applied.get(id).cloned().unwrap_or_default();
+                let settings: Vec<Value> = applied
+                    .iter()
+                    .filter(|(k, _)| names.contains(&k.as_str()))
+                    .map(|(k, v)| json!({"name": k, "setting": v.trim_matches('\'')}))
+                    .collect();
+                out(
+                    0,
+                    &json!({"result": {"settings": settings}}).to_string(),
+                    "",
+                )
+            }
+            ("POST", "update/postgres") => {
+                let Some(map) = body.as_object() else {
+                    return out(22, "", "curl: (22) The requested URL returned error: 500");
+                };
+                for (k, v) in map {
+                    if !KNOWN.contains(&k.as_str()) {
+                        return out(22, "", "curl: (22) The requested URL returned error: 500");
+                    }
+                    a.pg_user_config
+                        .insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+                }
+                let msg = json!({"result": {"message": "Updated", "restart_required": false}});
+                out(0, &msg.to_string(), "")
+            }
+            ("POST", "apply") => {
+                let config = a.pg_user_config.clone();
+                a.pg_applied.insert(id.to_string(), config);
+                out(0, "", "")
+            }
+            _ => out(22, "", "curl: (22) The requested URL returned error: 405"),
         }
     }
 

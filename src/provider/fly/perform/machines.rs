@@ -31,15 +31,6 @@ impl Performer<'_> {
         }
     }
 
-    pub(super) fn sync_standbys_of(view: &AppView) -> Option<String> {
-        let mut values = view
-            .machines
-            .iter()
-            .filter_map(|m| m.config.metadata.get(meta::SYNC_STANDBYS).cloned());
-        let first = values.next()?;
-        values.all(|v| v == first).then_some(first)
-    }
-
     /// Create the step's machine on its volume. Placements happen one at a
     /// time, each on its own read of the app: steps of one apply run in
     /// parallel, and two creates must not pick the same free volume.
@@ -100,14 +91,8 @@ impl Performer<'_> {
             None => return Err(self.fail("the desired machine names no volume")),
         };
 
-        let config = postgres_flex_config(
-            image,
-            &primary_region,
-            guest_of(after),
-            &volume.id,
-            index,
-            Self::sync_standbys_of(view).as_deref(),
-        );
+        let config =
+            postgres_flex_config(image, &primary_region, guest_of(after), &volume.id, index);
         let body = MachineRequest {
             config,
             region: region.clone(),

@@ -24,8 +24,8 @@ use super::api::{
     CreateAppRequest, CreateLeaseRequest, CreateVolumeRequest, ExecResponse, ExtendVolumeRequest,
     ExtendVolumeResponse, LeaseReply, ListSecretsResponse, Machine, MachineCheck, MachineConfig,
     MachineGuest, MachineMetrics, MachineMount, MachinePort, MachineRequest, MachineRestart,
-    MachineService, MachineServiceConcurrency, MetadataValue, UpdateSecretsRequest,
-    UpdateSecretsResponse, UpdateVolumeRequest, Volume,
+    MachineService, MachineServiceConcurrency, UpdateSecretsRequest, UpdateSecretsResponse,
+    UpdateVolumeRequest, Volume,
 };
 use super::ledger::SecretEntry;
 use super::observe::{self, normalize_image, role_check, serves_proxy, AppView, Topology};
