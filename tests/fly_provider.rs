@@ -1265,3 +1265,51 @@ fn a_cluster_restored_from_a_snapshot_creates_its_first_volume_from_it() {
     );
     api.assert_conformant();
 }
+
+/// Every size preset flyctl knows (fly-go `machine_types.go`,
+/// `MachinePresets`) becomes that guest on Fly, and observe reports the
+/// same size back: apply, then plan, shows no changes.
+#[test]
+fn every_vm_size_preset_flyctl_knows_round_trips() {
+    for (size, kind, cpus, memory_mb) in flyplan::config::presets::PRESETS {
+        let api = FlyApi::start();
+        let dir = tempfile::tempdir().unwrap();
+        let p = provider(&api, dir.path());
+        let text = format!(
+            "app = \"{APP}\"\nprimary_region = \"iad\"\n\n[postgres]\n  instances = 1\n\n\
+             [[vm]]\n  size = \"{size}\"\n"
+        );
+        let config =
+            flyplan::config::parse(std::path::Path::new("fly.toml"), &text).expect("valid");
+        let d = flyplan::desired::Desired::from_config(&config, &std::collections::BTreeMap::new())
+            .unwrap();
+        // (No SQL here: the nodes are what the size changes.)
+        let mut want: Vec<Resource> = d
+            .resources
+            .values()
+            .filter(|r| !matches!(r.kind(), Kind::User | Kind::Database | Kind::Attachment))
+            .cloned()
+            .collect();
+        want.sort_by_key(|r| r.kind());
+        let c = Cluster::example(APP);
+        apply(&p, &c, &create_steps(&want)).unwrap_or_else(|e| panic!("{size}: {e:?}"));
+        {
+            let st = api.state();
+            let m = st
+                .model
+                .app(APP)
+                .live_machines()
+                .next()
+                .unwrap()
+                .json
+                .clone();
+            let guest = &m["config"]["guest"];
+            assert_eq!(guest["cpu_kind"], kind, "{size}");
+            assert_eq!(guest["cpus"], cpus, "{size}");
+            assert_eq!(guest["memory_mb"], memory_mb, "{size}");
+        }
+        let live = p.observe(APP).unwrap();
+        assert_eq!(drift(&want, &live), Vec::<String>::new(), "{size}");
+        api.assert_conformant();
+    }
+}

@@ -7,6 +7,7 @@ mod keys;
 pub mod model;
 mod names;
 mod parse;
+pub mod presets;
 mod regions;
 mod units;
 mod validate;
