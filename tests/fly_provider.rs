@@ -90,7 +90,9 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
     ];
     expected.extend(["POST /apps/{app_name}/volumes"; 4]);
     expected.extend(["POST /apps/{app_name}/machines"; 4]);
-    expected.extend(["POST /apps/{app_name}/machines/{machine_id}/metadata/{key}"; 4]);
+    // sync_standbys: postgres-flex's settings API through exec on the
+    // leader (update), then `apply` on each of the 4 nodes.
+    expected.extend(["POST /apps/{app_name}/machines/{machine_id}/exec"; 5]);
     expected.extend(["PUT /apps/{app_name}/volumes/{volume_id}"; 4]);
     assert_eq!(ops(&changes), expected);
 
@@ -206,6 +208,16 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
     let st = api.state();
     let app = st.model.app(APP);
     assert_eq!(app.role.as_deref(), Some("postgres_cluster"));
+    // sync_standbys = 1 is postgres-flex's `synchronous_standby_names`,
+    // stored through its settings API and applied on every node.
+    assert_eq!(
+        app.pg_user_config
+            .get("synchronous_standby_names")
+            .map(String::as_str),
+        Some("'ANY 1 (*)'")
+    );
+    assert_eq!(app.pg_applied.len(), 4);
+    assert!(app.pg_applied.values().all(|c| c == &app.pg_user_config));
     for (region, i, _) in c.nodes() {
         let m = &app.machine_at(&region, i).unwrap().json;
         let config = &m["config"];
@@ -213,7 +225,7 @@ fn creating_a_cluster_from_nothing_sets_all_secrets_in_one_call_before_any_machi
         assert_eq!(config["env"]["PRIMARY_REGION"], "iad");
         assert_eq!(config["guest"]["memory_mb"], 1024);
         assert_eq!(config["metadata"]["fly-managed-postgres"], "true");
-        assert_eq!(config["metadata"]["flyplan-sync-standbys"], "1");
+        assert!(config["metadata"].get("flyplan-sync-standbys").is_none());
         assert_eq!(config["services"][0]["internal_port"], 5432);
         assert_eq!(config["services"][1]["internal_port"], 5433);
         // flyctl leaves autostart off (flypg/launcher.go:178-194).
@@ -316,7 +328,6 @@ fn scaling_out_creates_one_volume_and_one_machine_on_it() {
     let m = app.machine_at("iad", 3).unwrap();
     let vol = m.json["config"]["mounts"][0]["volume"].as_str().unwrap();
     assert_eq!(app.volumes[vol]["attached_machine_id"], m.id());
-    assert_eq!(m.json["config"]["metadata"]["flyplan-sync-standbys"], "1");
     assert_eq!(m.json["checks"][1]["output"], "replica");
     drop(st);
     assert_eq!(
@@ -327,7 +338,7 @@ fn scaling_out_creates_one_volume_and_one_machine_on_it() {
 }
 
 #[test]
-fn an_image_upgrade_updates_each_machine_under_a_lease_with_the_leader_last() {
+fn an_image_upgrade_updates_replicas_then_switches_over_and_updates_the_old_leader_last() {
     let (api, _dir, p, mut c) = setup();
     converge(&api, &p, &c);
     // The leader moved to iad:1 (a failover happened).
@@ -348,10 +359,11 @@ fn an_image_upgrade_updates_each_machine_under_a_lease_with_the_leader_last() {
     let done = apply(&p, &c, &steps).unwrap();
     assert!(done.iter().all(|(_, o)| *o == Outcome::Updated));
 
-    // lease → update with its nonce → release, machine after machine.
+    // Replicas: lease → update with its nonce → release, machine after
+    // machine.
     let changes = api.changes();
-    assert_eq!(changes.len(), 3 * 4);
-    for (chunk, step) in changes.chunks(3).zip(&steps) {
+    let (replicas, last) = changes.split_at(3 * 3);
+    for (chunk, step) in replicas.chunks(3).zip(&steps) {
         let id = step
             .before
             .as_ref()
@@ -375,7 +387,75 @@ fn an_image_upgrade_updates_each_machine_under_a_lease_with_the_leader_last() {
         assert_eq!(chunk[1].nonce, chunk[2].nonce);
         assert_eq!(chunk[1].body.as_ref().unwrap()["config"]["image"], c.image);
     }
-    assert!(changes.last().unwrap().path.contains(&m1));
+    // The leader: every machine leased first, then a switchover to a
+    // healthy standby of the primary region (a dry run, then the real one,
+    // as `fly pg failover` picks its new leader), then the old leader's
+    // update under its lease, then every lease released.
+    let lease = "POST /apps/{app_name}/machines/{machine_id}/lease";
+    let exec = "POST /apps/{app_name}/machines/{machine_id}/exec";
+    let release = "DELETE /apps/{app_name}/machines/{machine_id}/lease";
+    assert_eq!(
+        ops(last),
+        [
+            vec![lease; 4],
+            vec![exec, exec, "POST /apps/{app_name}/machines/{machine_id}"],
+            vec![release; 4]
+        ]
+        .concat()
+    );
+    let switched = api.state().model.app(APP).switchovers.clone();
+    assert_eq!(switched.len(), 1);
+    assert_eq!(switched[0].0, m1);
+    let new_leader = switched[0].1.clone();
+    assert!(last[4].path.contains(&new_leader) && last[5].path.contains(&new_leader));
+    let run: Vec<String> = last[5].body.as_ref().unwrap()["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        run,
+        [
+            "gosu",
+            "postgres",
+            "repmgr",
+            "standby",
+            "switchover",
+            "-f",
+            "/data/repmgr.conf",
+            "--siblings-follow"
+        ]
+    );
+    assert_eq!(last[4].body.as_ref().unwrap()["command"][7], "--dry-run");
+    {
+        let st = api.state();
+        let a = st.model.app(APP);
+        let m = &a.machines[&new_leader];
+        assert_eq!(m.region(), "iad", "a primary-region standby");
+        assert_eq!(m.json["checks"][1]["output"], "primary");
+    }
+    // The new leader was read until its role check said primary before the
+    // old leader was restarted.
+    let reqs = api.requests();
+    let update_at = reqs
+        .iter()
+        .position(|r| {
+            r.method == "POST"
+                && r.op() == "POST /apps/{app_name}/machines/{machine_id}"
+                && r.path.ends_with(&m1)
+        })
+        .unwrap();
+    let switch_at = reqs
+        .iter()
+        .position(|r| {
+            r.op() == exec && r.body.as_ref().unwrap()["command"][7] == "--siblings-follow"
+        })
+        .unwrap();
+    assert!(reqs[switch_at..update_at]
+        .iter()
+        .any(|r| r.method == "GET" && r.path.ends_with(&new_leader)));
+    assert!(last[6].path.ends_with(&m1));
     // Updated machines are waited for under the lease too.
     assert!(api
         .requests()
@@ -456,7 +536,7 @@ fn an_api_error_mid_apply_stops_the_apply_and_the_rerun_creates_only_what_is_mis
     apply(&p, &c, &steps).unwrap();
     let creates: Vec<String> = ops(&api.changes())
         .into_iter()
-        .filter(|o| !o.contains("metadata") && !o.ends_with("{volume_id}"))
+        .filter(|o| !o.ends_with("/exec") && !o.ends_with("{volume_id}"))
         .collect();
     assert_eq!(
         creates,
@@ -809,8 +889,15 @@ fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_las
             .unwrap()
             .id()
             .to_string();
+        // (The other execs are `psql` and the settings API.)
+        let unregisters: Vec<_> = app
+            .execs
+            .iter()
+            .filter(|(_, c)| c[0] == "pg_unregister")
+            .cloned()
+            .collect();
         assert_eq!(
-            app.execs,
+            unregisters,
             vec![(
                 leader,
                 vec![
@@ -848,8 +935,21 @@ fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_las
 }
 
 #[test]
-fn roles_databases_and_attachments_without_a_route_fail_naming_the_route_variable() {
+fn roles_databases_and_attachments_without_a_leader_fail_saying_so_and_change_nothing() {
     let (api, _dir, p, c) = setup();
+    converge(&api, &p, &c);
+    // No node is the leader: the primary's role check fails.
+    for m in api
+        .state()
+        .model
+        .apps
+        .get_mut(APP)
+        .unwrap()
+        .machines
+        .values_mut()
+    {
+        m.json["checks"][1]["status"] = serde_json::json!("critical");
+    }
     let secrets = SecretValues::default();
     let ctx = StepContext {
         app: &c.app,
@@ -879,9 +979,12 @@ fn roles_databases_and_attachments_without_a_route_fail_naming_the_route_variabl
     ] {
         let s = step(0, Action::Create, None, Some(r), vec![]);
         let err = p.perform(&s, &ctx).unwrap_err().to_string();
-        assert!(err.contains("FLYPLAN_FLY_PG_URL"), "{err}");
+        assert!(
+            err.contains("no machine of app pg-test is the leader"),
+            "{err}"
+        );
     }
-    assert!(api.requests().is_empty());
+    assert!(api.requests().iter().all(|r| r.is_get()));
 }
 
 #[test]
@@ -1161,4 +1264,52 @@ fn a_cluster_restored_from_a_snapshot_creates_its_first_volume_from_it() {
         "vs_restore_me"
     );
     api.assert_conformant();
+}
+
+/// Every size preset flyctl knows (fly-go `machine_types.go`,
+/// `MachinePresets`) becomes that guest on Fly, and observe reports the
+/// same size back: apply, then plan, shows no changes.
+#[test]
+fn every_vm_size_preset_flyctl_knows_round_trips() {
+    for (size, kind, cpus, memory_mb) in flyplan::config::presets::PRESETS {
+        let api = FlyApi::start();
+        let dir = tempfile::tempdir().unwrap();
+        let p = provider(&api, dir.path());
+        let text = format!(
+            "app = \"{APP}\"\nprimary_region = \"iad\"\n\n[postgres]\n  instances = 1\n\n\
+             [[vm]]\n  size = \"{size}\"\n"
+        );
+        let config =
+            flyplan::config::parse(std::path::Path::new("fly.toml"), &text).expect("valid");
+        let d = flyplan::desired::Desired::from_config(&config, &std::collections::BTreeMap::new())
+            .unwrap();
+        // (No SQL here: the nodes are what the size changes.)
+        let mut want: Vec<Resource> = d
+            .resources
+            .values()
+            .filter(|r| !matches!(r.kind(), Kind::User | Kind::Database | Kind::Attachment))
+            .cloned()
+            .collect();
+        want.sort_by_key(|r| r.kind());
+        let c = Cluster::example(APP);
+        apply(&p, &c, &create_steps(&want)).unwrap_or_else(|e| panic!("{size}: {e:?}"));
+        {
+            let st = api.state();
+            let m = st
+                .model
+                .app(APP)
+                .live_machines()
+                .next()
+                .unwrap()
+                .json
+                .clone();
+            let guest = &m["config"]["guest"];
+            assert_eq!(guest["cpu_kind"], kind, "{size}");
+            assert_eq!(guest["cpus"], cpus, "{size}");
+            assert_eq!(guest["memory_mb"], memory_mb, "{size}");
+        }
+        let live = p.observe(APP).unwrap();
+        assert_eq!(drift(&want, &live), Vec::<String>::new(), "{size}");
+        api.assert_conformant();
+    }
 }

@@ -7,11 +7,11 @@
 mod fly_api;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use fly_api::cluster::*;
 use fly_api::model::AppRec;
+use fly_api::postgres::Server;
 use fly_api::FlyApi;
 use flyplan::desired::Desired;
 use flyplan::model::{Kind, Resource};
@@ -46,103 +46,6 @@ primary_region = "iad"
   app = "myapp"
 "#;
 
-/// A plain PostgreSQL 15 server run as `postgres` on a free loopback port,
-/// stopped on drop.
-struct Server {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-fn bin(name: &str) -> PathBuf {
-    Path::new("/usr/lib/postgresql/15/bin").join(name)
-}
-
-fn as_postgres(program: &Path) -> Command {
-    let mut c = Command::new("runuser");
-    c.args(["-u", "postgres", "--"]).arg(program);
-    c
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix("flyplan-route-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let root = dir.path();
-        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-            .unwrap();
-        let pwfile = root.join("pw");
-        std::fs::write(&pwfile, OPERATOR).unwrap();
-        std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .unwrap();
-        let data = root.join("data");
-        let o = as_postgres(&bin("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-            ])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .output()
-            .expect("initdb runs");
-        assert!(
-            o.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let o = as_postgres(&bin("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(root.join("log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1",
-                root.display()
-            ))
-            .args(["-w", "start"])
-            .output()
-            .expect("pg_ctl runs");
-        assert!(
-            o.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        Server { dir, port }
-    }
-
-    async fn client(&self, user: &str, password: &str, db: &str) -> tokio_postgres::Client {
-        let conn = format!(
-            "host=127.0.0.1 port={} user={user} password={password} dbname={db}",
-            self.port
-        );
-        let (c, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("{user} connects to {db}: {e}"));
-        tokio::spawn(connection);
-        c
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = as_postgres(&bin("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
-}
-
 fn sql_desired() -> (Vec<Resource>, SecretValues) {
     let env = BTreeMap::from([
         ("PG_PASSWORD".to_string(), OPERATOR.to_string()),
@@ -159,6 +62,39 @@ fn sql_desired() -> (Vec<Resource>, SecretValues) {
         .collect();
     wanted.sort_by_key(|r| r.kind());
     (wanted, SecretValues::new(env))
+}
+
+/// The attached app `myapp`, an app with no machines.
+fn add_consumer_app(api: &FlyApi) {
+    api.state().model.apps.insert(
+        "myapp".to_string(),
+        AppRec {
+            name: "myapp".to_string(),
+            org: "personal".to_string(),
+            ..Default::default()
+        },
+    );
+}
+
+/// Fly's attachment records on `myapp`, as `(cluster, database, user,
+/// variable)`.
+fn records(api: &FlyApi) -> Vec<(String, String, String, String)> {
+    let st = api.state();
+    st.model
+        .app("myapp")
+        .graphql
+        .pg_attachments
+        .iter()
+        .map(|r| {
+            let f = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (
+                f("postgresApp"),
+                f("databaseName"),
+                f("databaseUser"),
+                f("environmentVariableName"),
+            )
+        })
+        .collect()
 }
 
 fn consumer_url(api: &FlyApi) -> Option<String> {
@@ -179,7 +115,7 @@ fn password_of(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_endpoint() {
-    let server = Server::start();
+    let server = Server::start(OPERATOR);
     let api = FlyApi::start();
     let dir = tempfile::tempdir().unwrap();
     let route = PgRoute::parse(
@@ -190,14 +126,7 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
     let p = provider_with_route(&api, dir.path(), Some(route));
     let c = Cluster::example(APP);
     converge(&api, &p, &c);
-    api.state().model.apps.insert(
-        "myapp".to_string(),
-        AppRec {
-            name: "myapp".to_string(),
-            org: "personal".to_string(),
-            ..Default::default()
-        },
-    );
+    add_consumer_app(&api);
     let (want, secrets) = sql_desired();
     let ctx = StepContext {
         app: APP,
@@ -230,6 +159,14 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
             && url.ends_with("@pg-test.flycast:5432/myapp?sslmode=disable"),
         "{url}"
     );
+    // Fly keeps the record `fly pg detach` looks for.
+    let record = (
+        APP.to_string(),
+        "myapp".to_string(),
+        "myapp".to_string(),
+        "DATABASE_URL".to_string(),
+    );
+    assert_eq!(records(&api), vec![record.clone()]);
     // The URL's credentials work on the server behind the route.
     let app_client = server.client("myapp", &password_of(&url), "myapp").await;
     app_client
@@ -273,6 +210,7 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
     run(&plan(&want, &live));
     let rotated = consumer_url(&api).unwrap();
     assert_ne!(rotated, url);
+    assert_eq!(records(&api), vec![record.clone()], "kept, not doubled");
     server
         .client("myapp", &password_of(&rotated), "myapp")
         .await;
@@ -286,6 +224,11 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
         .unwrap();
     run(&[step(0, Action::Delete, Some(before), None, vec![])]);
     assert_eq!(consumer_url(&api), None);
+    assert_eq!(
+        records(&api),
+        Vec::new(),
+        "detached as `fly pg detach` does"
+    );
     let admin = server.client("postgres", OPERATOR, "myapp").await;
     let roles: i64 = admin
         .query_one("SELECT count(*) FROM pg_roles WHERE rolname = 'myapp'", &[])
@@ -335,4 +278,155 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
             );
         }
     }
+}
+
+/// `flyplan --provider fly` with flyctl's variables and no SQL route.
+fn flyplan(api: &FlyApi, state: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_flyplan"))
+        .args(["--provider", "fly", "--state-dir"])
+        .arg(state)
+        .args(args)
+        .env("FLY_API_TOKEN", fly_api::TOKEN)
+        .env("FLY_FLAPS_BASE_URL", api.base_url())
+        .env("FLY_API_BASE_URL", api.base_url())
+        .env("PG_PASSWORD", OPERATOR)
+        .env_remove("FLYPLAN_FLY_PG_URL")
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap()
+}
+
+/// The example cluster plus an attachment, applied from nothing with the
+/// CLI and no route: roles, databases and the attachment are made by `psql`
+/// in the leader machine through `exec` (the scripted API runs the real
+/// `psql` against a PostgreSQL 15 on loopback), and the next plan reads
+/// only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_from_nothing_runs_sql_on_the_leader_through_exec_and_replans_clean() {
+    let server = std::sync::Arc::new(Server::start("initial-not-the-operator"));
+    let api = FlyApi::start();
+    api.state().model.postgres = Some(server.clone());
+    add_consumer_app(&api);
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fly.toml"))
+            .unwrap();
+    let config = dir.path().join("fly.toml");
+    std::fs::write(
+        &config,
+        format!("{example}\n[[attachments]]\n  app = \"myapp\"\n"),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let state = dir.path().join("state");
+
+    let o = flyplan(&api, &state, &["apply", "-c", config, "--auto-approve"]);
+    assert!(
+        o.status.success(),
+        "apply: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    api.assert_conformant();
+
+    // Every node booted, one primary, all checks passing.
+    let app = "flyplan-example";
+    {
+        let st = api.state();
+        let a = st.model.app(app);
+        let machines: Vec<_> = a.live_machines().collect();
+        assert_eq!(machines.len(), 4);
+        let mut primaries = 0;
+        for m in &machines {
+            let checks = m.json["checks"].as_array().unwrap();
+            assert!(
+                checks.iter().all(|c| c["status"] == "passing"),
+                "{}: {checks:?}",
+                m.id()
+            );
+            if checks
+                .iter()
+                .any(|c| c["name"] == "role" && c["output"] == "primary")
+            {
+                primaries += 1;
+            }
+        }
+        assert_eq!(primaries, 1);
+        assert!(a.races.is_empty(), "{:?}", a.races);
+        // SQL ran only on the leader, and no request carried a password.
+        let leader = machines
+            .iter()
+            .find(|m| m.json["checks"][1]["output"] == "primary")
+            .unwrap()
+            .id()
+            .to_string();
+        let psql: Vec<_> = a.execs.iter().filter(|(_, c)| c[0] == "bash").collect();
+        assert!(psql.len() >= 4, "{psql:?}");
+        assert!(psql.iter().all(|(id, _)| *id == leader), "{psql:?}");
+    }
+    let url = consumer_url(&api).expect("DATABASE_URL set on myapp");
+    let recorded = records(&api);
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].0, "flyplan-example");
+    assert_eq!(recorded[0].3, "DATABASE_URL");
+    assert!(
+        url.starts_with(&format!("postgres://{}:", recorded[0].2)),
+        "{url}"
+    );
+    // No exec request carries a password: the operator's comes from the
+    // machine's environment, roles get SCRAM verifiers.
+    for r in api.requests() {
+        if r.op() == "POST /apps/{app_name}/machines/{machine_id}/exec" {
+            let body = r.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
+            assert!(!body.contains(OPERATOR), "{body}");
+            assert!(!body.contains(&password_of(&url)), "{body}");
+        }
+    }
+
+    // The attachment's URL, its host put on loopback, logs in.
+    assert!(
+        url.starts_with("postgres://flyplan_example_myapp:")
+            || url.starts_with("postgres://myapp:"),
+        "{url}"
+    );
+    let user = url
+        .strip_prefix("postgres://")
+        .and_then(|r| r.split_once(':'))
+        .map(|(u, _)| u.to_string())
+        .unwrap();
+    let db = url
+        .rsplit_once('/')
+        .and_then(|(_, d)| d.split_once('?'))
+        .map(|(d, _)| d.to_string())
+        .unwrap();
+    assert!(url.contains("@flyplan-example.flycast:5432/"), "{url}");
+    let c = server.client(&user, &password_of(&url), &db).await;
+    c.batch_execute("CREATE TABLE t (id int)").await.unwrap();
+    // And the operator password is OPERATOR_PASSWORD, as postgres-flex set it.
+    server.client("postgres", OPERATOR, "postgres").await;
+
+    // A re-plan shows no changes and sends only reads.
+    api.clear_requests();
+    let o = flyplan(&api, &state, &["plan", "-c", config, "--detailed-exitcode"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("No changes"), "{out}");
+    let reqs = api.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.op() == "POST /apps/{app_name}/machines/{machine_id}/exec"),
+        "roles were read through exec"
+    );
+    let writes: Vec<String> = reqs
+        .iter()
+        .filter(|r| !r.is_get())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    api.assert_conformant();
 }

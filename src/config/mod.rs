@@ -8,6 +8,7 @@ mod limits;
 pub mod model;
 mod names;
 mod parse;
+pub mod presets;
 mod regions;
 pub(crate) mod units;
 mod validate;

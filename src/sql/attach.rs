@@ -7,13 +7,12 @@
 //! digest, so a password changed by hand (new verifier) or a secret that
 //! fell behind is seen without hashing any password.
 
+use postgres_protocol::escape::{escape_identifier, escape_literal};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio_postgres::Client;
 
-use postgres_protocol::escape::{escape_identifier, escape_literal};
-
-use super::{db_err, read_role, Change};
+use super::session::{self, Session};
+use super::{read_role, Change};
 use crate::error::ProviderError;
 
 /// The start of the comment on an attachment role.
@@ -66,29 +65,34 @@ pub fn verifier_digest(verifier: &str) -> String {
 
 /// Attachment roles of the connected cluster, with their database's
 /// existence and whether their password is still the one flyplan set.
-pub async fn read_attachments(client: &Client) -> Result<Vec<AttachmentInfo>, ProviderError> {
-    let rows = client
-        .query(
+pub async fn read_attachments(s: &impl Session) -> Result<Vec<AttachmentInfo>, ProviderError> {
+    #[derive(Deserialize)]
+    struct Row {
+        rolname: String,
+        rolsuper: bool,
+        rolcanlogin: bool,
+        rolpassword: Option<String>,
+        comment: String,
+    }
+    let rows: Vec<Row> = session::rows(
+        s,
+        "reading attachments",
+        &format!(
             "select a.rolname, a.rolsuper, a.rolcanlogin, a.rolpassword, \
                     shobj_description(a.oid, 'pg_authid') as comment \
              from pg_authid a \
-             where shobj_description(a.oid, 'pg_authid') like $1 \
+             where shobj_description(a.oid, 'pg_authid') like {} \
              order by a.rolname",
-            &[&format!("{ATTACHMENT_COMMENT_PREFIX}%")],
-        )
-        .await
-        .map_err(|e| db_err("reading attachments", e))?;
-    let databases: std::collections::BTreeSet<String> = client
-        .query("select datname from pg_database", &[])
-        .await
-        .map_err(|e| db_err("listing databases", e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+            escape_literal(&format!("{ATTACHMENT_COMMENT_PREFIX}%"))
+        ),
+    )
+    .await?;
+    let databases: std::collections::BTreeSet<String> =
+        super::connectable_databases(s).await?.into_iter().collect();
     let mut out = Vec::new();
     for row in rows {
-        let user: String = row.get("rolname");
-        let comment: String = row.get("comment");
+        let user = row.rolname;
+        let comment = row.comment;
         let Ok(mark) = serde_json::from_str::<AttachmentMark>(
             comment
                 .strip_prefix(ATTACHMENT_COMMENT_PREFIX)
@@ -97,13 +101,13 @@ pub async fn read_attachments(client: &Client) -> Result<Vec<AttachmentInfo>, Pr
             tracing::warn!(role = %user, "an attachment comment flyplan cannot read");
             continue;
         };
-        let verifier: Option<String> = row.get("rolpassword");
+        let verifier = row.rolpassword;
         out.push(AttachmentInfo {
             password_unchanged: verifier.as_deref().map(verifier_digest).as_deref()
                 == Some(mark.verifier.as_str()),
             database_exists: databases.contains(&mark.database),
-            superuser: row.get("rolsuper"),
-            login: row.get("rolcanlogin"),
+            superuser: row.rolsuper,
+            login: row.rolcanlogin,
             user,
             mark,
         });
@@ -123,21 +127,30 @@ pub async fn read_attachments(client: &Client) -> Result<Vec<AttachmentInfo>, Pr
 /// Any SQL error; a role of that name that is not this attachment's; a
 /// kept password whose verifier is gone.
 pub async fn ensure_attachment(
-    admin: &Client,
+    admin: &impl Session,
     spec: &AttachmentSpec,
     password: Option<&str>,
 ) -> Result<(Change, String), ProviderError> {
     let ident = escape_identifier(&spec.user);
     let what = format!("attachment {} (role {})", spec.app, spec.user);
     let current = read_role(admin, &spec.user).await?;
-    let comment: Option<String> = admin
-        .query_opt(
-            "select shobj_description(oid, 'pg_authid') from pg_authid where rolname = $1",
-            &[&spec.user],
-        )
-        .await
-        .map_err(|e| db_err(&format!("reading {what}"), e))?
-        .and_then(|r| r.get(0));
+    #[derive(Deserialize)]
+    struct CommentRow {
+        comment: Option<String>,
+    }
+    let comment: Option<String> = session::rows::<CommentRow>(
+        admin,
+        &format!("reading {what}"),
+        &format!(
+            "select shobj_description(oid, 'pg_authid') as comment from pg_authid \
+             where rolname = {}",
+            escape_literal(&spec.user)
+        ),
+    )
+    .await?
+    .into_iter()
+    .next()
+    .and_then(|r| r.comment);
     let mark_of = |c: &str| {
         c.strip_prefix(ATTACHMENT_COMMENT_PREFIX)
             .and_then(|j| serde_json::from_str::<AttachmentMark>(j).ok())
@@ -212,36 +225,44 @@ pub async fn ensure_attachment(
         change = change.or(Change::Updated);
     }
     if !statements.is_empty() {
-        super::quiet::execute_unrecorded(admin, &statements.join("; "))
-            .await
-            .map_err(|e| db_err(&format!("making {what}"), e))?;
+        admin
+            .run_unrecorded(&format!("making {what}"), &statements.join("; "))
+            .await?;
     }
 
-    let exists = admin
-        .query_opt(
-            "select 1 from pg_database where datname = $1",
-            &[&spec.database],
-        )
-        .await
-        .map_err(|e| db_err(&format!("looking up database {}", spec.database), e))?
-        .is_some();
+    let exists = session::rows::<serde_json::Value>(
+        admin,
+        &format!("looking up database {}", spec.database),
+        &format!(
+            "select 1 as found from pg_database where datname = {}",
+            escape_literal(&spec.database)
+        ),
+    )
+    .await?
+    .into_iter()
+    .next()
+    .is_some();
     if !exists {
         admin
-            .batch_execute(&format!(
-                "CREATE DATABASE {} OWNER {ident}",
-                escape_identifier(&spec.database)
-            ))
-            .await
-            .map_err(|e| db_err(&format!("creating database {}", spec.database), e))?;
+            .run_alone(
+                &format!("creating database {}", spec.database),
+                &format!(
+                    "CREATE DATABASE {} OWNER {ident}",
+                    escape_identifier(&spec.database)
+                ),
+            )
+            .await?;
         change = change.or(Change::Created);
     }
     admin
-        .batch_execute(&format!(
-            "GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {} TO {ident}",
-            escape_identifier(&spec.database)
-        ))
-        .await
-        .map_err(|e| db_err(&format!("granting database {} to {what}", spec.database), e))?;
+        .run(
+            &format!("granting database {} to {what}", spec.database),
+            &format!(
+                "GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {} TO {ident}",
+                escape_identifier(&spec.database)
+            ),
+        )
+        .await?;
     Ok((change, mark.verifier))
 }
 
@@ -249,16 +270,23 @@ pub async fn ensure_attachment(
 /// read/write privileges of an attachment made with `superuser = false`:
 /// use and create in schema `public`, read and write its tables and
 /// sequences, now and for tables made later by the database owner.
-pub async fn grant_read_write(db: &Client, user: &str) -> Result<(), ProviderError> {
+pub async fn grant_read_write(db: &impl Session, user: &str) -> Result<(), ProviderError> {
+    #[derive(Deserialize)]
+    struct Row {
+        owner: String,
+    }
     let ident = escape_identifier(user);
-    let owner: String = db
-        .query_one(
-            "select pg_get_userbyid(datdba) from pg_database where datname = current_database()",
-            &[],
-        )
-        .await
-        .map_err(|e| db_err("reading the database owner", e))?
-        .get(0);
+    let owner = session::rows::<Row>(
+        db,
+        "reading the database owner",
+        "select pg_get_userbyid(datdba) as owner from pg_database \
+         where datname = current_database()",
+    )
+    .await?
+    .into_iter()
+    .next()
+    .map(|r| r.owner)
+    .ok_or_else(|| ProviderError::failed("reading the database owner", "no such database"))?;
     let mut sql = format!(
         "GRANT USAGE, CREATE ON SCHEMA public TO {ident}; \
          GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER \
@@ -274,9 +302,8 @@ pub async fn grant_read_write(db: &Client, user: &str) -> Result<(), ProviderErr
             o = escape_identifier(&owner)
         ));
     }
-    db.batch_execute(&sql)
+    db.run(&format!("granting read/write to role {user}"), &sql)
         .await
-        .map_err(|e| db_err(&format!("granting read/write to role {user}"), e))
 }
 
 #[cfg(test)]

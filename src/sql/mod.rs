@@ -1,8 +1,9 @@
 //! All SQL that flyplan sends to PostgreSQL: roles, databases and catalog
-//! reads over tokio-postgres, with identifiers and literals quoted by
+//! reads through a [`Session`], with identifiers and literals quoted by
 //! postgres-protocol's escaping (libpq's rules), and the connection URLs
 //! handed to attached apps. Both providers use it (locally over a unix
-//! socket, on Fly over a route the user provides).
+//! socket, on Fly through `psql` in the leader machine or a route the user
+//! provides).
 
 use std::collections::BTreeSet;
 
@@ -10,14 +11,17 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio_postgres::Client;
 use url::Url;
 
 use crate::error::ProviderError;
 
 pub mod attach;
 pub mod quiet;
+pub mod session;
+
+pub use session::Session;
 
 /// The comment that marks a role as managed by flyplan.
 pub const MANAGED_COMMENT: &str = "managed by flyplan";
@@ -56,7 +60,7 @@ pub fn connection_url(
     url.into()
 }
 
-fn db_err(what: &str, e: tokio_postgres::Error) -> ProviderError {
+pub(crate) fn db_err(what: &str, e: tokio_postgres::Error) -> ProviderError {
     // The message of a database error is in `as_db_error`; `Display` of the
     // outer error is only "db error".
     let message = match e.as_db_error() {
@@ -99,58 +103,74 @@ pub struct DatabaseInfo {
     pub owner: String,
 }
 
-const ROLE_QUERY: &str = "\
-    select a.rolname, a.rolcanlogin, a.rolsuper, a.rolcreatedb, a.rolcreaterole, \
-           a.rolreplication, a.rolconnlimit, a.rolpassword, \
-           coalesce(shobj_description(a.oid, 'pg_authid') = $1, false) as managed, \
-           coalesce(array(select g.rolname::text from pg_auth_members m \
-                          join pg_roles g on g.oid = m.roleid \
-                          where m.member = a.oid order by 1), '{}') as member_of \
-    from pg_authid a";
+/// A role's catalog row, as [`session::rows`] reads it.
+#[derive(Deserialize)]
+struct RoleRow {
+    rolname: String,
+    rolcanlogin: bool,
+    rolsuper: bool,
+    rolcreatedb: bool,
+    rolcreaterole: bool,
+    rolreplication: bool,
+    rolconnlimit: i32,
+    rolpassword: Option<String>,
+    managed: bool,
+    member_of: Vec<String>,
+}
 
-fn role_from_row(row: &tokio_postgres::Row) -> RoleInfo {
-    let member_of: Vec<String> = row.get("member_of");
-    RoleInfo {
-        spec: RoleSpec {
-            name: row.get("rolname"),
-            login: row.get("rolcanlogin"),
-            superuser: row.get("rolsuper"),
-            createdb: row.get("rolcreatedb"),
-            createrole: row.get("rolcreaterole"),
-            replication: row.get("rolreplication"),
-            connection_limit: row.get("rolconnlimit"),
-            member_of: member_of.into_iter().collect(),
-        },
-        verifier: row.get("rolpassword"),
-        managed: row.get("managed"),
+/// Roles with what flyplan reads of them; `filter` is the `where` clause.
+fn role_query(filter: &str) -> String {
+    format!(
+        "select a.rolname, a.rolcanlogin, a.rolsuper, a.rolcreatedb, a.rolcreaterole, \
+                a.rolreplication, a.rolconnlimit, a.rolpassword, \
+                coalesce(shobj_description(a.oid, 'pg_authid') = {managed}, false) as managed, \
+                coalesce(array(select g.rolname::text from pg_auth_members m \
+                               join pg_roles g on g.oid = m.roleid \
+                               where m.member = a.oid order by 1), '{{}}') as member_of \
+         from pg_authid a where {filter} order by a.rolname",
+        managed = escape_literal(MANAGED_COMMENT)
+    )
+}
+
+impl From<RoleRow> for RoleInfo {
+    fn from(row: RoleRow) -> Self {
+        RoleInfo {
+            spec: RoleSpec {
+                name: row.rolname,
+                login: row.rolcanlogin,
+                superuser: row.rolsuper,
+                createdb: row.rolcreatedb,
+                createrole: row.rolcreaterole,
+                replication: row.rolreplication,
+                connection_limit: row.rolconnlimit,
+                member_of: row.member_of.into_iter().collect(),
+            },
+            verifier: row.rolpassword,
+            managed: row.managed,
+        }
     }
 }
 
 /// Read one role (needs superuser for the verifier).
-pub async fn read_role(client: &Client, name: &str) -> Result<Option<RoleInfo>, ProviderError> {
-    let q = format!("{ROLE_QUERY} where a.rolname = $2");
-    let rows = client
-        .query(&q, &[&MANAGED_COMMENT, &name])
-        .await
-        .map_err(|e| db_err(&format!("reading role {name}"), e))?;
-    Ok(rows.first().map(role_from_row))
+pub async fn read_role(s: &impl Session, name: &str) -> Result<Option<RoleInfo>, ProviderError> {
+    let q = role_query(&format!("a.rolname = {}", escape_literal(name)));
+    let rows: Vec<RoleRow> = session::rows(s, &format!("reading role {name}"), &q).await?;
+    Ok(rows.into_iter().next().map(RoleInfo::from))
 }
 
 /// Roles that flyplan manages (commented as such) plus `extra` by name.
 pub async fn read_managed_roles(
-    client: &Client,
+    s: &impl Session,
     extra: &[&str],
 ) -> Result<Vec<RoleInfo>, ProviderError> {
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    let q = format!(
-        "{ROLE_QUERY} where shobj_description(a.oid, 'pg_authid') = $1 \
-         or a.rolname = any($2) order by a.rolname"
-    );
-    let rows = client
-        .query(&q, &[&MANAGED_COMMENT, &extra])
-        .await
-        .map_err(|e| db_err("reading roles", e))?;
-    Ok(rows.iter().map(role_from_row).collect())
+    let names: Vec<String> = extra.iter().map(|n| escape_literal(n)).collect();
+    let q = role_query(&format!(
+        "shobj_description(a.oid, 'pg_authid') = {} or a.rolname = any(array[{}]::text[])",
+        escape_literal(MANAGED_COMMENT),
+        names.join(", ")
+    ));
+    let rows: Vec<RoleRow> = session::rows(s, "reading roles", &q).await?;
+    Ok(rows.into_iter().map(RoleInfo::from).collect())
 }
 
 fn role_options(spec: &RoleSpec) -> String {
@@ -190,30 +210,32 @@ pub enum Change {
 /// # Errors
 /// Any SQL error, with the statement's purpose (never the password).
 pub async fn ensure_role(
-    client: &Client,
+    s: &impl Session,
     spec: &RoleSpec,
     password: Option<&str>,
 ) -> Result<Change, ProviderError> {
     let ident = escape_identifier(&spec.name);
     let what = format!("role {}", spec.name);
-    let current = read_role(client, &spec.name).await?;
+    let current = read_role(s, &spec.name).await?;
     let mut change = Change::None;
     match &current {
         None => {
-            client
-                .batch_execute(&format!("CREATE ROLE {ident} {}", role_options(spec)))
-                .await
-                .map_err(|e| db_err(&format!("creating {what}"), e))?;
+            s.run(
+                &format!("creating {what}"),
+                &format!("CREATE ROLE {ident} {}", role_options(spec)),
+            )
+            .await?;
             change = Change::Created;
         }
         Some(info) => {
             let mut now = info.spec.clone();
             now.member_of = spec.member_of.clone();
             if now != *spec {
-                client
-                    .batch_execute(&format!("ALTER ROLE {ident} {}", role_options(spec)))
-                    .await
-                    .map_err(|e| db_err(&format!("altering {what}"), e))?;
+                s.run(
+                    &format!("altering {what}"),
+                    &format!("ALTER ROLE {ident} {}", role_options(spec)),
+                )
+                .await?;
                 change = Change::Updated;
             }
         }
@@ -223,17 +245,19 @@ pub async fn ensure_role(
         .map(|i| i.spec.member_of.clone())
         .unwrap_or_default();
     for group in spec.member_of.difference(&had) {
-        client
-            .batch_execute(&format!("GRANT {} TO {ident}", escape_identifier(group)))
-            .await
-            .map_err(|e| db_err(&format!("granting {group} to {what}"), e))?;
+        s.run(
+            &format!("granting {group} to {what}"),
+            &format!("GRANT {} TO {ident}", escape_identifier(group)),
+        )
+        .await?;
         change = change.or(Change::Updated);
     }
     for group in had.difference(&spec.member_of) {
-        client
-            .batch_execute(&format!("REVOKE {} FROM {ident}", escape_identifier(group)))
-            .await
-            .map_err(|e| db_err(&format!("revoking {group} from {what}"), e))?;
+        s.run(
+            &format!("revoking {group} from {what}"),
+            &format!("REVOKE {} FROM {ident}", escape_identifier(group)),
+        )
+        .await?;
         change = change.or(Change::Updated);
     }
     if let Some(password) = password {
@@ -244,21 +268,23 @@ pub async fn ensure_role(
             .unwrap_or(false);
         if !matches {
             let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
-            let sql = format!("ALTER ROLE {ident} PASSWORD {}", escape_literal(&verifier));
-            quiet::execute_unrecorded(client, &sql)
-                .await
-                .map_err(|e| db_err(&format!("setting the password of {what}"), e))?;
+            s.run_unrecorded(
+                &format!("setting the password of {what}"),
+                &format!("ALTER ROLE {ident} PASSWORD {}", escape_literal(&verifier)),
+            )
+            .await?;
             change = change.or(Change::Updated);
         }
     }
     if !current.as_ref().is_some_and(|i| i.managed) {
-        client
-            .batch_execute(&format!(
+        s.run(
+            &format!("marking {what} as managed"),
+            &format!(
                 "COMMENT ON ROLE {ident} IS {}",
                 escape_literal(MANAGED_COMMENT)
-            ))
-            .await
-            .map_err(|e| db_err(&format!("marking {what} as managed"), e))?;
+            ),
+        )
+        .await?;
         change = change.or(Change::Updated);
     }
     Ok(change)
@@ -280,55 +306,61 @@ impl Change {
 }
 
 /// Databases other than templates and `postgres`.
-pub async fn read_databases(client: &Client) -> Result<Vec<DatabaseInfo>, ProviderError> {
-    let rows = client
-        .query(
-            "select d.datname, pg_get_userbyid(d.datdba) as owner from pg_database d \
-             where not d.datistemplate and d.datname <> 'postgres' order by 1",
-            &[],
-        )
-        .await
-        .map_err(|e| db_err("reading databases", e))?;
+pub async fn read_databases(s: &impl Session) -> Result<Vec<DatabaseInfo>, ProviderError> {
+    #[derive(Deserialize)]
+    struct Row {
+        datname: String,
+        owner: String,
+    }
+    let rows: Vec<Row> = session::rows(
+        s,
+        "reading databases",
+        "select d.datname, pg_get_userbyid(d.datdba) as owner from pg_database d \
+         where not d.datistemplate and d.datname <> 'postgres' order by 1",
+    )
+    .await?;
     Ok(rows
-        .iter()
+        .into_iter()
         .map(|r| DatabaseInfo {
-            name: r.get(0),
-            owner: r.get(1),
+            name: r.datname,
+            owner: r.owner,
         })
         .collect())
 }
 
 /// Create a database with an owner, or give an existing one that owner.
 pub async fn ensure_database(
-    client: &Client,
+    s: &impl Session,
     name: &str,
     owner: &str,
 ) -> Result<Change, ProviderError> {
-    let current = read_databases(client)
+    let current = read_databases(s)
         .await?
         .into_iter()
         .find(|d| d.name == name);
     match current {
         None => {
-            client
-                .batch_execute(&format!(
+            s.run_alone(
+                &format!("creating database {name}"),
+                &format!(
                     "CREATE DATABASE {} OWNER {}",
                     escape_identifier(name),
                     escape_identifier(owner)
-                ))
-                .await
-                .map_err(|e| db_err(&format!("creating database {name}"), e))?;
+                ),
+            )
+            .await?;
             Ok(Change::Created)
         }
         Some(d) if d.owner != owner => {
-            client
-                .batch_execute(&format!(
+            s.run(
+                &format!("changing the owner of database {name}"),
+                &format!(
                     "ALTER DATABASE {} OWNER TO {}",
                     escape_identifier(name),
                     escape_identifier(owner)
-                ))
-                .await
-                .map_err(|e| db_err(&format!("changing the owner of database {name}"), e))?;
+                ),
+            )
+            .await?;
             Ok(Change::Updated)
         }
         Some(_) => Ok(Change::None),
@@ -336,59 +368,62 @@ pub async fn ensure_database(
 }
 
 /// Drop a database, closing its sessions. Returns false when it was absent.
-pub async fn drop_database(client: &Client, name: &str) -> Result<bool, ProviderError> {
-    let exists = read_databases(client).await?.iter().any(|d| d.name == name);
+pub async fn drop_database(s: &impl Session, name: &str) -> Result<bool, ProviderError> {
+    let exists = read_databases(s).await?.iter().any(|d| d.name == name);
     if !exists {
         return Ok(false);
     }
-    client
-        .batch_execute(&format!(
-            "DROP DATABASE {} WITH (FORCE)",
-            escape_identifier(name)
-        ))
-        .await
-        .map_err(|e| db_err(&format!("dropping database {name}"), e))?;
+    s.run_alone(
+        &format!("dropping database {name}"),
+        &format!("DROP DATABASE {} WITH (FORCE)", escape_identifier(name)),
+    )
+    .await?;
     Ok(true)
 }
 
 /// Names of all databases that accept connections (for per-database work).
-pub async fn connectable_databases(client: &Client) -> Result<Vec<String>, ProviderError> {
-    let rows = client
-        .query(
-            "select datname from pg_database where datallowconn order by 1",
-            &[],
-        )
-        .await
-        .map_err(|e| db_err("listing databases", e))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+pub async fn connectable_databases(s: &impl Session) -> Result<Vec<String>, ProviderError> {
+    #[derive(Deserialize)]
+    struct Row {
+        datname: String,
+    }
+    let rows: Vec<Row> = session::rows(
+        s,
+        "listing databases",
+        "select datname from pg_database where datallowconn order by 1",
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| r.datname).collect())
 }
 
 /// In the connected database: give what `role` owns to `new_owner` and drop
 /// its remaining privileges, so the role can be dropped.
 pub async fn reassign_and_drop_owned(
-    client: &Client,
+    s: &impl Session,
     role: &str,
     new_owner: &str,
 ) -> Result<(), ProviderError> {
-    client
-        .batch_execute(&format!(
+    s.run(
+        &format!("releasing what role {role} owns"),
+        &format!(
             "REASSIGN OWNED BY {r} TO {o}; DROP OWNED BY {r}",
             r = escape_identifier(role),
             o = escape_identifier(new_owner)
-        ))
-        .await
-        .map_err(|e| db_err(&format!("releasing what role {role} owns"), e))
+        ),
+    )
+    .await
 }
 
 /// Drop a role. Returns false when it was absent.
-pub async fn drop_role(client: &Client, name: &str) -> Result<bool, ProviderError> {
-    if read_role(client, name).await?.is_none() {
+pub async fn drop_role(s: &impl Session, name: &str) -> Result<bool, ProviderError> {
+    if read_role(s, name).await?.is_none() {
         return Ok(false);
     }
-    client
-        .batch_execute(&format!("DROP ROLE {}", escape_identifier(name)))
-        .await
-        .map_err(|e| db_err(&format!("dropping role {name}"), e))?;
+    s.run(
+        &format!("dropping role {name}"),
+        &format!("DROP ROLE {}", escape_identifier(name)),
+    )
+    .await?;
     Ok(true)
 }
 

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 /// in a round trip of their own because the server logs a whole simple
 /// query before it runs any of it. Setting `pg_stat_statements.track` works
 /// whether or not the module is loaded (unloaded, it is a placeholder).
-const QUIET: &str = "SET pg_stat_statements.track = 'none'; \
+pub(crate) const QUIET: &str = "SET pg_stat_statements.track = 'none'; \
                      SET pg_stat_statements.track_utility = off; \
                      SET log_statement = 'none'; \
                      SET log_min_duration_statement = -1; \

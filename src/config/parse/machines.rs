@@ -143,6 +143,11 @@ impl Reader<'_> {
                     && s.chars()
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
                 if ok {
+                    if let Some((kind, cpus, memory_mb)) = crate::config::presets::preset(&s) {
+                        vm.cpu_kind = kind.to_string();
+                        vm.cpus = cpus;
+                        vm.memory_mb = memory_mb;
+                    }
                     vm.size = s;
                 } else {
                     self.invalid_help(

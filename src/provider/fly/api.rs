@@ -238,13 +238,6 @@ impl LeaseReply {
     }
 }
 
-/// `POST /apps/{app_name}/machines/{machine_id}/metadata/{key}`. The 2024
-/// description has no body for this operation; fly-go sends this one.
-#[derive(Debug, Clone, Serialize)]
-pub struct MetadataValue {
-    pub value: String,
-}
-
 /// `Volume`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Volume {

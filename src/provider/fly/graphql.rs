@@ -1,6 +1,7 @@
 //! Fly's GraphQL API (`POST {FLY_API_BASE_URL}/graphql`), for what only it
 //! offers a postgres-flex cluster: the organization's node id, a Flycast
-//! (`private_v6`) address, the inter-node SSH certificate and the Consul URL.
+//! (`private_v6`) address, the inter-node SSH certificate, the Consul URL,
+//! and the attachment records `fly pg attach` and `fly pg detach` keep.
 //! Each operation is the document fly-go sends, with the same variables.
 
 use std::time::Duration;
@@ -34,6 +35,34 @@ pub const ISSUE_CERTIFICATE: &str = "mutation($input: IssueCertificateInput!) { 
 /// fly-go `resource_postgres.go` (`EnablePostgresConsul`).
 pub const ENABLE_POSTGRES_CONSUL: &str = "mutation($appName: ID!) { \
      enablePostgresConsul(input: { appId: $appName }) { consulUrl } }";
+
+/// fly-go `resource_postgres.go` (`AttachPostgresCluster`): the record
+/// `fly pg attach` leaves (flyctl `internal/command/postgres/attach.go`
+/// 235-242, 287), so `fly pg detach` finds what flyplan attached.
+pub const ATTACH_POSTGRES_CLUSTER: &str = "mutation($input: AttachPostgresClusterInput!) { \
+     attachPostgresCluster(input: $input) { app { name } postgresClusterApp { name } \
+     environmentVariableName } }";
+
+/// fly-go `resource_postgres.go` (`DetachPostgresCluster`), as `fly pg
+/// detach` sends it (flyctl `internal/command/postgres/detach.go:159-167`).
+pub const DETACH_POSTGRES_CLUSTER: &str = "mutation($input: DetachPostgresClusterInput!) { \
+     detachPostgresCluster(input: $input) { clientMutationId } }";
+
+/// fly-go `resource_postgres.go` (`ListPostgresClusterAttachments`), as
+/// `fly pg detach` reads them (`detach.go:109-116`).
+pub const POSTGRES_ATTACHMENTS: &str = "query($appName: String!, $postgresAppName: String!) { \
+     postgresAttachments(appName: $appName, postgresAppName: $postgresAppName) { \
+     nodes { id databaseName databaseUser environmentVariableName } } }";
+
+/// A `PostgresClusterAttachment`: Fly's record of an attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentRecord {
+    pub id: String,
+    pub database_name: String,
+    pub database_user: String,
+    pub environment_variable_name: String,
+}
 
 /// The GraphQL client.
 pub struct GraphqlClient {
@@ -286,6 +315,77 @@ impl GraphqlClient {
     }
 }
 
+impl GraphqlClient {
+    /// Fly's attachment records of `pg_app` on the consumer `app`.
+    ///
+    /// # Errors
+    /// As [`GraphqlClient::run`].
+    pub async fn postgres_attachments(
+        &self,
+        label: &str,
+        app: &str,
+        pg_app: &str,
+    ) -> Result<Vec<AttachmentRecord>, ProviderError> {
+        let data: Value = self
+            .run(
+                label,
+                POSTGRES_ATTACHMENTS,
+                json!({ "appName": app, "postgresAppName": pg_app }),
+            )
+            .await?;
+        serde_json::from_value(data["postgresAttachments"]["nodes"].clone())
+            .map_err(|e| ProviderError::failed(label, format!("unexpected answer: {e}")))
+    }
+
+    /// Record an attachment as `fly pg attach` does: `manualEntry: true`,
+    /// because the role, database and secret are made by the caller.
+    ///
+    /// # Errors
+    /// As [`GraphqlClient::run`].
+    pub async fn attach_postgres_cluster(
+        &self,
+        label: &str,
+        app: &str,
+        pg_app: &str,
+        database: &str,
+        user: &str,
+        variable: &str,
+    ) -> Result<(), ProviderError> {
+        let input = json!({
+            "appId": app,
+            "postgresClusterAppId": pg_app,
+            "manualEntry": true,
+            "databaseName": database,
+            "databaseUser": user,
+            "variableName": variable,
+        });
+        self.run::<Value>(label, ATTACH_POSTGRES_CLUSTER, json!({ "input": input }))
+            .await
+            .map(drop)
+    }
+
+    /// Remove an attachment record, as `fly pg detach` does.
+    ///
+    /// # Errors
+    /// As [`GraphqlClient::run`].
+    pub async fn detach_postgres_cluster(
+        &self,
+        label: &str,
+        app: &str,
+        pg_app: &str,
+        attachment_id: &str,
+    ) -> Result<(), ProviderError> {
+        let input = json!({
+            "appId": app,
+            "postgresClusterAppId": pg_app,
+            "postgresClusterAttachmentId": attachment_id,
+        });
+        self.run::<Value>(label, DETACH_POSTGRES_CLUSTER, json!({ "input": input }))
+            .await
+            .map(drop)
+    }
+}
+
 /// The root field an operation asks for, to name it in errors.
 fn operation_name(document: &str) -> &str {
     let after = document.split_once('{').map_or("", |(_, rest)| rest);
@@ -319,6 +419,7 @@ mod tests {
             "enablePostgresConsul"
         );
         assert_eq!(operation_name(ALLOCATE_IP_ADDRESS), "allocateIpAddress");
+        assert_eq!(operation_name(POSTGRES_ATTACHMENTS), "postgresAttachments");
     }
 
     #[test]

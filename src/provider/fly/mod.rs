@@ -5,10 +5,12 @@
 
 mod api;
 mod client;
+mod exec;
 pub mod graphql;
 mod ledger;
 mod observe;
 mod perform;
+mod settings;
 mod sql;
 
 use std::path::PathBuf;
@@ -41,9 +43,6 @@ pub const DEFAULT_SNAPSHOT_TIME: &str = "00:00";
 pub mod meta {
     /// The node index of a machine within its region.
     pub const INDEX: &str = "flyplan-index";
-    /// The `sync_standbys` flyplan applied (bookkeeping only: postgres-flex
-    /// has no synchronous-standby setting).
-    pub const SYNC_STANDBYS: &str = "flyplan-sync-standbys";
     /// Marks the machine as a Fly Postgres member for `fly pg` commands.
     pub const FLY_MANAGED_POSTGRES: &str = "fly-managed-postgres";
     pub const FLY_PLATFORM_VERSION: &str = "fly_platform_version";
@@ -265,10 +264,48 @@ impl FlyProvider {
         };
         let topo = observe::topology(&snap, &app_ledger);
         let mut live = observe::to_live(app, &snap, &topo, &secrets_ledger);
-        for r in crate::runtime::block_on(self.observe_sql(app))? {
+        if let Some(f) = crate::runtime::block_on(self.observe_formation(app, &snap.machines)) {
+            live.insert(f);
+        }
+        for r in crate::runtime::block_on(self.observe_sql(app, &snap.machines))? {
             live.insert(r);
         }
         Ok(live)
+    }
+}
+
+impl FlyProvider {
+    /// `formation.<app>`: the leader's `synchronous_standby_names` as a
+    /// number of standbys; without machines, nothing; without a leader
+    /// that answers, 0 (postgres-flex's default: asynchronous) with a
+    /// warning.
+    async fn observe_formation(
+        &self,
+        app: &str,
+        machines: &[api::Machine],
+    ) -> Option<crate::model::Resource> {
+        if machines.is_empty() {
+            return None;
+        }
+        let label = format!("observe the settings of app {app}");
+        let leader = machines
+            .iter()
+            .find(|m| m.state == "started" && observe::role_check(m) == Some("primary"));
+        let n = match leader {
+            Some(l) => settings::read_sync_standbys(&self.client, &label, app, &l.id)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(app, error = %e, "synchronous_standby_names not observed");
+                    0
+                }),
+            None => 0,
+        };
+        Some(crate::model::Resource::new(
+            crate::model::Address::formation(app),
+            crate::model::Spec::Formation(crate::model::FormationSpec {
+                sync_standbys: Some(crate::model::Agreed::One(n)),
+            }),
+        ))
     }
 }
 

@@ -15,8 +15,8 @@ use super::ledger::{AppLedger, SecretsLedger};
 use super::{meta, DEFAULT_SNAPSHOT_TIME, PG_PROXY_PORT};
 use crate::live::Live;
 use crate::model::{
-    Address, Agreed, AppSpec, Checks, Digest, EndpointSpec, FormationSpec, MachineSpec, Resource,
-    Role, SecretSpec, SnapshotPolicySpec, Spec, TakenSnapshot, VolumeSpec, OUTSIDE_FLYPLAN,
+    Address, Agreed, AppSpec, Checks, Digest, EndpointSpec, MachineSpec, Resource, Role,
+    SecretSpec, SnapshotPolicySpec, Spec, TakenSnapshot, VolumeSpec, OUTSIDE_FLYPLAN,
 };
 use crate::provider::ProviderError;
 
@@ -443,25 +443,7 @@ pub fn to_live(app: &str, view: &AppView, topo: &Topology, secrets_ledger: &Secr
         ));
     }
 
-    // Formation: postgres-flex has no synchronous-standby setting; the
-    // number flyplan applied is kept in machine metadata (0 when absent,
-    // which is what postgres-flex does: asynchronous replication).
-    if !view.machines.is_empty() {
-        let values = view.machines.iter().map(|m| {
-            m.config
-                .metadata
-                .get(meta::SYNC_STANDBYS)
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0)
-        });
-        let spec = FormationSpec {
-            sync_standbys: agreed(values),
-        };
-        live.insert(Resource::new(
-            Address::formation(app),
-            Spec::Formation(spec),
-        ));
-    }
+    // Formation: read from the leader's settings (`FlyProvider::observe_formation`).
 
     // Endpoint: Fly's proxy on 5432 exists while machines serve it.
     let serving: Vec<&Machine> = view.machines.iter().filter(|m| serves_proxy(m)).collect();

@@ -1,21 +1,27 @@
 //! Roles, databases and attachments of a Fly cluster: the same SQL as the
-//! local provider (`crate::provider::pg`), sent over a route to the leader
-//! that the user provides (`FLYPLAN_FLY_PG_URL`, e.g. through
-//! `fly proxy 15432:5432 -a APP` or WireGuard), and the attached app's URL
-//! set through the secrets endpoint of the consumer app.
+//! local provider (`crate::provider::pg`), run by `psql` inside the leader
+//! machine through the Machines API `exec` endpoint (see [`super::exec`]),
+//! or, when the user sets one, over a route to the leader
+//! (`FLYPLAN_FLY_PG_URL`, e.g. through `fly proxy 15432:5432 -a APP`); and
+//! the attached app's URL set through the secrets endpoint of the consumer
+//! app.
 
 use std::collections::BTreeMap;
 
 use reqwest::Method;
 use tokio_postgres::{Client, NoTls};
 
-use super::api::{ListSecretsResponse, UpdateSecretsRequest, UpdateSecretsResponse};
+use super::api::{ListSecretsResponse, Machine, UpdateSecretsRequest, UpdateSecretsResponse};
+use super::client::FlyClient;
+use super::exec::ExecSession;
+use super::graphql::AttachmentRecord;
 use super::ledger::{ConsumerEntry, Ledger, RoleEntry};
+use super::observe::role_check;
 use super::{FlyProvider, PG_PROXY_PORT};
 use crate::model::Resource;
 use crate::provider::pg::{attachments, roles, ConsumerSecrets, ConsumerVar, Primary};
 use crate::provider::{ProviderError, StepContext};
-use crate::sql::{self, attach};
+use crate::sql::{self, attach, Session};
 
 /// The environment variable holding the route.
 pub const ROUTE_VAR: &str = "FLYPLAN_FLY_PG_URL";
@@ -89,54 +95,105 @@ impl PgRoute {
     }
 }
 
-/// The error of a SQL step without a route.
-pub fn no_route(what: &str) -> ProviderError {
-    ProviderError::failed(
-        what,
-        format!(
-            "roles, databases and attachments are made with SQL, and no route to the \
-             cluster is set: run `fly proxy 15432:5432 -a APP` and set \
-             {ROUTE_VAR}=postgres://postgres@127.0.0.1:15432/postgres with PGPASSWORD"
-        ),
-    )
+/// Where the leader's SQL runs: the user's route when one is set, else
+/// `psql` inside the leader machine through `exec`.
+pub enum FlyPrimary<'a> {
+    Route(&'a PgRoute),
+    Leader(Leader<'a>),
 }
 
-/// The leader, through the route.
-pub struct FlyPrimary<'a> {
-    route: &'a PgRoute,
+/// The leader machine of an app: the one whose `role` check passes with
+/// `primary`, as flyctl picks it (`internal/command/postgres/postgres.go`).
+pub struct Leader<'a> {
+    client: &'a FlyClient,
+    app: String,
+    machine: String,
 }
 
-impl Primary for FlyPrimary<'_> {
-    async fn connect(&self, dbname: &str) -> Result<Client, ProviderError> {
-        let mut config = self.route.config.clone();
-        config.dbname(dbname);
-        let what = format!("connecting to {dbname} through {}", self.route.shown);
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| ProviderError::failed(&what, e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "route connection closed");
-            }
-        });
-        let writable: bool = client
-            .query_one("select not pg_is_in_recovery()", &[])
-            .await
-            .map_err(|e| ProviderError::failed(&what, e.to_string()))?
-            .get(0);
-        if !writable {
-            return Err(ProviderError::failed(
-                &what,
-                "the route reaches a replica; point it at port 5432 of the app, which \
-                 Fly's proxy sends to the leader",
-            ));
+/// A session through either kind of [`FlyPrimary`].
+pub enum FlyConn<'a> {
+    Route(Client),
+    Exec(ExecSession<'a>),
+}
+
+impl Session for FlyConn<'_> {
+    async fn run(&self, what: &str, statements: &str) -> Result<(), ProviderError> {
+        match self {
+            FlyConn::Route(c) => c.run(what, statements).await,
+            FlyConn::Exec(e) => e.run(what, statements).await,
         }
-        Ok(client)
+    }
+
+    async fn run_unrecorded(&self, what: &str, statements: &str) -> Result<(), ProviderError> {
+        match self {
+            FlyConn::Route(c) => c.run_unrecorded(what, statements).await,
+            FlyConn::Exec(e) => e.run_unrecorded(what, statements).await,
+        }
+    }
+
+    async fn run_alone(&self, what: &str, statement: &str) -> Result<(), ProviderError> {
+        match self {
+            FlyConn::Route(c) => c.run_alone(what, statement).await,
+            FlyConn::Exec(e) => e.run_alone(what, statement).await,
+        }
+    }
+
+    async fn scalar(&self, what: &str, query: &str) -> Result<String, ProviderError> {
+        match self {
+            FlyConn::Route(c) => c.scalar(what, query).await,
+            FlyConn::Exec(e) => e.scalar(what, query).await,
+        }
+    }
+}
+
+async fn connect_route(route: &PgRoute, dbname: &str) -> Result<Client, ProviderError> {
+    let mut config = route.config.clone();
+    config.dbname(dbname);
+    let what = format!("connecting to {dbname} through {}", route.shown);
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| ProviderError::failed(&what, e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "route connection closed");
+        }
+    });
+    let writable: bool = client
+        .query_one("select not pg_is_in_recovery()", &[])
+        .await
+        .map_err(|e| ProviderError::failed(&what, e.to_string()))?
+        .get(0);
+    if !writable {
+        return Err(ProviderError::failed(
+            &what,
+            "the route reaches a replica; point it at port 5432 of the app, which \
+             Fly's proxy sends to the leader",
+        ));
+    }
+    Ok(client)
+}
+
+impl<'a> Primary for FlyPrimary<'a> {
+    type Conn = FlyConn<'a>;
+
+    async fn connect(&self, dbname: &str) -> Result<FlyConn<'a>, ProviderError> {
+        match self {
+            FlyPrimary::Route(route) => Ok(FlyConn::Route(connect_route(route, dbname).await?)),
+            FlyPrimary::Leader(l) => Ok(FlyConn::Exec(ExecSession {
+                client: l.client,
+                app: l.app.clone(),
+                machine: l.machine.clone(),
+                dbname: dbname.to_string(),
+            })),
+        }
     }
 
     fn admin_role(&self) -> &str {
-        self.route.user()
+        match self {
+            FlyPrimary::Route(route) => route.user(),
+            FlyPrimary::Leader(_) => "postgres",
+        }
     }
 }
 
@@ -147,6 +204,8 @@ pub struct FlyConsumers<'a> {
     ledger: Ledger,
     /// The host attachment URLs name (see [`FlyProvider::attach_host`]).
     host: String,
+    /// The cluster app.
+    cluster: String,
 }
 
 impl FlyConsumers<'_> {
@@ -174,6 +233,69 @@ impl FlyConsumers<'_> {
     }
 }
 
+impl FlyConsumers<'_> {
+    fn record_label(&self, app: &str) -> String {
+        format!("the attachment record of {app} to {}", self.cluster)
+    }
+
+    /// Fly's attachment records of this cluster on `app`.
+    async fn records(&self, app: &str) -> Result<Vec<AttachmentRecord>, ProviderError> {
+        let label = format!("read {}", self.record_label(app));
+        self.p
+            .graphql
+            .postgres_attachments(&label, app, &self.cluster)
+            .await
+    }
+
+    /// Keep exactly one record for `var`'s variable, naming its database
+    /// and user, as `fly pg attach` leaves it.
+    async fn ensure_record(&self, var: &ConsumerVar) -> Result<(), ProviderError> {
+        let label = self.record_label(&var.app);
+        let mut kept = false;
+        for r in self.records(&var.app).await? {
+            if r.environment_variable_name != var.variable {
+                continue;
+            }
+            if !kept && r.database_name == var.database && r.database_user == var.user {
+                kept = true;
+                continue;
+            }
+            self.p
+                .graphql
+                .detach_postgres_cluster(&label, &var.app, &self.cluster, &r.id)
+                .await?;
+        }
+        if !kept {
+            self.p
+                .graphql
+                .attach_postgres_cluster(
+                    &label,
+                    &var.app,
+                    &self.cluster,
+                    &var.database,
+                    &var.user,
+                    &var.variable,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Remove the records of `variable` on `app`, as `fly pg detach` does.
+    async fn remove_records(&self, app: &str, variable: &str) -> Result<(), ProviderError> {
+        let label = self.record_label(app);
+        for r in self.records(app).await? {
+            if r.environment_variable_name == variable {
+                self.p
+                    .graphql
+                    .detach_postgres_cluster(&label, app, &self.cluster, &r.id)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ConsumerSecrets for FlyConsumers<'_> {
     async fn list(&self) -> Result<Vec<ConsumerVar>, ProviderError> {
         let entries = self.ledger.consumers()?;
@@ -186,17 +308,25 @@ impl ConsumerSecrets for FlyConsumers<'_> {
             let Some(secrets) = self.list_secrets(app).await? else {
                 continue; // the consumer app is gone, and its secrets with it
             };
+            let records = self.records(app).await?;
             for e in entries {
                 let Some(s) = secrets.secrets.iter().find(|s| s.name == e.variable) else {
                     continue;
                 };
+                // Without Fly's record, `fly pg detach` would not know the
+                // attachment: set again, which records it.
+                let recorded = records.iter().any(|r| {
+                    r.environment_variable_name == e.variable
+                        && r.database_name == e.database
+                        && r.database_user == e.user
+                });
                 out.push(ConsumerVar {
                     app: e.app.clone(),
                     variable: e.variable.clone(),
                     database: e.database.clone(),
                     user: e.user.clone(),
                     verifier: e.verifier.clone(),
-                    current: s.digest == e.fly_digest,
+                    current: s.digest == e.fly_digest && recorded,
                 });
             }
         }
@@ -216,6 +346,7 @@ impl ConsumerSecrets for FlyConsumers<'_> {
             .find(|s| s.name == var.variable)
             .map(|s| s.digest.clone())
             .unwrap_or_default();
+        self.ensure_record(var).await?;
         let mut entries = self.ledger.consumers()?;
         entries.retain(|e| !(e.app == var.app && e.variable == var.variable));
         entries.push(ConsumerEntry {
@@ -244,6 +375,7 @@ impl ConsumerSecrets for FlyConsumers<'_> {
             self.post(app, BTreeMap::from([(variable.to_string(), None)]))
                 .await?;
         }
+        self.remove_records(app, variable).await?;
         self.ledger.write_consumers(&entries)?;
         Ok(true)
     }
@@ -262,10 +394,51 @@ impl ConsumerSecrets for FlyConsumers<'_> {
 }
 
 impl FlyProvider {
-    /// The leader through the route, or the error saying how to open one.
-    pub(super) fn primary(&self, what: &str) -> Result<FlyPrimary<'_>, ProviderError> {
-        let route = self.pg_route.as_ref().ok_or_else(|| no_route(what))?;
-        Ok(FlyPrimary { route })
+    /// Where `app`'s SQL runs: the route when one is set, else the leader
+    /// machine among `machines`.
+    fn primary_among<'a>(
+        &'a self,
+        app: &str,
+        machines: &[Machine],
+        what: &str,
+    ) -> Result<FlyPrimary<'a>, ProviderError> {
+        if let Some(route) = &self.pg_route {
+            return Ok(FlyPrimary::Route(route));
+        }
+        let leader = machines
+            .iter()
+            .find(|m| m.state == "started" && role_check(m) == Some("primary"))
+            .ok_or_else(|| {
+                ProviderError::failed(
+                    what,
+                    format!(
+                        "no machine of app {app} is the leader (none has a passing `role` \
+                         check saying primary), so there is nowhere to run SQL"
+                    ),
+                )
+            })?;
+        Ok(FlyPrimary::Leader(Leader {
+            client: &self.client,
+            app: app.to_string(),
+            machine: leader.id.clone(),
+        }))
+    }
+
+    /// Where `app`'s SQL runs, reading its machines when there is no route.
+    pub(super) async fn primary(
+        &self,
+        app: &str,
+        what: &str,
+    ) -> Result<FlyPrimary<'_>, ProviderError> {
+        if self.pg_route.is_some() {
+            return self.primary_among(app, &[], what);
+        }
+        let machines: Vec<Machine> = self
+            .client
+            .request(what, Method::GET, &["apps", app, "machines"])
+            .send()
+            .await?;
+        self.primary_among(app, &machines, what)
     }
 
     pub(super) fn consumers<'a>(&'a self, cluster: &'a str) -> FlyConsumers<'a> {
@@ -273,6 +446,7 @@ impl FlyProvider {
             p: self,
             ledger: self.ledger(cluster),
             host: format!("{cluster}.flycast"),
+            cluster: cluster.to_string(),
         }
     }
 
@@ -316,21 +490,24 @@ impl FlyProvider {
         Ok(())
     }
 
-    /// Users, databases and attachments, when a route is set; a warning and
-    /// the attachments known from the ledger when it does not answer.
-    pub(super) async fn observe_sql(&self, app: &str) -> Result<Vec<Resource>, ProviderError> {
+    /// Users, databases and attachments, read on the leader among
+    /// `machines` (or through the route); a warning and the attachments
+    /// known from the ledger when there is no leader or it does not answer.
+    pub(super) async fn observe_sql(
+        &self,
+        app: &str,
+        machines: &[Machine],
+    ) -> Result<Vec<Resource>, ProviderError> {
         let consumers = self.consumers(app);
-        let Some(route) = &self.pg_route else {
-            return Ok(Vec::new());
-        };
-        let primary = FlyPrimary { route };
-        let client = match primary.connect("postgres").await {
-            Ok(c) => c,
+        let what = format!("observe the roles of app {app}");
+        let primary = match self.primary_among(app, machines, &what) {
+            Ok(p) => p,
             Err(e) => {
                 tracing::warn!(app, error = %e, "roles, databases and attachments not observed");
                 return attachments::observe_unverified(&consumers).await;
             }
         };
+        let session = primary.connect("postgres").await;
         let book = self.ledger(app).roles()?;
         let matches = |verifier: &str| {
             let d = attach::verifier_digest(verifier);
@@ -338,13 +515,28 @@ impl FlyProvider {
                 .find(|e| e.verifier == d)
                 .map(|e| (e.secret.clone(), e.secret_digest.clone()))
         };
-        let admin = route.user().to_string();
+        let admin = primary.admin_role().to_string();
         let mut extra = vec!["postgres"];
         if admin != "postgres" {
             extra.push(admin.as_str());
         }
-        let mut out = roles::observe(&client, &extra, &matches).await?;
-        out.extend(attachments::observe(&client, &consumers).await?);
+        // The first read is the first contact with the leader (through exec,
+        // a session opens nothing): when it fails, as when there is no
+        // leader or the route does not connect, roles are left unobserved.
+        let first = match session {
+            Ok(session) => roles::observe(&session, &extra, &matches)
+                .await
+                .map(|roles| (session, roles)),
+            Err(e) => Err(e),
+        };
+        let (session, mut out) = match first {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(app, error = %e, "roles, databases and attachments not observed");
+                return attachments::observe_unverified(&consumers).await;
+            }
+        };
+        out.extend(attachments::observe(&session, &consumers).await?);
         Ok(out)
     }
 
@@ -354,7 +546,7 @@ impl FlyProvider {
         ctx: &StepContext<'_>,
         what: &str,
     ) -> Result<bool, ProviderError> {
-        let primary = self.primary(what)?;
+        let primary = self.primary(ctx.app, what).await?;
         let secret = r.user().and_then(|u| u.password_secret.as_deref());
         let password = match secret {
             Some(s) => Some(ctx.secrets.get(s).ok_or_else(|| {
@@ -391,7 +583,7 @@ impl FlyProvider {
         app: &str,
         what: &str,
     ) -> Result<bool, ProviderError> {
-        let primary = self.primary(what)?;
+        let primary = self.primary(app, what).await?;
         let removed = roles::remove_user(&primary, r).await?;
         let ledger = self.ledger(app);
         let mut book = ledger.roles()?;

@@ -161,6 +161,8 @@ pub struct LocalPrimary<'c, 'a> {
 }
 
 impl Primary for LocalPrimary<'_, '_> {
+    type Conn = Client;
+
     async fn connect(&self, dbname: &str) -> Result<Client, ProviderError> {
         self.ctx
             .primary_client(dbname, Duration::from_secs(60))

@@ -3,13 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use tokio_postgres::Client;
-
 use super::{ConsumerSecrets, ConsumerVar, Primary};
 use crate::model::{Address, AttachmentSpec as Attached, Resource, Spec};
 use crate::provider::ProviderError;
 use crate::sql::attach::{self, AttachmentInfo, AttachmentSpec};
-use crate::sql::{self, Change};
+use crate::sql::{self, Change, Session};
 
 /// `credentials` of an attachment whose role, password and secret agree.
 pub const VALID: &str = "valid";
@@ -65,7 +63,7 @@ fn find<'a>(vars: &'a [ConsumerVar], app: &str, variable: &str) -> Option<&'a Co
 /// Attachments as the primary's catalog and the consumer secrets show them.
 /// One whose role was dropped by hand is still seen through its secret.
 pub async fn observe<S: ConsumerSecrets>(
-    primary: &Client,
+    primary: &impl Session,
     secrets: &S,
 ) -> Result<Vec<Resource>, ProviderError> {
     let vars = secrets.list().await?;

@@ -1,7 +1,8 @@
 //! What both providers do inside PostgreSQL: declared users and databases,
-//! and attachments, reconciled over tokio-postgres through `crate::sql`.
-//! A provider supplies a [`Primary`] (superuser connections to the current
-//! primary: a unix socket locally, a user-provided route on Fly) and, for
+//! and attachments, reconciled through `crate::sql`. A provider supplies a
+//! [`Primary`] (superuser sessions on the current primary: a unix socket
+//! locally; on Fly, `psql` in the leader machine through `exec`, or a
+//! user-provided route) and, for
 //! attachments, a [`ConsumerSecrets`] (where attached apps keep their URL:
 //! a local store, or the Fly secrets API).
 
@@ -10,14 +11,18 @@ pub mod roles;
 
 use std::future::Future;
 
-use tokio_postgres::Client;
-
 use crate::provider::ProviderError;
+use crate::sql::Session;
 
-/// Superuser connections to the cluster's current primary.
+/// Superuser sessions on the cluster's current primary.
 pub trait Primary: Sync {
-    /// A connection to `dbname` on the writable primary.
-    fn connect(&self, dbname: &str) -> impl Future<Output = Result<Client, ProviderError>> + Send;
+    /// What a session is.
+    type Conn: Session + Send;
+    /// A session in `dbname` on the writable primary.
+    fn connect(
+        &self,
+        dbname: &str,
+    ) -> impl Future<Output = Result<Self::Conn, ProviderError>> + Send;
     /// The role that takes over what a dropped role owned.
     fn admin_role(&self) -> &str;
 }

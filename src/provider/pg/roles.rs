@@ -1,12 +1,10 @@
 //! Declared users (`[[postgres.users]]`, the operator) and databases.
 
-use sha2::{Digest, Sha256};
-use tokio_postgres::Client;
-
 use super::Primary;
 use crate::model::{Address, DatabaseSpec, Digest as ModelDigest, Resource, Spec, UserSpec};
 use crate::provider::ProviderError;
-use crate::sql::{self, Change, RoleSpec};
+use crate::sql::{self, Change, RoleSpec, Session};
+use sha2::{Digest, Sha256};
 
 /// The name in `user.<name>` / `database.<name>`.
 pub fn name_of(r: &Resource) -> String {
@@ -62,7 +60,11 @@ pub async fn remove_user<P: Primary>(p: &P, r: &Resource) -> Result<bool, Provid
 
 /// In every database: what `role` owns goes to the admin role, and its
 /// remaining privileges are dropped.
-pub async fn release_owned<P: Primary>(p: &P, c: &Client, role: &str) -> Result<(), ProviderError> {
+pub async fn release_owned<P: Primary>(
+    p: &P,
+    c: &impl Session,
+    role: &str,
+) -> Result<(), ProviderError> {
     for dbname in sql::connectable_databases(c).await? {
         let dc = p.connect(&dbname).await?;
         sql::reassign_and_drop_owned(&dc, role, p.admin_role()).await?;
@@ -92,7 +94,7 @@ pub type PasswordMatch<'a> = &'a (dyn Fn(&str) -> Option<(String, String)> + Syn
 /// Managed roles (plus `extra` by name) and databases as the catalog shows
 /// them. `password` finds which secret a verifier was made from.
 pub async fn observe(
-    primary: &Client,
+    primary: &impl Session,
     extra: &[&str],
     password: PasswordMatch<'_>,
 ) -> Result<Vec<Resource>, ProviderError> {

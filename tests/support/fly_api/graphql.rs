@@ -90,6 +90,9 @@ pub struct GraphqlState {
     pub consul_url: Option<String>,
     /// Certificates issued for this app (public keys).
     pub certificates: Vec<String>,
+    /// `PostgresClusterAttachment`s on this (consumer) app, each with the
+    /// cluster app's name under `postgresApp`.
+    pub pg_attachments: Vec<Value>,
 }
 
 impl Model {
@@ -193,6 +196,97 @@ impl Model {
                 Reply::json(
                     200,
                     json!({"data": {"enablePostgresConsul": {"consulUrl": url}}}),
+                )
+            }
+            // flyctl `attach.go:235-242, 287`: the record `fly pg attach`
+            // makes; the cluster must be a `postgres_cluster` app
+            // (`attach.go:82-89`).
+            "attachPostgresCluster" => {
+                let input = &vars["input"];
+                let app = input["appId"].as_str().unwrap_or("").to_string();
+                let pg = input["postgresClusterAppId"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                if !self.apps.contains_key(&app) {
+                    return error(&format!("Could not find App \"{app}\""));
+                }
+                match self.apps.get(&pg) {
+                    None => return error(&format!("Could not find App \"{pg}\"")),
+                    Some(a) if a.role.as_deref() != Some("postgres_cluster") => {
+                        return error(&format!("{pg} is not a postgres cluster"))
+                    }
+                    Some(_) => {}
+                }
+                let variable = input["variableName"].as_str().unwrap_or("DATABASE_URL");
+                let db = input["databaseName"].as_str().unwrap_or(&app).to_string();
+                let user = input["databaseUser"].as_str().unwrap_or(&db).to_string();
+                let taken = self.app(&app).graphql.pg_attachments.iter().any(|r| {
+                    r["postgresApp"] == pg.as_str() && r["environmentVariableName"] == variable
+                });
+                if taken {
+                    return error(&format!("{app} already has {variable} attached from {pg}"));
+                }
+                let n: usize = self
+                    .apps
+                    .values()
+                    .map(|a| a.graphql.pg_attachments.len())
+                    .sum::<usize>()
+                    + self.detached_attachments
+                    + 1;
+                let record = json!({"id": format!("pgattach_{n}"), "postgresApp": pg,
+                    "databaseName": db, "databaseUser": user,
+                    "environmentVariableName": variable});
+                self.app_mut(&app).graphql.pg_attachments.push(record);
+                Reply::json(
+                    200,
+                    json!({"data": {"attachPostgresCluster": {"app": {"name": app},
+                        "postgresClusterApp": {"name": pg},
+                        "environmentVariableName": variable,
+                        "connectionString": "(manual entry)"}}}),
+                )
+            }
+            // flyctl `detach.go:159-167`.
+            "detachPostgresCluster" => {
+                let input = &vars["input"];
+                let app = input["appId"].as_str().unwrap_or("").to_string();
+                let pg = input["postgresClusterAppId"].as_str().unwrap_or("");
+                let id = input["postgresClusterAttachmentId"].as_str().unwrap_or("");
+                let Some(a) = self.apps.get_mut(&app) else {
+                    return error(&format!("Could not find App \"{app}\""));
+                };
+                let before = a.graphql.pg_attachments.len();
+                a.graphql
+                    .pg_attachments
+                    .retain(|r| !(r["id"] == id && r["postgresApp"] == pg));
+                if a.graphql.pg_attachments.len() == before {
+                    return error("attachment not found");
+                }
+                self.detached_attachments += 1;
+                Reply::json(
+                    200,
+                    json!({"data": {"detachPostgresCluster": {"clientMutationId": null}}}),
+                )
+            }
+            // flyctl `detach.go:109-116`.
+            "postgresAttachments" => {
+                let app = vars["appName"].as_str().unwrap_or("");
+                let pg = vars["postgresAppName"].as_str().unwrap_or("");
+                let nodes: Vec<Value> = self
+                    .apps
+                    .get(app)
+                    .map(|a| a.graphql.pg_attachments.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| r["postgresApp"] == pg)
+                    .map(|mut r| {
+                        r.as_object_mut().unwrap().remove("postgresApp");
+                        r
+                    })
+                    .collect();
+                Reply::json(
+                    200,
+                    json!({"data": {"postgresAttachments": {"nodes": nodes}}}),
                 )
             }
             other => error(&format!("the scripted API does not model GraphQL {other}")),

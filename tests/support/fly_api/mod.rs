@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod graphql;
 pub mod model;
 pub mod openapi;
+pub mod postgres;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,14 +43,18 @@ pub struct Recorded {
     pub authorization: Option<String>,
     /// A GraphQL query (reads nothing but reads).
     pub graphql_query: bool,
+    /// An `exec` of `psql` that only ran a query, in a read-only
+    /// transaction (see [`Model::psql`]).
+    pub read_only_exec: bool,
     pub status: u16,
     pub at: Instant,
 }
 
 impl Recorded {
-    /// A read: a `GET`, or a GraphQL query (not a mutation).
+    /// A read: a `GET`, a GraphQL query (not a mutation), or a read-only
+    /// `psql` through `exec`.
     pub fn is_get(&self) -> bool {
-        self.method == "GET" || self.graphql_query
+        self.method == "GET" || self.graphql_query || self.read_only_exec
     }
     pub fn op(&self) -> &str {
         self.op.as_deref().unwrap_or("(unknown)")
@@ -308,6 +313,7 @@ async fn handle(
                 .handle(&key, &segs, &query, json_body.as_ref(), nonce.as_deref()),
         };
     }
+    let read_only_exec = std::mem::take(&mut st.model.last_exec_read_only);
     st.requests.push(Recorded {
         method,
         path,
@@ -317,6 +323,7 @@ async fn handle(
         nonce,
         authorization,
         graphql_query: false,
+        read_only_exec,
         status: reply.status,
         at: Instant::now(),
     });
@@ -388,6 +395,7 @@ fn graphql_request(
         nonce: None,
         authorization: authorization.clone(),
         graphql_query,
+        read_only_exec: false,
         status: reply.status,
         at: Instant::now(),
     });

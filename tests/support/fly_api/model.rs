@@ -96,6 +96,13 @@ pub struct AppRec {
     pub members: Vec<String>,
     /// Every `exec` as `(machine id, command)`.
     pub execs: Vec<(String, Vec<String>)>,
+    /// Switchovers done, as `(old primary, new primary)`.
+    pub switchovers: Vec<(String, String)>,
+    /// postgres-flex's user configuration in Consul (raw values, as
+    /// `settings/update/postgres` stores them).
+    pub pg_user_config: BTreeMap<String, String>,
+    /// What each node applied of it (`settings/apply`), by machine id.
+    pub pg_applied: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl AppRec {
@@ -122,7 +129,21 @@ impl AppRec {
 pub struct Model {
     pub apps: BTreeMap<String, AppRec>,
     seq: u64,
+    /// The leader's own PostgreSQL, which `psql` run through `exec`
+    /// reaches (one server stands for every node's copy of the data).
+    pub postgres: Option<std::sync::Arc<super::postgres::Server>>,
+    /// The last request was an `exec` of `psql` that only read.
+    pub last_exec_read_only: bool,
+    /// Attachment records removed so far (record ids never repeat).
+    pub detached_attachments: usize,
 }
+
+/// The shell line flyplan runs `psql` under through `exec` (its
+/// `src/provider/fly/exec.rs`), written out here so a change to it is seen:
+/// postgres-flex's own `bin/connect` form, `psql` to `127.0.0.1:5433` as
+/// `postgres` with `OPERATOR_PASSWORD` from the machine's environment.
+pub const PSQL_SCRIPT: &str = "PGPASSWORD=\"$OPERATOR_PASSWORD\" exec psql -h 127.0.0.1 -p 5433 \
+     -U postgres -d \"$1\" -X -q -A -t -v ON_ERROR_STOP=1 -v VERBOSITY=terse \"${@:2}\"";
 
 /// Fly's own digest of a secret value (not flyplan's).
 pub fn fly_digest(value: &str) -> String {
@@ -508,11 +529,19 @@ impl Model {
             None => "replica".to_string(),
         };
         m.json["checks"] = Self::checks(&role);
+        let first_init = role == "primary" && !a.initialized;
         if role == "primary" {
             a.initialized = true;
         }
         if !a.members.iter().any(|x| x == id) {
             a.members.push(id.to_string());
+        }
+        // The first primary's PostInit gives `postgres` the password
+        // `OPERATOR_PASSWORD` (postgres-flex `internal/flypg/node.go:233-244`,
+        // `internal/flypg/admin/admin.go:38-68`).
+        let operator = a.secrets.get("OPERATOR_PASSWORD").map(|s| s.value.clone());
+        if let (true, Some(server), Some(pw)) = (first_init, &self.postgres, operator) {
+            server.set_operator_password(&pw);
         }
     }
 
@@ -571,8 +600,256 @@ impl Model {
                 };
                 out(0, msg.to_string(), "")
             }
+            Some("curl") => {
+                let id = id.to_string();
+                self.admin_api(app, &id, &command)
+            }
+            Some("gosu") => {
+                let region_ok =
+                    m.json["config"]["env"]["PRIMARY_REGION"].as_str() == Some(m.region());
+                let ssh = a.secrets.contains_key("SSH_KEY") && a.secrets.contains_key("SSH_CERT");
+                let id = id.to_string();
+                self.repmgr_switchover(app, &id, &command, region_ok, ssh)
+            }
+            Some("bash") => {
+                let stdin = body["stdin"].as_str().unwrap_or("").to_string();
+                let operator = a.secrets.get("OPERATOR_PASSWORD").map(|s| s.value.clone());
+                self.psql(&command, &stdin, operator, is_primary)
+            }
             _ => out(127, String::new(), "command not found"),
         }
+    }
+
+    /// `curl -sS -f -X METHOD [-H 'Content-Type: application/json' -d BODY]
+    /// http://localhost:5500/commands/admin/settings/...` in a machine:
+    /// postgres-flex's settings API (`internal/api/handler.go`,
+    /// `handle_admin.go`): `update/postgres` stores the raw values of
+    /// settings PostgreSQL knows in the user configuration (Consul);
+    /// `apply` makes this node take it; `view/postgres` answers, for the
+    /// names asked that the configuration holds, the node's value as
+    /// `pg_settings` shows it (the raw value's quotes gone). A view is a read.
+    fn admin_api(&mut self, app: &str, id: &str, command: &[String]) -> Reply {
+        let out = |code: i64, stdout: &str, stderr: &str| {
+            Reply::json(
+                200,
+                json!({"exit_code": code, "stdout": stdout, "stderr": stderr}),
+            )
+        };
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let (method, body, url) = match args.as_slice() {
+            ["curl", "-sS", "-f", "-X", m, "-H", "Content-Type: application/json", "-d", b, u] => {
+                (*m, Some(*b), *u)
+            }
+            ["curl", "-sS", "-f", "-X", m, u] => (*m, None, *u),
+            _ => return out(2, "", &format!("unexpected command {command:?}")),
+        };
+        let Some(path) = url.strip_prefix("http://localhost:5500/commands/admin/settings/") else {
+            return out(22, "", "curl: (22) The requested URL returned error: 404");
+        };
+        let body: Value = body
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
+        const KNOWN: [&str; 3] = [
+            "synchronous_standby_names",
+            "max_connections",
+            "shared_buffers",
+        ];
+        self.last_exec_read_only = method == "GET";
+        let a = self.app_mut(app);
+        match (method, path) {
+            ("GET", "view/postgres") => {
+                let names: Vec<&str> = body
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let applied = a.pg_applied.get(id).cloned().unwrap_or_default();
+                let settings: Vec<Value> = applied
+                    .iter()
+                    .filter(|(k, _)| names.contains(&k.as_str()))
+                    .map(|(k, v)| json!({"name": k, "setting": v.trim_matches('\'')}))
+                    .collect();
+                out(
+                    0,
+                    &json!({"result": {"settings": settings}}).to_string(),
+                    "",
+                )
+            }
+            ("POST", "update/postgres") => {
+                let Some(map) = body.as_object() else {
+                    return out(22, "", "curl: (22) The requested URL returned error: 500");
+                };
+                for (k, v) in map {
+                    if !KNOWN.contains(&k.as_str()) {
+                        return out(22, "", "curl: (22) The requested URL returned error: 500");
+                    }
+                    a.pg_user_config
+                        .insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+                }
+                let msg = json!({"result": {"message": "Updated", "restart_required": false}});
+                out(0, &msg.to_string(), "")
+            }
+            ("POST", "apply") => {
+                let config = a.pg_user_config.clone();
+                a.pg_applied.insert(id.to_string(), config);
+                out(0, "", "")
+            }
+            _ => out(22, "", "curl: (22) The requested URL returned error: 405"),
+        }
+    }
+
+    /// `gosu postgres repmgr standby switchover -f /data/repmgr.conf
+    /// (--dry-run | --siblings-follow)` on a standby. From repmgr's
+    /// documentation and postgres-flex: repmgr refuses to run as root
+    /// (postgres-flex runs it with `gosu postgres`, `cmd/start/main.go:102`);
+    /// a switchover reaches the primary over SSH, set up from `SSH_KEY` and
+    /// `SSH_CERT` (`internal/flypg/ssh.go:15-103`); a node outside
+    /// `PRIMARY_REGION` has priority 0 (`internal/flypg/repmgr.go:187-189`)
+    /// and is no candidate. The real switchover swaps the two nodes' roles
+    /// and is recorded in [`AppRec::switchovers`].
+    fn repmgr_switchover(
+        &mut self,
+        app: &str,
+        id: &str,
+        command: &[String],
+        in_primary_region: bool,
+        ssh: bool,
+    ) -> Reply {
+        let out = |code: i64, stdout: &str, stderr: &str| {
+            Reply::json(
+                200,
+                json!({"exit_code": code, "stdout": stdout, "stderr": stderr}),
+            )
+        };
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let mode = match args.as_slice() {
+            ["gosu", "postgres", "repmgr", "standby", "switchover", "-f", "/data/repmgr.conf", m] => {
+                *m
+            }
+            _ => return out(1, "", &format!("unexpected command {command:?}")),
+        };
+        if mode != "--dry-run" && mode != "--siblings-follow" {
+            return out(1, "", &format!("unexpected option {mode}"));
+        }
+        let a = self.app_mut(app);
+        let role_of = |m: &MachineRec| {
+            m.json["checks"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["name"] == "role"))
+                .and_then(|c| c["output"].as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        if role_of(&a.machines[id]) != "replica" {
+            return out(1, "", "ERROR: this node is not a standby");
+        }
+        if !in_primary_region {
+            return out(
+                1,
+                "",
+                "ERROR: this node has priority 0 and cannot be promoted",
+            );
+        }
+        let Some(primary) = a
+            .live_machines()
+            .find(|m| role_of(m) == "primary" && m.state() == "started")
+            .map(|m| m.id().to_string())
+        else {
+            return out(1, "", "ERROR: unable to find the current primary");
+        };
+        if !ssh {
+            return out(
+                1,
+                "",
+                "ERROR: unable to connect via SSH to host of the primary",
+            );
+        }
+        if mode == "--dry-run" {
+            return out(
+                0,
+                "INFO: prerequisites for executing STANDBY SWITCHOVER are met\n",
+                "",
+            );
+        }
+        for (m, role) in [(id, "primary"), (primary.as_str(), "replica")] {
+            let m = a.machines.get_mut(m).unwrap();
+            m.json["checks"][1]["output"] = json!(role);
+        }
+        a.switchovers.push((primary, id.to_string()));
+        out(
+            0,
+            "NOTICE: STANDBY SWITCHOVER has completed successfully\n",
+            "",
+        )
+    }
+
+    /// `bash -c PSQL_SCRIPT psql DB [-1] -f -` in a machine: the real `psql`
+    /// run against the loopback server with the machine's
+    /// `OPERATOR_PASSWORD`; on a node that is not the primary every
+    /// transaction is read-only, as on a repmgr standby.
+    ///
+    /// A script that is one `select` outside `-1` counts as a read: it is
+    /// run in a read-only transaction, so PostgreSQL itself refuses it if
+    /// it writes, and the request is recorded as a read.
+    fn psql(
+        &mut self,
+        command: &[String],
+        stdin: &str,
+        operator: Option<String>,
+        is_primary: bool,
+    ) -> Reply {
+        let out = |code: i64, stdout: &str, stderr: &str| {
+            Reply::json(
+                200,
+                json!({"exit_code": code, "stdout": stdout, "stderr": stderr}),
+            )
+        };
+        let rest = command.get(5..).unwrap_or_default();
+        let args_ok = matches!(
+            rest.iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice(),
+            ["-f", "-"] | ["-1", "-f", "-"]
+        );
+        if command.get(1).map(String::as_str) != Some("-c")
+            || command.get(2).map(String::as_str) != Some(PSQL_SCRIPT)
+            || command.get(3).map(String::as_str) != Some("psql")
+            || command.get(4).is_none()
+            || !args_ok
+        {
+            return out(2, "", &format!("unexpected command {command:?}"));
+        }
+        let read_only = rest.len() == 2
+            && stdin
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("select ");
+        self.last_exec_read_only = read_only;
+        let Some(server) = &self.postgres else {
+            return out(2, "", "psql: error: connection to server at \"127.0.0.1\", port 5433 failed: Connection refused");
+        };
+        let Some(operator) = operator else {
+            return out(2, "", "psql: error: fe_sendauth: no password supplied");
+        };
+        let mut args = vec!["-d".to_string(), command[4].clone()];
+        args.extend(
+            [
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-v",
+                "VERBOSITY=terse",
+            ]
+            .map(str::to_string),
+        );
+        args.extend(rest.iter().cloned());
+        let run = server.psql(&operator, &args, stdin, read_only || !is_primary);
+        out(run.exit_code, &run.stdout, &run.stderr)
     }
 
     /// A restarted node boots again and keeps its role.

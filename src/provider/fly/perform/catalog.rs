@@ -1,4 +1,4 @@
-//! Roles, databases and attachments: SQL through the user's route.
+//! Roles, databases and attachments: SQL on the leader.
 
 use super::*;
 
@@ -10,7 +10,7 @@ enum Object {
 }
 
 impl Performer<'_> {
-    /// Roles, databases and attachments: SQL through the user's route.
+    /// Roles, databases and attachments: SQL on the leader.
     pub(super) async fn sql(&self) -> Result<Outcome, ProviderError> {
         if self.step.action == Action::Replace {
             let before = self.step.before.as_ref().or(self.step.after.as_ref());
@@ -64,9 +64,9 @@ impl Performer<'_> {
         let (p, what, app) = (self.p, self.label.as_str(), self.app);
         match self.object()? {
             Object::User => p.ensure_user(r, self.ctx, what).await,
-            Object::Database => roles::ensure_database(&p.primary(what)?, r).await,
+            Object::Database => roles::ensure_database(&p.primary(app, what).await?, r).await,
             Object::Attachment => {
-                let primary = p.primary(what)?;
+                let primary = p.primary(app, what).await?;
                 let consumers = p.consumers_for_urls(app).await?;
                 attachments::ensure(&primary, &consumers, r).await
             }
@@ -77,9 +77,9 @@ impl Performer<'_> {
         let (p, what, app) = (self.p, self.label.as_str(), self.app);
         match self.object()? {
             Object::User => p.remove_user(r, app, what).await,
-            Object::Database => roles::remove_database(&p.primary(what)?, r).await,
+            Object::Database => roles::remove_database(&p.primary(app, what).await?, r).await,
             Object::Attachment => {
-                attachments::remove(&p.primary(what)?, &p.consumers(app), r).await
+                attachments::remove(&p.primary(app, what).await?, &p.consumers(app), r).await
             }
         }
     }

@@ -1,56 +1,51 @@
-//! Cluster-wide settings: `sync_standbys` in machine metadata, the proxy
+//! Cluster-wide settings: `sync_standbys` through postgres-flex's settings
+//! API, the proxy
 //! endpoint, and the snapshot policy of every volume of a name.
 
 use super::*;
 
 impl Performer<'_> {
-    /// `sync_standbys` is recorded in every machine's metadata; postgres-flex
-    /// itself has no setting for it (see docs/fly-provider.md).
+    /// `sync_standbys` as `synchronous_standby_names`, through
+    /// postgres-flex's settings API on the leader (see
+    /// [`crate::provider::fly::settings`]).
     pub(super) async fn formation(&self) -> Result<Outcome, ProviderError> {
         if self.step.action == Action::Delete {
             return Ok(Outcome::NotNeeded);
         }
         let want = match &self.after()?.spec {
-            Spec::Formation(f) => f.sync_standbys.as_ref().and_then(Agreed::one),
+            Spec::Formation(f) => f.sync_standbys.as_ref().and_then(Agreed::one).copied(),
             _ => None,
         }
-        .ok_or_else(|| self.fail("no sync_standbys in the desired formation"))?
-        .to_string();
+        .ok_or_else(|| self.fail("no sync_standbys in the desired formation"))?;
         let (view, _) = self.read().await?;
-        if view.machines.is_empty() {
-            tracing::warn!("no machines to record sync_standbys on");
+        let leader = view
+            .machines
+            .iter()
+            .find(|m| m.state == "started" && role_check(m) == Some("primary"))
+            .ok_or_else(|| {
+                self.fail("no machine is the leader to set synchronous_standby_names on")
+            })?;
+        let client = self.client();
+        let now = crate::provider::fly::settings::read_sync_standbys(
+            client,
+            &self.label,
+            self.app,
+            &leader.id,
+        )
+        .await?;
+        if now == want {
             return Ok(Outcome::NotNeeded);
         }
-        let mut any = false;
-        for m in &view.machines {
-            if m.config.metadata.get(meta::SYNC_STANDBYS) == Some(&want) {
-                continue;
-            }
-            self.client()
-                .request(
-                    &self.label,
-                    Method::POST,
-                    &[
-                        "apps",
-                        self.app,
-                        "machines",
-                        &m.id,
-                        "metadata",
-                        meta::SYNC_STANDBYS,
-                    ],
-                )
-                .json(&MetadataValue {
-                    value: want.clone(),
-                })
-                .send_status(&[])
-                .await?;
-            any = true;
-        }
-        Ok(if any {
-            changed(self.step.action)
-        } else {
-            Outcome::NotNeeded
-        })
+        crate::provider::fly::settings::set_sync_standbys(
+            client,
+            &self.label,
+            self.app,
+            &leader.id,
+            &view.machines,
+            want,
+        )
+        .await?;
+        Ok(changed(self.step.action))
     }
 
     /// Fly's proxy on 5432 comes with the machines' services: nothing to

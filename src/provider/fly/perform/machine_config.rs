@@ -79,7 +79,6 @@ pub fn postgres_flex_config(
     guest: MachineGuest,
     volume_id: &str,
     index: u32,
-    sync_standbys: Option<&str>,
 ) -> MachineConfig {
     let mut env = BTreeMap::new();
     env.insert("PRIMARY_REGION".to_string(), primary_region.to_string());
@@ -96,9 +95,6 @@ pub fn postgres_flex_config(
         meta::FLYPLAN_VERSION.to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
     );
-    if let Some(n) = sync_standbys {
-        metadata.insert(meta::SYNC_STANDBYS.to_string(), n.to_string());
-    }
     MachineConfig {
         image: image.to_string(),
         env,
@@ -172,7 +168,6 @@ mod tests {
             guest_of(&bare_machine()),
             "vol_1",
             0,
-            None,
         );
         assert_eq!(c.env["PRIMARY_REGION"], "iad");
         assert_eq!(c.mounts[0].path, "/data");

@@ -31,15 +31,6 @@ impl Performer<'_> {
         }
     }
 
-    pub(super) fn sync_standbys_of(view: &AppView) -> Option<String> {
-        let mut values = view
-            .machines
-            .iter()
-            .filter_map(|m| m.config.metadata.get(meta::SYNC_STANDBYS).cloned());
-        let first = values.next()?;
-        values.all(|v| v == first).then_some(first)
-    }
-
     /// Create the step's machine on its volume. Placements happen one at a
     /// time, each on its own read of the app: steps of one apply run in
     /// parallel, and two creates must not pick the same free volume.
@@ -100,14 +91,8 @@ impl Performer<'_> {
             None => return Err(self.fail("the desired machine names no volume")),
         };
 
-        let config = postgres_flex_config(
-            image,
-            &primary_region,
-            guest_of(after),
-            &volume.id,
-            index,
-            Self::sync_standbys_of(view).as_deref(),
-        );
+        let config =
+            postgres_flex_config(image, &primary_region, guest_of(after), &volume.id, index);
         let body = MachineRequest {
             config,
             region: region.clone(),
@@ -279,10 +264,11 @@ impl Performer<'_> {
     }
 
     /// Image, size or state drift: replicas come first in the plan and the
-    /// leader last. Each machine is updated under a lease. postgres-flex
-    /// has no switchover through the Machines API; like `fly image update`
-    /// for postgres-flex, the leader is updated in place (repmgr fails over
-    /// if it stays down).
+    /// leader last. Each machine is updated under a lease. A change to the
+    /// leader is preceded by a switchover to a healthy standby of the
+    /// primary region when there is one (see [`Performer::switchover`]);
+    /// without one the leader is updated in place, as `fly image update`
+    /// does for postgres-flex (repmgr fails over if it stays down).
     pub(super) async fn update_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
         let after = self.after_machine()?;
         let mut config = m.config.clone();
@@ -309,12 +295,36 @@ impl Performer<'_> {
         if !config_changed && !needs_start {
             return Ok(Outcome::NotNeeded);
         }
-        if role_check(m) == Some("primary") {
-            tracing::info!(machine = %m.id, "updating the leader in place (no switchover through the Machines API)");
+        // The leader's other leases, held from the switchover to the end of
+        // its update, as `fly pg failover` holds every machine's
+        // (flyctl `internal/command/postgres/failover.go:86-90`).
+        let mut held = Vec::new();
+        if role_check(m) == Some("primary") && config_changed {
+            let (view, _) = self.read().await?;
+            for other in view.machines.iter().filter(|x| x.id != m.id) {
+                match self.acquire_lease(&other.id).await {
+                    Ok(nonce) => held.push((other.id.clone(), nonce)),
+                    Err(e) => {
+                        self.release_all(&held).await;
+                        return Err(e);
+                    }
+                }
+            }
         }
-
-        let nonce = self.acquire_lease(&m.id).await?;
+        let nonce = match self.acquire_lease(&m.id).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.release_all(&held).await;
+                return Err(e);
+            }
+        };
         let result = async {
+            if !held.is_empty() {
+                let (view, _) = self.read().await?;
+                if !self.switchover(&view, m).await? {
+                    tracing::info!(machine = %m.id, "no healthy standby in the primary region: updating the leader in place");
+                }
+            }
             if config_changed {
                 let body = MachineRequest {
                     config,
@@ -356,7 +366,60 @@ impl Performer<'_> {
         }
         .await;
         self.release_lease(&m.id, &nonce).await;
+        self.release_all(&held).await;
         result.map(|()| Outcome::Updated)
+    }
+
+    async fn release_all(&self, held: &[(String, String)]) {
+        for (id, nonce) in held {
+            self.release_lease(id, nonce).await;
+        }
+    }
+
+    /// Hand the leader's role to a healthy standby of the primary region
+    /// before the leader restarts, the way `fly pg failover` picks one
+    /// (flyctl `internal/command/postgres/failover.go:370-428`): a started
+    /// machine in `PRIMARY_REGION` with every check passing, on which
+    /// `repmgr standby switchover --dry-run` succeeds; then the switchover
+    /// itself on it, and a wait until its `role` check says `primary`.
+    /// repmgr runs as `postgres` (`gosu postgres`, as postgres-flex runs it,
+    /// `cmd/start/main.go:102`), through `exec` where flyctl uses SSH.
+    ///
+    /// Returns false when no standby qualifies.
+    async fn switchover(&self, view: &AppView, leader: &Machine) -> Result<bool, ProviderError> {
+        const REPMGR: [&str; 7] = [
+            "gosu",
+            "postgres",
+            "repmgr",
+            "standby",
+            "switchover",
+            "-f",
+            "/data/repmgr.conf",
+        ];
+        let primary_region = leader.config.env.get("PRIMARY_REGION");
+        let candidates = view.machines.iter().filter(|x| {
+            x.id != leader.id
+                && x.state == "started"
+                && Some(&x.region) == primary_region
+                && role_check(x) == Some("replica")
+                && !x.checks.is_empty()
+                && x.checks.iter().all(|c| c.status == "passing")
+        });
+        for c in candidates {
+            let mut dry = REPMGR.to_vec();
+            dry.push("--dry-run");
+            if let Err(e) = self.exec(&c.id, &dry).await {
+                tracing::info!(machine = %c.id, error = %e, "not a switchover candidate");
+                continue;
+            }
+            let mut run = REPMGR.to_vec();
+            run.push("--siblings-follow");
+            self.exec(&c.id, &run).await?;
+            tracing::info!(from = %leader.id, to = %c.id, "switched the leader over");
+            self.wait_checks(&c.id, true).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Destroy the node, then unregister it from repmgr on the leader, as
@@ -379,29 +442,9 @@ impl Performer<'_> {
         id: &str,
         command: &[&str],
     ) -> Result<ExecResponse, ProviderError> {
-        let reply: ExecResponse = self
-            .client()
-            .request(
-                &self.label,
-                Method::POST,
-                &["apps", self.app, "machines", id, "exec"],
-            )
-            .json(&ExecRequest {
-                command: command.iter().map(|s| s.to_string()).collect(),
-                stdin: None,
-                timeout: 30,
-            })
-            .send()
-            .await?;
-        if reply.exit_code != 0 {
-            return Err(self.fail(format!(
-                "`{}` on machine {id} exited with {}: {}",
-                command.first().unwrap_or(&""),
-                reply.exit_code,
-                reply.stderr.trim()
-            )));
-        }
-        Ok(reply)
+        let command = command.iter().map(|s| s.to_string()).collect();
+        crate::provider::fly::exec::exec(self.client(), &self.label, self.app, id, command, None)
+            .await
     }
 
     async fn unregister(&self, removed: &str) -> Result<(), ProviderError> {

@@ -21,11 +21,11 @@ use std::time::Instant;
 use reqwest::{Method, StatusCode};
 
 use super::api::{
-    CreateAppRequest, CreateLeaseRequest, CreateVolumeRequest, ExecRequest, ExecResponse,
-    ExtendVolumeRequest, ExtendVolumeResponse, LeaseReply, ListSecretsResponse, Machine,
-    MachineCheck, MachineConfig, MachineGuest, MachineMetrics, MachineMount, MachinePort,
-    MachineRequest, MachineRestart, MachineService, MachineServiceConcurrency, MetadataValue,
-    UpdateSecretsRequest, UpdateSecretsResponse, UpdateVolumeRequest, Volume,
+    CreateAppRequest, CreateLeaseRequest, CreateVolumeRequest, ExecResponse, ExtendVolumeRequest,
+    ExtendVolumeResponse, LeaseReply, ListSecretsResponse, Machine, MachineCheck, MachineConfig,
+    MachineGuest, MachineMetrics, MachineMount, MachinePort, MachineRequest, MachineRestart,
+    MachineService, MachineServiceConcurrency, UpdateSecretsRequest, UpdateSecretsResponse,
+    UpdateVolumeRequest, Volume,
 };
 use super::ledger::SecretEntry;
 use super::observe::{self, normalize_image, role_check, serves_proxy, AppView, Topology};
