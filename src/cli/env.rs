@@ -18,7 +18,11 @@ pub(super) fn env_cmd(cli: &Cli, a: &EnvArgs) -> Result<ExitCode> {
         );
     }
     let dir = state_dir(cli);
-    let vars = crate::provider::local::attached_env(&dir, &a.app)?;
+    let vars = if a.multi_host {
+        crate::provider::local::attached_env_multi_host(&dir, &a.app)?
+    } else {
+        crate::provider::local::attached_env(&dir, &a.app)?
+    };
     if vars.is_empty() {
         bail!(
             "app {} has no attachments under {} (apply a fly.toml with [[attachments]] app = {:?})",
