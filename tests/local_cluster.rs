@@ -701,6 +701,14 @@ struct Writer {
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A runtime for async client code in a plain test or thread.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Key-value connection parameters of the operator through `port`.
 fn conninfo(port: u16) -> String {
     format!(
@@ -719,10 +727,7 @@ impl Writer {
         let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (s, a, table) = (stop.clone(), acked.clone(), table.to_string());
         let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = current_thread();
             rt.block_on(async move {
                 let mut client: Option<tokio_postgres::Client> = None;
                 let mut i = first;
@@ -798,10 +803,7 @@ impl Writer {
 
 /// Every id in `acked` is in `table`, read through the endpoint.
 fn assert_none_lost(endpoint: u16, table: &str, acked: &[i32]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     let rows: std::collections::BTreeSet<i32> = rt.block_on(async {
         let db = connect(endpoint, "postgres", "postgres").await.unwrap();
         db.query(&format!("SELECT id FROM {table}"), &[])
@@ -837,10 +839,7 @@ fn a_killed_monitor_or_endpoint_is_drift_that_apply_restores_without_losing_a_co
     let o = c.run(&["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     let endpoint = port_of(&c.status()["endpoint"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     rt.block_on(async {
         let db = connect(endpoint, "postgres", "postgres").await.unwrap();
         db.batch_execute("CREATE TABLE f (id int primary key)")
@@ -927,10 +926,7 @@ fn failover_distribution() {
     let o = c.run(&["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     let endpoint = port_of(&c.status()["endpoint"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -85,34 +85,24 @@ pub struct NodeStatus {
 }
 
 /// The variables an attached app got from the clusters under `state_dir`,
-/// by name (values included: this is what `flyplan env` prints).
+/// by name (values included: this is what `flyplan env` prints). With
+/// `multi_host`, each URL names every failover candidate of its cluster
+/// instead of the leader endpoint (see [`crate::sql::multi_host_url`]).
 ///
 /// # Errors
 /// An unreadable consumer file.
 pub fn attached_env(
     state_dir: &Path,
     app: &str,
-) -> Result<BTreeMap<String, String>, ProviderError> {
-    Ok(consumers::ConsumerStore::new(state_dir)
-        .read(app)?
-        .into_iter()
-        .map(|(k, s)| (k, s.value))
-        .collect())
-}
-
-/// [`attached_env`] with each URL naming every failover candidate of its
-/// cluster instead of the leader endpoint (see [`crate::sql::multi_host_url`]).
-///
-/// # Errors
-/// The consumer store cannot be read.
-pub fn attached_env_multi_host(
-    state_dir: &Path,
-    app: &str,
+    multi_host: bool,
 ) -> Result<BTreeMap<String, String>, ProviderError> {
     Ok(consumers::ConsumerStore::new(state_dir)
         .read(app)?
         .into_iter()
         .map(|(k, s)| {
+            if !multi_host {
+                return (k, s.value);
+            }
             let hosts = candidate_hosts(state_dir, &s.cluster);
             let url = crate::sql::multi_host_url(&s.value, &hosts).unwrap_or(s.value);
             (k, url)
