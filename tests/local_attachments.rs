@@ -508,13 +508,32 @@ async fn attached_apps_get_working_urls_and_drift_is_repaired() {
         "failover seen through the attached URL after {:.1}s",
         killed.elapsed().as_secs_f64()
     );
+    // The multi-host form names both nodes' own ports and reaches the new
+    // leader too, without the endpoint.
+    let multi = c.run(&["env", "-a", "billing-worker", "--multi-host", "--json"]);
+    assert!(multi.status.success(), "{}", text(&multi));
+    let multi: Value = serde_json::from_slice(&multi.stdout).unwrap();
+    let multi = multi["BILLING_DATABASE_URL"].as_str().unwrap().to_string();
+    assert!(
+        multi.matches("127.0.0.1:").count() == 2
+            && multi.ends_with("?sslmode=disable&target_session_attrs=read-write"),
+        "{multi}"
+    );
+    assert!(!multi.contains(&format!(":{endpoint}/")), "{multi}");
+    psql(&multi, "INSERT INTO invoices VALUES (9)").expect("writes through the multi-host URL");
+    let status_url = c.status()["multi_host_url"].as_str().unwrap().to_string();
+    assert!(
+        status_url.starts_with("postgres://postgres:********@127.0.0.1:")
+            && status_url.ends_with("target_session_attrs=read-write"),
+        "{status_url}"
+    );
     assert_eq!(
         psql(
             &billing,
             "SELECT string_agg(id::text, ',' ORDER BY id) FROM invoices"
         )
         .unwrap(),
-        "7,8"
+        "7,8,9"
     );
 
     // Destroying the cluster takes its attachments: the attached app loses

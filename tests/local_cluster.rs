@@ -692,30 +692,57 @@ async fn a_rolling_update_restarts_one_node_at_a_time_and_the_leader_last() {
     assert!(!acked.is_empty());
 }
 
-/// A writer through the endpoint on its own thread: one row at a time,
-/// reconnecting on any error; returns the acknowledged ids when stopped.
+/// A writer on its own thread: one row at a time into `table` over
+/// `conninfo`, reconnecting on any error; it records each acknowledged id
+/// with the moment it was acknowledged.
 struct Writer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    acked: std::sync::Arc<std::sync::Mutex<Vec<i32>>>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<(i32, Instant)>>>,
     handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A runtime for async client code in a plain test or thread.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Key-value connection parameters of the operator through `port`.
+fn conninfo(port: u16) -> String {
+    format!(
+        "host=127.0.0.1 port={port} user=postgres password={PASSWORD} dbname=postgres connect_timeout=3"
+    )
 }
 
 impl Writer {
     fn start(endpoint: u16, table: &str) -> Writer {
+        Writer::over(conninfo(endpoint), table, 0)
+    }
+
+    /// Ids start after `first`, so writers of one table never collide.
+    fn over(conninfo: String, table: &str, first: i32) -> Writer {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (s, a, table) = (stop.clone(), acked.clone(), table.to_string());
         let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = current_thread();
             rt.block_on(async move {
-                let mut client = None;
-                let mut i = 0;
+                let mut client: Option<tokio_postgres::Client> = None;
+                let mut i = first;
                 while !s.load(std::sync::atomic::Ordering::Relaxed) {
                     if client.is_none() {
-                        client = connect(endpoint, "postgres", "postgres").await.ok();
+                        client =
+                            match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
+                                Ok((cl, conn)) => {
+                                    tokio::spawn(async move {
+                                        let _ = conn.await;
+                                    });
+                                    Some(cl)
+                                }
+                                Err(_) => None,
+                            };
                         if client.is_none() {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
@@ -724,7 +751,7 @@ impl Writer {
                     i += 1;
                     let sql = format!("INSERT INTO {table} VALUES ($1)");
                     match client.as_ref().unwrap().execute(&sql, &[&i]).await {
-                        Ok(_) => a.lock().unwrap().push(i),
+                        Ok(_) => a.lock().unwrap().push((i, Instant::now())),
                         Err(_) => client = None,
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -755,21 +782,28 @@ impl Writer {
         false
     }
 
+    /// The first acknowledgement after `t`, as time since `t`.
+    fn first_ack_after(&self, t: Instant) -> Option<Duration> {
+        self.acked
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, at)| *at > t)
+            .map(|(_, at)| *at - t)
+    }
+
     fn finish(mut self) -> Vec<i32> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             h.join().unwrap();
         }
-        self.acked.lock().unwrap().clone()
+        self.acked.lock().unwrap().iter().map(|(i, _)| *i).collect()
     }
 }
 
 /// Every id in `acked` is in `table`, read through the endpoint.
 fn assert_none_lost(endpoint: u16, table: &str, acked: &[i32]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     let rows: std::collections::BTreeSet<i32> = rt.block_on(async {
         let db = connect(endpoint, "postgres", "postgres").await.unwrap();
         db.query(&format!("SELECT id FROM {table}"), &[])
@@ -805,10 +839,7 @@ fn a_killed_monitor_or_endpoint_is_drift_that_apply_restores_without_losing_a_co
     let o = c.run(&["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     let endpoint = port_of(&c.status()["endpoint"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     rt.block_on(async {
         let db = connect(endpoint, "postgres", "postgres").await.unwrap();
         db.batch_execute("CREATE TABLE f (id int primary key)")
@@ -869,4 +900,132 @@ fn a_killed_monitor_or_endpoint_is_drift_that_apply_restores_without_losing_a_co
     assert_none_lost(endpoint, "f", &acked);
     let o = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// Median, p90 and max of `xs` (sorted here).
+fn spread(xs: &mut [f64]) -> (f64, f64, f64) {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |q: f64| xs[((xs.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.9), xs[xs.len() - 1])
+}
+
+/// The failover distribution for BENCHMARKS.md: `FLYPLAN_FAILOVER_RUNS`
+/// (default 20) kills of the leader's whole process tree on the example
+/// cluster, each under two writers, one through the leader endpoint and one
+/// through the multi-host URL; each outage is from the kill to that
+/// writer's first acknowledged commit after it. Every acknowledged commit
+/// is checked, and apply repairs the killed node before the next run.
+#[test]
+#[ignore = "long: the failover distribution of BENCHMARKS.md"]
+fn failover_distribution() {
+    let runs: usize = std::env::var("FLYPLAN_FAILOVER_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let c = Cluster::new(&example_text(), "distribution");
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let endpoint = port_of(&c.status()["endpoint"]);
+    let rt = current_thread();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let made = match connect(endpoint, "postgres", "postgres").await {
+                Ok(db) => db
+                    .batch_execute(
+                        "CREATE TABLE IF NOT EXISTS e (id int primary key); \
+                         CREATE TABLE IF NOT EXISTS m (id int primary key)",
+                    )
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            if made {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no writable leader after apply");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let (mut via_endpoint, mut via_multi) = (Vec::new(), Vec::new());
+    let mut lost = 0;
+    for run in 0..runs {
+        let status = c.status();
+        let nodes = status["nodes"].as_array().unwrap();
+        let ports: Vec<String> = nodes
+            .iter()
+            .filter(|n| n["role"] != "read-replica")
+            .map(|n| port_of(&n["checks"]).to_string())
+            .collect();
+        let multi = format!(
+            "host={} port={} user=postgres password={PASSWORD} dbname=postgres \
+             connect_timeout=2 target_session_attrs=read-write",
+            vec!["127.0.0.1"; ports.len()].join(","),
+            ports.join(",")
+        );
+        let base = (run as i32) * 1_000_000;
+        let e = Writer::over(conninfo(endpoint), "e", base);
+        let m = Writer::over(multi, "m", base);
+        assert!(
+            e.wait_for_more(20, Duration::from_secs(30)),
+            "run {run}: endpoint writer"
+        );
+        assert!(
+            m.wait_for_more(20, Duration::from_secs(30)),
+            "run {run}: multi-host writer"
+        );
+        let leader = leader_of(&status);
+        let pids: Vec<i32> = ["pid", "postgres_pid"]
+            .iter()
+            .map(|k| leader["checks"][k].as_i64().unwrap() as i32)
+            .collect();
+        procs::kill_trees(&pids);
+        let killed = Instant::now();
+        assert!(
+            e.wait_for_more(20, Duration::from_secs(120)),
+            "run {run}: no failover"
+        );
+        assert!(
+            m.wait_for_more(20, Duration::from_secs(60)),
+            "run {run}: multi-host"
+        );
+        let (te, tm) = (
+            e.first_ack_after(killed).unwrap(),
+            m.first_ack_after(killed).unwrap(),
+        );
+        eprintln!(
+            "run {run}: endpoint {:.2}s, multi-host {:.2}s",
+            te.as_secs_f64(),
+            tm.as_secs_f64()
+        );
+        via_endpoint.push(te.as_secs_f64());
+        via_multi.push(tm.as_secs_f64());
+        for (w, table) in [(e, "e"), (m, "m")] {
+            let acked = w.finish();
+            // The endpoint may still drop a session while its checks
+            // settle on the new leader: read until a read succeeds.
+            let rows: std::collections::BTreeSet<i32> = rt.block_on(async {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    if let Ok(db) = connect(endpoint, "postgres", "postgres").await {
+                        if let Ok(rows) = db.query(&format!("SELECT id FROM {table}"), &[]).await {
+                            break rows.iter().map(|r| r.get(0)).collect();
+                        }
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "run {run}: rows of {table} unreadable"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            });
+            lost += acked.iter().filter(|i| !rows.contains(i)).count();
+        }
+        let o = c.run(&["apply", "--auto-approve"]);
+        assert!(o.status.success(), "run {run}: repair: {}", text(&o));
+    }
+    let (em, ep, ex) = spread(&mut via_endpoint);
+    let (mm, mp, mx) = spread(&mut via_multi);
+    eprintln!("FAILOVER over {runs} runs: endpoint median {em:.2}s p90 {ep:.2}s max {ex:.2}s; multi-host median {mm:.2}s p90 {mp:.2}s max {mx:.2}s; acknowledged commits lost: {lost}");
+    assert_eq!(lost, 0, "acknowledged commits lost");
 }

@@ -172,6 +172,10 @@ pub struct EnvArgs {
     /// Print a JSON object instead of `NAME=value` lines.
     #[arg(long)]
     pub json: bool,
+    /// URLs that name every failover candidate with
+    /// `target_session_attrs=read-write` instead of the leader endpoint.
+    #[arg(long)]
+    pub multi_host: bool,
 }
 
 #[derive(Debug, Args)]

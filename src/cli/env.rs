@@ -18,7 +18,7 @@ pub(super) fn env_cmd(cli: &Cli, a: &EnvArgs) -> Result<ExitCode> {
         );
     }
     let dir = state_dir(cli);
-    let vars = crate::provider::local::attached_env(&dir, &a.app)?;
+    let vars = crate::provider::local::attached_env(&dir, &a.app, a.multi_host)?;
     if vars.is_empty() {
         bail!(
             "app {} has no attachments under {} (apply a fly.toml with [[attachments]] app = {:?})",

@@ -80,6 +80,9 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             "attachments": attachments,
             "backups": backups,
         });
+        if let Some(url) = multi_host_url(&live, &config.postgres.operator_user) {
+            doc["multi_host_url"] = url.into();
+        }
         if let Some(note) = monitor_note(&live) {
             doc["automatic_failover"] = serde_json::json!({ "on": false, "why": note });
         }
@@ -135,6 +138,9 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
             );
         }
     }
+    if let Some(url) = multi_host_url(&live, &config.postgres.operator_user) {
+        println!("Multi-host URL (skips the endpoint): {url}");
+    }
     let attachments: Vec<_> = live
         .of_kind(Kind::Attachment)
         .filter_map(|r| Some((r, r.attachment()?)))
@@ -159,6 +165,20 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
         print_backups(b);
     }
     Ok(done)
+}
+
+/// The operator's URL naming every failover candidate's own port, with the
+/// password masked, for clients that pick the writable host themselves.
+fn multi_host_url(live: &crate::live::Live, user: &str) -> Option<String> {
+    let hosts: Vec<(String, u16)> = live
+        .of_kind(Kind::Machine)
+        .filter(|r| r.machine().is_some_and(|m| m.role != Role::Replica))
+        .filter_map(|r| Some(("127.0.0.1".to_string(), u16::try_from(r.checks.port?).ok()?)))
+        .collect();
+    // Only the local provider gives nodes their own ports on this host.
+    live.of_kind(Kind::App).next()?.checks.monitor_port?;
+    let one = crate::sql::connection_url("127.0.0.1", 5432, user, Some("PASSWORD"), "postgres");
+    crate::sql::multi_host_url(&one, &hosts).map(|u| u.replace("PASSWORD", "********"))
 }
 
 /// What a stopped failover monitor means (the local provider reports its

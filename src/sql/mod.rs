@@ -36,6 +36,28 @@ const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// `url` (made by [`connection_url`] for one host) with every node of
+/// `hosts` in its place and `target_session_attrs=read-write`: libpq and
+/// the drivers built on it try the hosts in turn and keep the one that
+/// takes writes, without the leader endpoint and its checks. `None` when
+/// `url` is not of that form or `hosts` is empty.
+pub fn multi_host_url(url: &str, hosts: &[(String, u16)]) -> Option<String> {
+    if hosts.is_empty() {
+        return None;
+    }
+    let parsed = Url::parse(url).ok()?;
+    let at = url.find('@')? + 1;
+    let path = at + url[at..].find('/')?;
+    let list: Vec<String> = hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+    let sep = if parsed.query().is_some() { '&' } else { '?' };
+    Some(format!(
+        "{}{}{}{sep}target_session_attrs=read-write",
+        &url[..at],
+        list.join(","),
+        &url[path..]
+    ))
+}
+
 /// A `postgres://` URL with `sslmode=disable`: what an attached app gets in
 /// its secret, and what keepers use to reach the monitor.
 ///
@@ -520,6 +542,22 @@ mod tests {
         // whatever standard_conforming_strings says; the leading space keeps
         // it apart from whatever precedes it in the statement.
         assert_eq!(escape_literal(r"a\b'"), r" E'a\\b'''");
+    }
+
+    #[test]
+    fn a_multi_host_url_lists_every_node_and_asks_for_the_writable_one() {
+        let url = connection_url("127.0.0.1", 5432, "u", Some("p@ss:/"), "db");
+        let hosts = [
+            ("127.0.0.1".to_string(), 6001),
+            ("127.0.0.1".to_string(), 6002),
+        ];
+        assert_eq!(
+            multi_host_url(&url, &hosts).unwrap(),
+            "postgres://u:p%40ss%3A%2F@127.0.0.1:6001,127.0.0.1:6002/db\
+             ?sslmode=disable&target_session_attrs=read-write"
+        );
+        assert_eq!(multi_host_url(&url, &[]), None);
+        assert_eq!(multi_host_url("not a url", &hosts), None);
     }
 
     #[test]

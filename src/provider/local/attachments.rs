@@ -16,7 +16,7 @@ use crate::provider::ProviderError;
 use crate::sql;
 
 /// The host the local endpoint listens on.
-const HOST: &str = "127.0.0.1";
+pub(super) const HOST: &str = "127.0.0.1";
 
 /// The password in a URL made by `sql::connection_url`, decoded.
 fn password_in(url: &str) -> Option<String> {

@@ -88,19 +88,51 @@ pub struct NodeStatus {
 }
 
 /// The variables an attached app got from the clusters under `state_dir`,
-/// by name (values included: this is what `flyplan env` prints).
+/// by name (values included: this is what `flyplan env` prints). With
+/// `multi_host`, each URL names every failover candidate of its cluster
+/// instead of the leader endpoint (see [`crate::sql::multi_host_url`]).
 ///
 /// # Errors
 /// An unreadable consumer file.
 pub fn attached_env(
     state_dir: &Path,
     app: &str,
+    multi_host: bool,
 ) -> Result<BTreeMap<String, String>, ProviderError> {
     Ok(consumers::ConsumerStore::new(state_dir)
         .read(app)?
         .into_iter()
-        .map(|(k, s)| (k, s.value))
+        .map(|(k, s)| {
+            if !multi_host {
+                return (k, s.value);
+            }
+            let hosts = candidate_hosts(state_dir, &s.cluster);
+            let url = crate::sql::multi_host_url(&s.value, &hosts).unwrap_or(s.value);
+            (k, url)
+        })
         .collect())
+}
+
+/// Host and port of every failover candidate of `cluster`, from its
+/// machine records, in node order.
+fn candidate_hosts(state_dir: &Path, cluster: &str) -> Vec<(String, u16)> {
+    let paths = AppPaths::new(state_dir, cluster);
+    let mut nodes: Vec<keeper::MachineRecord> = std::fs::read_dir(paths.machines())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            state::read_json::<keeper::MachineRecord>(&e.path())
+                .ok()
+                .flatten()
+        })
+        .filter(keeper::MachineRecord::candidate)
+        .collect();
+    nodes.sort_by(|a, b| a.node.cmp(&b.node));
+    nodes
+        .into_iter()
+        .map(|n| (attachments::HOST.to_string(), n.port))
+        .collect()
 }
 
 impl LocalProvider {
