@@ -1,12 +1,13 @@
 #!/bin/sh
 # Installs what the local provider runs: PostgreSQL 15, pg_auto_failover
 # (monitor extension and pg_autoctl) and haproxy, from Debian's packages,
+# prometheus-postgres-exporter for every node's metrics,
 # and what the tests use besides: psql and Python's psycopg2 as clients of
 # an attached app.
 # Idempotent: does nothing when everything is there. Needs root (or sudo).
 set -eu
 
-packages="postgresql-15 postgresql-client-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy pkg-config libssl-dev python3 python3-psycopg2"
+packages="postgresql-15 postgresql-client-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy prometheus-postgres-exporter pkg-config libssl-dev python3 python3-psycopg2"
 
 have() {
     dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'
@@ -42,10 +43,17 @@ fi
 # shellcheck disable=SC2086
 apt-get install -y --no-install-recommends $missing
 
+# flyplan runs one exporter per node on ports it allocates; the package's
+# own service (port 9187, the default cluster) is not wanted.
+if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now prometheus-postgres-exporter >/dev/null 2>&1 || true
+fi
+
 # Servers started by flyplan as root run as the `postgres` user, which the
 # packages create; check that it exists.
 id postgres >/dev/null
 test -x /usr/lib/postgresql/15/bin/postgres
 command -v pg_autoctl >/dev/null
 command -v haproxy >/dev/null || test -x /usr/sbin/haproxy
+test -x /usr/bin/prometheus-postgres-exporter
 echo "install-deps: done"

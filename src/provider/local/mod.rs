@@ -23,6 +23,7 @@ mod attachments;
 mod catalog;
 mod consumers;
 mod db;
+mod exporter;
 mod haproxy;
 mod health;
 mod keeper;
