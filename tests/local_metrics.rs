@@ -5,8 +5,6 @@
 //! are shown, and after the leader is killed the new leader's metrics say
 //! it is no replica while `status --exit-code` reports the dead node.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,62 +12,12 @@ use serde_json::Value;
 #[path = "support/procs.rs"]
 mod procs;
 
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::{text, Cluster};
+
 const PASSWORD: &str = "local-test-Password-17m";
-
-struct Cluster {
-    state: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Cluster {
-    fn new(config_text: &str) -> Cluster {
-        let state = tempfile::Builder::new()
-            .prefix("flyplan-it-")
-            .tempdir_in("/tmp")
-            .expect("state dir");
-        std::fs::set_permissions(
-            state.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
-        let config = state.path().join("fly.toml");
-        std::fs::write(&config, config_text).expect("write fly.toml");
-        Cluster { state, config }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_flyplan"))
-            .arg("--state-dir")
-            .arg(self.state.path().join("state"))
-            .args(args)
-            .arg("-c")
-            .arg(&self.config)
-            .env("PG_PASSWORD", PASSWORD)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("flyplan runs")
-    }
-
-    fn status(&self) -> Value {
-        let o = self.run(&["status", "--json"]);
-        assert!(o.status.success(), "status: {}", text(&o));
-        serde_json::from_slice(&o.stdout).expect("status JSON")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.run(&["destroy", "--allow-destroy", "--auto-approve"]);
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 const CONFIG: &str = r#"app = "metrics-it"
 primary_region = "iad"
@@ -107,9 +55,8 @@ fn value_of<'a>(body: &'a str, name: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporters_health_checks_and_metrics_after_a_failover() {
-    let c = Cluster::new(CONFIG);
-    let o = c.run(&["apply", "--auto-approve"]);
-    assert!(o.status.success(), "apply: {}", text(&o));
+    let c = Cluster::new(CONFIG, PASSWORD);
+    c.apply();
 
     let sd = c.state.path().join("targets.json");
     let o = c.run(&["status", "--json", "--prometheus-sd", sd.to_str().unwrap()]);
