@@ -2,13 +2,14 @@
 # Installs what the local provider runs: PostgreSQL 15, pg_auto_failover
 # (monitor extension and pg_autoctl) and haproxy, from Debian's packages,
 # barman-cloud (Debian's barman-cli-cloud) for backups to an object store,
+# prometheus-postgres-exporter for every node's metrics,
 # and what the tests use besides: psql and Python's psycopg2 as clients of
 # an attached app, and moto's S3 server (from PyPI, in a venv at
 # $FLYPLAN_MOTO_VENV, default /opt/flyplan-test/moto) as the object store.
 # Idempotent: does nothing when everything is there. Needs root (or sudo).
 set -eu
 
-packages="postgresql-15 postgresql-client-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy pkg-config libssl-dev python3 python3-psycopg2 python3-venv barman-cli-cloud"
+packages="postgresql-15 postgresql-client-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy prometheus-postgres-exporter pkg-config libssl-dev python3 python3-psycopg2 python3-venv barman-cli-cloud"
 moto_venv="${FLYPLAN_MOTO_VENV:-/opt/flyplan-test/moto}"
 moto_version="5.2.5"
 
@@ -41,16 +42,16 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 if [ -n "$missing" ]; then
-echo "install-deps: installing$missing"
-apt-get update
-# Install the PostgreSQL packages without creating the default cluster:
-# flyplan makes its own clusters and the default one would take port 5432.
-mkdir -p /etc/postgresql-common/createcluster.d
-if [ ! -e /etc/postgresql-common/createcluster.d/50-flyplan.conf ]; then
-    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/50-flyplan.conf
-fi
-# shellcheck disable=SC2086
-apt-get install -y --no-install-recommends $missing
+    echo "install-deps: installing$missing"
+    apt-get update
+    # Install the PostgreSQL packages without creating the default cluster:
+    # flyplan makes its own clusters and the default one would take port 5432.
+    mkdir -p /etc/postgresql-common/createcluster.d
+    if [ ! -e /etc/postgresql-common/createcluster.d/50-flyplan.conf ]; then
+        echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/50-flyplan.conf
+    fi
+    # shellcheck disable=SC2086
+    apt-get install -y --no-install-recommends $missing
 fi
 
 # The S3-compatible server of the backup tests: a real process on loopback.
@@ -61,6 +62,12 @@ if ! moto_ok; then
     "$moto_venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version"
 fi
 
+# flyplan runs one exporter per node on ports it allocates; the package's
+# own service (port 9187, the default cluster) is not wanted.
+if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now prometheus-postgres-exporter >/dev/null 2>&1 || true
+fi
+
 # Servers started by flyplan as root run as the `postgres` user, which the
 # packages create; check that it exists.
 id postgres >/dev/null
@@ -69,4 +76,5 @@ command -v pg_autoctl >/dev/null
 command -v haproxy >/dev/null || test -x /usr/sbin/haproxy
 command -v barman-cloud-wal-archive >/dev/null
 moto_ok
+test -x /usr/bin/prometheus-postgres-exporter
 echo "install-deps: done"

@@ -1313,3 +1313,36 @@ fn every_vm_size_preset_flyctl_knows_round_trips() {
         api.assert_conformant();
     }
 }
+
+#[test]
+fn a_postgresql_setting_is_refused_as_unsupported_before_any_call() {
+    let (api, _dir, p, c) = setup();
+    converge(&api, &p, &c);
+    let mut desired = c.desired();
+    desired.push(Resource::new(
+        Address::parameter("work_mem"),
+        Spec::Parameter(flyplan::model::ParameterSpec {
+            pending_restart: None,
+            value: flyplan::model::Agreed::One("8MB".to_string()),
+        }),
+    ));
+    let steps = plan(&desired, &p.observe(APP).unwrap());
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].kind, Kind::Parameter);
+    api.clear_requests();
+    let (address, err) = apply(&p, &c, &steps).unwrap_err();
+    assert_eq!(address.as_str(), "parameter.work_mem");
+    assert!(
+        matches!(
+            err,
+            ProviderError::Unsupported {
+                provider: "fly",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("[postgres.parameters]"), "{err}");
+    assert!(api.changes().is_empty(), "{:?}", ops(&api.changes()));
+    api.assert_conformant();
+}

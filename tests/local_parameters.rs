@@ -5,84 +5,23 @@
 //! change that needs a restart restarts the standby first, then the leader
 //! after a switchover, under a steady write load through the endpoint.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::{text, Cluster};
+
 const PASSWORD: &str = "local-test-Password-17";
 
-struct Cluster {
-    state: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Cluster {
-    fn new(config_text: &str) -> Cluster {
-        let state = tempfile::Builder::new()
-            .prefix("flyplan-it-")
-            .tempdir_in("/tmp")
-            .expect("state dir");
-        std::fs::set_permissions(
-            state.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
-        let config = state.path().join("fly.toml");
-        std::fs::write(&config, config_text).expect("write fly.toml");
-        Cluster { state, config }
-    }
-
-    fn write(&self, config_text: &str) {
-        std::fs::write(&self.config, config_text).expect("write fly.toml");
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_flyplan"))
-            .arg("--state-dir")
-            .arg(self.state.path().join("state"))
-            .args(args)
-            .arg("-c")
-            .arg(&self.config)
-            .env("PG_PASSWORD", PASSWORD)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("flyplan runs")
-    }
-
-    fn status(&self) -> Value {
-        let o = self.run(&["status", "--json"]);
-        assert!(o.status.success(), "status: {}", text(&o));
-        serde_json::from_slice(&o.stdout).expect("status JSON")
-    }
-
-    fn apply(&self) -> Output {
-        let o = self.run(&["apply", "--auto-approve"]);
-        assert!(o.status.success(), "apply: {}", text(&o));
-        o
-    }
-
-    fn plan(&self) -> (Option<i32>, String) {
-        let o = self.run(&["plan", "--detailed-exitcode"]);
-        (o.status.code(), text(&o))
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.run(&["destroy", "--allow-destroy", "--auto-approve"]);
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// `plan --detailed-exitcode`: its exit code and output.
+fn plan(c: &Cluster) -> (Option<i32>, String) {
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    (o.status.code(), text(&o))
 }
 
 fn config(params: &str) -> String {
@@ -144,7 +83,7 @@ async fn show(port: u16, name: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_reload_restart_and_drift_on_a_two_node_cluster() {
-    let c = Cluster::new(&config("  work_mem = \"8MB\"\n"));
+    let c = Cluster::new(&config("  work_mem = \"8MB\"\n"), PASSWORD);
     c.apply();
     let status = c.status();
     let before = nodes(&status);
@@ -156,14 +95,14 @@ async fn settings_reload_restart_and_drift_on_a_two_node_cluster() {
         assert_eq!(v, "8MB", "{address}");
         started.push(t);
     }
-    let (code, out) = c.plan();
+    let (code, out) = plan(&c);
     assert_eq!(code, Some(0), "{out}");
 
     // A reload-only change: every node, no restart.
     c.write(&config(
         "  work_mem = \"16MB\"\n  statement_timeout = \"30s\"\n",
     ));
-    let (code, out) = c.plan();
+    let (code, out) = plan(&c);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("~ value = \"8MB\" -> \"16MB\""), "{out}");
     assert!(out.contains("reload: pg_reload_conf()"), "{out}");
@@ -175,7 +114,7 @@ async fn settings_reload_restart_and_drift_on_a_two_node_cluster() {
         assert_eq!(&t, t0, "{address} restarted for a reload-only change");
         assert_eq!(show(*port, "statement_timeout").await.0, "30s", "{address}");
     }
-    let (code, out) = c.plan();
+    let (code, out) = plan(&c);
     assert_eq!(code, Some(0), "{out}");
 
     // A hand-made ALTER SYSTEM on the standby is drift; a setting fly.toml
@@ -193,7 +132,7 @@ async fn settings_reload_restart_and_drift_on_a_two_node_cluster() {
     ] {
         hand.batch_execute(sql).await.expect("hand ALTER SYSTEM");
     }
-    let (code, out) = c.plan();
+    let (code, out) = plan(&c);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("parameter.work_mem"), "{out}");
     assert!(out.contains("=1MB"), "the node's value is shown: {out}");
@@ -205,7 +144,7 @@ async fn settings_reload_restart_and_drift_on_a_two_node_cluster() {
         "2s",
         "{standby}"
     );
-    let (code, out) = c.plan();
+    let (code, out) = plan(&c);
     assert_eq!(code, Some(0), "{out}");
 
     // A change that needs a restart, under a steady write load.
@@ -257,7 +196,7 @@ async fn settings_reload_restart_and_drift_on_a_two_node_cluster() {
     c.write(&config(
         "  work_mem = \"16MB\"\n  statement_timeout = \"30s\"\n  max_connections = 150\n",
     ));
-    let (code, out) = c.plan();
+    let (code, out) = plan(&c);
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains("restart: nodes restart one at a time"),
@@ -301,6 +240,6 @@ async fn settings_reload_restart_and_drift_on_a_two_node_cluster() {
         .find(|(_, _, role)| role == "leader")
         .map(|(a, _, _)| a.clone());
     assert_eq!(now_leader.as_deref(), Some(standby.as_str()), "{after:?}");
-    let (code, out) = c.plan();
+    let (code, out) = plan(&c);
     assert_eq!(code, Some(0), "{out}");
 }

@@ -162,6 +162,10 @@ pub struct StatusArgs {
     /// Exit with 2 when a check of any node is critical (for scripts).
     #[arg(long)]
     pub exit_code: bool,
+    /// Also write the metrics ports of the nodes and the endpoint to FILE,
+    /// as Prometheus file-based service discovery reads it.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_sd: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -42,7 +42,7 @@ pub const EXIT_CHANGES: u8 = 2;
 /// Any error; `main` prints it and exits 1.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::Validate(a) => validate(a),
+        Command::Validate(a) => validate(&cli, a),
         Command::Plan(a) => plan_cmd(&cli, a),
         Command::Apply(a) => apply_cmd(&cli, a),
         Command::Status(a) => status::status(&cli, a),
@@ -116,8 +116,9 @@ fn load_config(arg: &ConfigArg) -> Result<Config> {
     Ok(config)
 }
 
-fn validate(arg: &ConfigArg) -> Result<ExitCode> {
+fn validate(cli: &Cli, arg: &ConfigArg) -> Result<ExitCode> {
     let config = load_config(arg)?;
+    check_for_provider(cli, &config)?;
     let pg = &config.postgres;
     let replicas: u32 = pg.read_replicas.values().sum();
     let nodes = if pg.instances_declared {

@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::args::{Cli, StatusArgs};
 use super::health::{node_health, node_role, NodeHealth, Status};
 use super::{load_config, open_provider};
-use crate::model::{Address, Checks, Kind};
+use crate::model::{Address, Checks, Kind, Role};
 
 pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
     let config = load_config(&a.config)?;
@@ -25,6 +25,11 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
         .iter()
         .flatten()
         .any(|h| h.worst() == Status::Critical);
+    if let Some(path) = &a.prometheus_sd {
+        let text = serde_json::to_string_pretty(&prometheus_targets(&config.app, &live))?;
+        crate::fsutil::write_atomic(path, format!("{text}\n").as_bytes(), Some(0o644))
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
     let done = if a.exit_code && critical {
         ExitCode::from(2)
     } else {
@@ -236,6 +241,36 @@ fn print_backups(b: &crate::backup::BackupStatus) {
     if let Some(w) = &b.warning {
         println!("  WARNING: {w}");
     }
+}
+
+/// Prometheus file_sd targets: every node's exporter (job `postgres`, with
+/// its node and role) and the endpoint's haproxy (job `haproxy`).
+fn prometheus_targets(app: &str, live: &crate::live::Live) -> serde_json::Value {
+    let mut out = Vec::new();
+    for r in live.of_kind(Kind::Machine) {
+        let (Some(m), Some(port)) = (r.machine(), r.checks.metrics_port) else {
+            continue;
+        };
+        out.push(serde_json::json!({
+            "targets": [format!("127.0.0.1:{port}")],
+            "labels": {
+                "job": "postgres",
+                "app": app,
+                "node": r.address.as_str(),
+                "region": m.region,
+                "role": node_role(m),
+            },
+        }));
+    }
+    for r in live.of_kind(Kind::Endpoint) {
+        if let Some(port) = r.checks.metrics_port {
+            out.push(serde_json::json!({
+                "targets": [format!("127.0.0.1:{port}")],
+                "labels": {"job": "haproxy", "app": app},
+            }));
+        }
+    }
+    serde_json::Value::Array(out)
 }
 
 /// Fly-style checks of a node: replication lag, connections, disk.

@@ -276,6 +276,7 @@ impl AppCtx<'_> {
             0o644,
         )?;
         tracing::info!(app = self.name, node = %rec.node, pid, "keeper started");
+        self.ensure_exporter(rec)?;
         Ok(())
     }
 
@@ -609,6 +610,7 @@ impl AppCtx<'_> {
         if self.set_node_role(&want)? {
             changed = true;
         }
+        self.ensure_exporter(&want)?;
         if have.as_ref() != Some(&want) {
             changed = true;
         }
@@ -652,6 +654,7 @@ impl AppCtx<'_> {
         state::remove_file(&self.paths.keeper_pid(&node))?;
         state::remove_file(&self.paths.machine_json(&node))?;
         state::release_port(self.state_dir(), &self.paths, &rec.address)?;
+        self.forget_exporter(&rec)?;
         self.endpoint_refresh()?;
         Ok(true)
     }

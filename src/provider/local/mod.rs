@@ -24,6 +24,7 @@ mod backup;
 mod catalog;
 mod consumers;
 mod db;
+mod exporter;
 mod haproxy;
 mod health;
 mod keeper;

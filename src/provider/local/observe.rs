@@ -201,6 +201,7 @@ impl AppCtx<'_> {
                 volume: Some(m.volume.clone()),
             };
             let mut checks = Checks {
+                metrics_port: self.metrics_port(&m).map(u64::from),
                 port: Some(u64::from(m.port)),
                 pid: keeper_pid.filter(|_| keeper).map(i64::from),
                 postgres_pid: postmaster.map(i64::from),
@@ -250,6 +251,7 @@ impl AppCtx<'_> {
             live.insert(
                 Resource::new(Address::endpoint(self.name), Spec::Endpoint(spec)).with_checks(
                     Checks {
+                        metrics_port: self.endpoint_metrics_port().map(u64::from),
                         port: Some(u64::from(ep.port)),
                         host: Some("127.0.0.1".to_string()),
                         url: Some(format!("postgres://127.0.0.1:{}", ep.port)),

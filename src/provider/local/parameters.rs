@@ -75,15 +75,33 @@ impl AppCtx<'_> {
             .into_iter()
             .filter(|m| self.node_running(m))
             .collect();
+        let sock = self.paths.sock();
+        let user = self.user().name.clone();
+        // One connection per node, all at once: observe stays fast.
         db::block_on(async {
+            let mut reads = tokio::task::JoinSet::new();
+            for m in machines {
+                let (sock, user) = (sock.clone(), user.clone());
+                reads.spawn(async move {
+                    let read = async {
+                        let c =
+                            db::connect(&sock, m.port, &user, "postgres", Duration::from_secs(2))
+                                .await?;
+                        read_settings(&c).await
+                    };
+                    (m.node, read.await)
+                });
+            }
             let mut out = BTreeMap::new();
-            for m in &machines {
-                let read = async { read_settings(&self.node_client(m).await?).await };
-                match read.await {
-                    Ok(s) => {
-                        out.insert(m.node.clone(), s);
+            while let Some(done) = reads.join_next().await {
+                match done {
+                    Ok((node, Ok(s))) => {
+                        out.insert(node, s);
                     }
-                    Err(e) => tracing::debug!(node = %m.node, error = %e, "settings unreadable"),
+                    Ok((node, Err(e))) => {
+                        tracing::debug!(node = %node, error = %e, "settings unreadable");
+                    }
+                    Err(e) => tracing::debug!(error = %e, "reading settings"),
                 }
             }
             out

@@ -1,0 +1,82 @@
+//! A local cluster driven through the CLI for integration tests: a state
+//! dir the `postgres` user can reach, a fly.toml in it, and `flyplan`
+//! commands against both; destroyed on drop, also when the test fails.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub struct Cluster {
+    pub state: tempfile::TempDir,
+    pub config: PathBuf,
+    password: &'static str,
+}
+
+impl Cluster {
+    /// A cluster of `config_text`, whose `PG_PASSWORD` secret is `password`.
+    pub fn new(config_text: &str, password: &'static str) -> Cluster {
+        let state = tempfile::Builder::new()
+            .prefix("flyplan-it-")
+            .tempdir_in("/tmp")
+            .expect("state dir");
+        std::fs::set_permissions(
+            state.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let config = state.path().join("fly.toml");
+        std::fs::write(&config, config_text).expect("write fly.toml");
+        Cluster {
+            state,
+            config,
+            password,
+        }
+    }
+
+    #[allow(dead_code)]
+    pub fn write(&self, config_text: &str) {
+        std::fs::write(&self.config, config_text).expect("write fly.toml");
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_flyplan"))
+            .arg("--state-dir")
+            .arg(self.state.path().join("state"))
+            .args(args)
+            .arg("-c")
+            .arg(&self.config)
+            .env("PG_PASSWORD", self.password)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("flyplan runs")
+    }
+
+    pub fn status(&self) -> Value {
+        let o = self.run(&["status", "--json"]);
+        assert!(o.status.success(), "status: {}", text(&o));
+        serde_json::from_slice(&o.stdout).expect("status JSON")
+    }
+
+    /// `apply --auto-approve`, which must succeed.
+    pub fn apply(&self) -> Output {
+        let o = self.run(&["apply", "--auto-approve"]);
+        assert!(o.status.success(), "apply: {}", text(&o));
+        o
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.run(&["destroy", "--allow-destroy", "--auto-approve"]);
+    }
+}
+
+/// Standard output and error of a command, for messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
