@@ -1,9 +1,9 @@
 //! Sizes, memory amounts and times of day as fly.toml writes them
 //! (`"10gb"`, `"512mb"`, `2048`, `"03:30"`), turned into numbers.
 
-/// Parse `"<number><unit>"` (unit case-insensitive, optional spaces between)
-/// into a number of mebibytes. `default_unit_mb` is used for a bare number.
-fn parse_mb(text: &str, default_unit_mb: u64) -> Option<u64> {
+/// Split `"<number><unit>"` (optional spaces between) into the number and
+/// the trimmed unit.
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
     let text = text.trim();
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
@@ -12,7 +12,14 @@ fn parse_mb(text: &str, default_unit_mb: u64) -> Option<u64> {
         return None;
     }
     let number: u64 = text[..digits_end].parse().ok()?;
-    let unit = text[digits_end..].trim().to_ascii_lowercase();
+    Some((number, text[digits_end..].trim()))
+}
+
+/// Parse `"<number><unit>"` (unit case-insensitive, optional spaces between)
+/// into a number of mebibytes. `default_unit_mb` is used for a bare number.
+fn parse_mb(text: &str, default_unit_mb: u64) -> Option<u64> {
+    let (number, unit) = number_and_unit(text)?;
+    let unit = unit.to_ascii_lowercase();
     let factor = match unit.as_str() {
         "" => default_unit_mb,
         "m" | "mb" | "mib" => 1,
@@ -52,15 +59,8 @@ pub fn is_hh_mm(text: &str) -> bool {
 /// number with a unit among `s`, `m` or `min`, `h`, `d` (`"60s"`, `"24h"`);
 /// a bare number is seconds. Zero is rejected.
 pub fn parse_duration_s(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    if digits_end == 0 {
-        return None;
-    }
-    let number: u64 = text[..digits_end].parse().ok()?;
-    let factor = match text[digits_end..].trim() {
+    let (number, unit) = number_and_unit(text)?;
+    let factor = match unit {
         "" | "s" => 1,
         "m" | "min" => 60,
         "h" => 3600,

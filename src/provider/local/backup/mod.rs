@@ -16,8 +16,12 @@
 //! backups on or off needs no restart.
 
 mod base;
+mod commands;
+mod exec;
 mod restore;
 mod verify;
+
+pub(super) use exec::check_store_now;
 
 use std::path::{Path, PathBuf};
 
@@ -82,43 +86,6 @@ impl AppCtx<'_> {
             ProviderError::failed(format!("secret {}", policy.spec.secret), e.to_string())
         })?;
         Ok((policy, url))
-    }
-
-    /// Run a barman-cloud command with the policy's credentials file, its
-    /// output in `logs/backup.log`; returns stdout.
-    pub(super) fn run_barman(
-        &self,
-        what: &str,
-        program: &str,
-        args: &[String],
-        timeout: std::time::Duration,
-    ) -> Result<Vec<u8>, ProviderError> {
-        self.run_barman_with(&self.backup_credentials(), what, program, args, timeout)
-    }
-
-    /// Run a barman-cloud command as the service user with the credentials
-    /// file `credentials`; returns stdout.
-    pub(super) fn run_barman_with(
-        &self,
-        credentials: &Path,
-        what: &str,
-        program: &str,
-        args: &[String],
-        timeout: std::time::Duration,
-    ) -> Result<Vec<u8>, ProviderError> {
-        let out = self.backup_dir().join(format!(".{program}.out"));
-        state::remove_file(&out)?;
-        let file = std::fs::File::create(&out)
-            .map_err(|e| ProviderError::io(format!("creating {}", out.display()), e))?;
-        self.user().chown(&out)?;
-        let mut cmd = self.server_cmd(Path::new(program));
-        cmd.env("AWS_SHARED_CREDENTIALS_FILE", credentials)
-            .args(args)
-            .stdout(file);
-        let result = run_with_stdout(what, cmd, &self.paths.logs().join("backup.log"), timeout);
-        let bytes = std::fs::read(&out).unwrap_or_default();
-        let _ = state::remove_file(&out);
-        result.map(|()| bytes)
     }
 
     /// The content of a node's `flyplan-backup.conf`.
@@ -289,51 +256,6 @@ impl AppCtx<'_> {
 /// Connection timeout of the admin connections here.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Run `cmd` (stdout already set) to completion with stderr appended to
-/// `log`, killing it after `timeout`.
-fn run_with_stdout(
-    what: &str,
-    mut cmd: std::process::Command,
-    log: &Path,
-    timeout: std::time::Duration,
-) -> Result<(), ProviderError> {
-    use std::os::unix::process::CommandExt;
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| ProviderError::io(format!("opening {}", log.display()), e))?;
-    cmd.stderr(err).process_group(0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ProviderError::io(format!("{what}: starting {:?}", cmd.get_program()), e))?;
-    let started = std::time::Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(8)..].join("\n");
-                return Err(ProviderError::failed(
-                    what,
-                    format!("{status}; last lines of {}:\n{tail}", log.display()),
-                ));
-            }
-            Ok(None) if started.elapsed() > timeout => {
-                super::process::kill_tree(child.id() as i32, std::time::Duration::from_secs(5));
-                let _ = child.wait();
-                return Err(ProviderError::failed(
-                    what,
-                    format!("timed out after {timeout:?}"),
-                ));
-            }
-            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
-            Err(e) => return Err(ProviderError::io(what.to_string(), e)),
-        }
-    }
-}
-
 impl LocalProvider {
     pub(super) fn perform_backup_policy(
         &self,
@@ -426,114 +348,4 @@ impl LocalProvider {
             }
         }
     }
-}
-
-impl LocalProvider {
-    /// The app's context with its apply lock and the backup lock held, so
-    /// runs of one app are serialised and never race an apply.
-    fn hold_for_backups<'a>(
-        &'a self,
-        app: &'a str,
-    ) -> Result<(AppCtx<'a>, Box<dyn crate::provider::LockGuard>, FileLock), ProviderError> {
-        let ctx = self.app(app);
-        if !ctx.exists() {
-            return Err(ProviderError::failed(
-                format!("app {app}"),
-                "does not exist (apply it first)",
-            ));
-        }
-        let apply = crate::provider::Provider::lock(self, app)?;
-        ctx.user().mkdir(&ctx.backup_dir(), 0o700)?;
-        let lock = FileLock::acquire(&ctx.backup_dir().join(".lock"))?;
-        Ok((ctx, apply, lock))
-    }
-}
-
-impl backup::Backups for LocalProvider {
-    fn list(&self, app: &str) -> Result<Vec<barman::BackupInfo>, ProviderError> {
-        self.app(app).list_backups()
-    }
-
-    fn create(&self, app: &str) -> Result<(String, String), ProviderError> {
-        let (ctx, _apply, _lock) = self.hold_for_backups(app)?;
-        ctx.create_backup()
-    }
-
-    fn run(
-        &self,
-        app: &str,
-        now: time::OffsetDateTime,
-    ) -> Result<backup::RunReport, ProviderError> {
-        let (ctx, _apply, _lock) = self.hold_for_backups(app)?;
-        let mut report = backup::RunReport {
-            app: app.to_string(),
-            taken: None,
-        };
-        let Some(policy) = ctx.backup_policy()? else {
-            return Ok(report);
-        };
-        let every = crate::config::units::parse_duration_s(&policy.spec.full_backup_frequency)
-            .unwrap_or(86400);
-        let newest = ctx
-            .list_backups()?
-            .iter()
-            .filter(|b| b.status == "DONE")
-            .filter_map(|b| b.end_time.as_deref().and_then(base::barman_time_utc))
-            .max();
-        let due = newest.is_none_or(|t| {
-            now - t >= time::Duration::seconds(i64::try_from(every).unwrap_or(i64::MAX))
-        });
-        if due {
-            report.taken = Some(ctx.create_backup()?.0);
-        }
-        Ok(report)
-    }
-
-    fn status(&self, app: &str) -> Result<Option<backup::BackupStatus>, ProviderError> {
-        self.app(app).backup_status()
-    }
-
-    fn verify(&self, app: &str, id: &str) -> Result<backup::Verified, ProviderError> {
-        let (ctx, _apply, _lock) = self.hold_for_backups(app)?;
-        ctx.verify_backup(id)
-    }
-}
-
-/// List the store of `url` with barman-cloud as the user running flyplan,
-/// its keys in a private temporary credentials file: whether it answers.
-pub(super) fn check_store_now(secret: &str, url: &str) -> Result<(), ProviderError> {
-    let what = format!("secret {secret}");
-    let url =
-        StoreUrl::parse(url, true).map_err(|e| ProviderError::failed(&what, e.to_string()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("flyplan-store-")
-        .tempdir()
-        .map_err(|e| ProviderError::io("creating a temporary directory", e))?;
-    let creds = dir.path().join("credentials");
-    state::write_file(
-        &creds,
-        url.credentials_section(backup::PROFILE).as_bytes(),
-        0o600,
-    )?;
-    let out = std::process::Command::new("barman-cloud-backup-list")
-        .args(barman::list_args(&url, backup::PROFILE))
-        .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
-        .env("AWS_CONFIG_FILE", dir.path().join("config"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| ProviderError::io("running barman-cloud-backup-list", e))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no message")
-        .replace(&url.secret_key, "********");
-    Err(ProviderError::failed(
-        format!("object store {url} (secret {secret})"),
-        format!("cannot be read: {last}"),
-    ))
 }

@@ -1,0 +1,139 @@
+//! Running barman-cloud: as the service user with a credentials file named
+//! by `AWS_SHARED_CREDENTIALS_FILE` (keys never on a command line), its
+//! stderr in `logs/backup.log`; and the check that a store answers.
+
+use std::path::Path;
+
+use super::super::app::AppCtx;
+use super::super::state;
+use crate::backup::{self, barman, StoreUrl};
+use crate::provider::ProviderError;
+
+impl AppCtx<'_> {
+    /// Run a barman-cloud command with the policy's credentials file, its
+    /// output in `logs/backup.log`; returns stdout.
+    pub(super) fn run_barman(
+        &self,
+        what: &str,
+        program: &str,
+        args: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, ProviderError> {
+        self.run_barman_with(&self.backup_credentials(), what, program, args, timeout)
+    }
+
+    /// Run a barman-cloud command as the service user with the credentials
+    /// file `credentials`; returns stdout.
+    pub(super) fn run_barman_with(
+        &self,
+        credentials: &Path,
+        what: &str,
+        program: &str,
+        args: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let out = self.backup_dir().join(format!(".{program}.out"));
+        state::remove_file(&out)?;
+        let file = std::fs::File::create(&out)
+            .map_err(|e| ProviderError::io(format!("creating {}", out.display()), e))?;
+        self.user().chown(&out)?;
+        let mut cmd = self.server_cmd(Path::new(program));
+        cmd.env("AWS_SHARED_CREDENTIALS_FILE", credentials)
+            .args(args)
+            .stdout(file);
+        let result = run_with_stdout(what, cmd, &self.paths.logs().join("backup.log"), timeout);
+        let bytes = std::fs::read(&out).unwrap_or_default();
+        let _ = state::remove_file(&out);
+        result.map(|()| bytes)
+    }
+}
+
+/// Run `cmd` (stdout already set) to completion with stderr appended to
+/// `log`, killing it after `timeout`.
+fn run_with_stdout(
+    what: &str,
+    mut cmd: std::process::Command,
+    log: &Path,
+    timeout: std::time::Duration,
+) -> Result<(), ProviderError> {
+    use std::os::unix::process::CommandExt;
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| ProviderError::io(format!("opening {}", log.display()), e))?;
+    cmd.stderr(err).process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ProviderError::io(format!("{what}: starting {:?}", cmd.get_program()), e))?;
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+                return Err(ProviderError::failed(
+                    what,
+                    format!("{status}; last lines of {}:\n{tail}", log.display()),
+                ));
+            }
+            Ok(None) if started.elapsed() > timeout => {
+                super::super::process::kill_tree(
+                    child.id() as i32,
+                    std::time::Duration::from_secs(5),
+                );
+                let _ = child.wait();
+                return Err(ProviderError::failed(
+                    what,
+                    format!("timed out after {timeout:?}"),
+                ));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Err(e) => return Err(ProviderError::io(what.to_string(), e)),
+        }
+    }
+}
+
+/// List the store of `url` with barman-cloud as the user running flyplan,
+/// its keys in a private temporary credentials file: whether it answers.
+pub(in crate::provider::local) fn check_store_now(
+    secret: &str,
+    url: &str,
+) -> Result<(), ProviderError> {
+    let what = format!("secret {secret}");
+    let url =
+        StoreUrl::parse(url, true).map_err(|e| ProviderError::failed(&what, e.to_string()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("flyplan-store-")
+        .tempdir()
+        .map_err(|e| ProviderError::io("creating a temporary directory", e))?;
+    let creds = dir.path().join("credentials");
+    state::write_file(
+        &creds,
+        url.credentials_section(backup::PROFILE).as_bytes(),
+        0o600,
+    )?;
+    let out = std::process::Command::new("barman-cloud-backup-list")
+        .args(barman::list_args(&url, backup::PROFILE))
+        .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+        .env("AWS_CONFIG_FILE", dir.path().join("config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| ProviderError::io("running barman-cloud-backup-list", e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .replace(&url.secret_key, "********");
+    Err(ProviderError::failed(
+        format!("object store {url} (secret {secret})"),
+        format!("cannot be read: {last}"),
+    ))
+}
