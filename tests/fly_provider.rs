@@ -827,12 +827,63 @@ fn growing_a_volume_extends_it_and_shrinking_is_refused() {
         vec!["size_gb".into()],
     );
     assert_eq!(apply(&p, &c, &[grow]).unwrap()[0].1, Outcome::Updated);
+    // Fly answers `needs_restart` for an attached volume: the replica is
+    // restarted under a lease in the same apply and waited for.
     let changes = api.changes();
     assert_eq!(
         ops(&changes),
-        vec!["PUT /apps/{app_name}/volumes/{volume_id}/extend"]
+        vec![
+            "PUT /apps/{app_name}/volumes/{volume_id}/extend",
+            "POST /apps/{app_name}/machines/{machine_id}/lease",
+            "POST /apps/{app_name}/machines/{machine_id}/restart",
+            "DELETE /apps/{app_name}/machines/{machine_id}/lease",
+        ]
     );
     assert_eq!(changes[0].body.as_ref().unwrap()["size_gb"], 20);
+    let m1 = machine_id(&api, "iad", 1);
+    assert!(changes[2].path.contains(&m1) && changes[2].nonce.is_some());
+    let waited = api
+        .requests()
+        .iter()
+        .skip_while(|r| !r.path.ends_with("/restart"))
+        .any(|r| r.method == "GET" && r.path.ends_with(&m1));
+    assert!(waited);
+
+    // The leader's volume: a switchover to a standby first, then the
+    // restart.
+    api.clear_requests();
+    let leader_vol = Address::volume("pg_data", "iad", 0);
+    let before0 = live.get(&leader_vol).unwrap().clone();
+    let grow0 = step(
+        0,
+        Action::Update,
+        Some(before0),
+        Some(Resource::new(
+            leader_vol,
+            Spec::Volume(VolumeSpec::new("pg_data", "iad", 20)),
+        )),
+        vec!["size_gb".into()],
+    );
+    apply(&p, &c, &[grow0]).unwrap();
+    let exec = "POST /apps/{app_name}/machines/{machine_id}/exec";
+    let lease = "POST /apps/{app_name}/machines/{machine_id}/lease";
+    let release = "DELETE /apps/{app_name}/machines/{machine_id}/lease";
+    assert_eq!(
+        ops(&api.changes()),
+        [
+            vec!["PUT /apps/{app_name}/volumes/{volume_id}/extend"],
+            vec![lease; 4],
+            vec![
+                exec,
+                exec,
+                "POST /apps/{app_name}/machines/{machine_id}/restart"
+            ],
+            vec![release; 4],
+        ]
+        .concat()
+    );
+    let m0 = machine_id(&api, "iad", 0);
+    assert_eq!(api.state().model.app(APP).switchovers[0].0, m0);
 
     let shrink = step(
         0,

@@ -1037,6 +1037,16 @@ impl Model {
                 Self::restart(m);
                 Reply::json(200, json!({"previous_state": previous}))
             }
+            "POST /apps/{app_name}/machines/{machine_id}/restart" => {
+                if !lease_ok(m) {
+                    return Reply::error(409, "machine has an active lease held by someone else");
+                }
+                if m.state() != "started" {
+                    return Reply::error(412, "failed_precondition: machine is not started");
+                }
+                Self::restart(m);
+                Reply::empty(200)
+            }
             "POST /apps/{app_name}/machines/{machine_id}/stop" => {
                 m.json["state"] = json!("stopped");
                 Reply::empty(200)

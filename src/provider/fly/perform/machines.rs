@@ -295,36 +295,9 @@ impl Performer<'_> {
         if !config_changed && !needs_start {
             return Ok(Outcome::NotNeeded);
         }
-        // The leader's other leases, held from the switchover to the end of
-        // its update, as `fly pg failover` holds every machine's
-        // (flyctl `internal/command/postgres/failover.go:86-90`).
-        let mut held = Vec::new();
-        if role_check(m) == Some("primary") && config_changed {
-            let (view, _) = self.read().await?;
-            for other in view.machines.iter().filter(|x| x.id != m.id) {
-                match self.acquire_lease(&other.id).await {
-                    Ok(nonce) => held.push((other.id.clone(), nonce)),
-                    Err(e) => {
-                        self.release_all(&held).await;
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        let nonce = match self.acquire_lease(&m.id).await {
-            Ok(n) => n,
-            Err(e) => {
-                self.release_all(&held).await;
-                return Err(e);
-            }
-        };
+        let handover = role_check(m) == Some("primary") && config_changed;
+        let (nonce, held) = self.lease_for_change(m, handover).await?;
         let result = async {
-            if !held.is_empty() {
-                let (view, _) = self.read().await?;
-                if !self.switchover(&view, m).await? {
-                    tracing::info!(machine = %m.id, "no healthy standby in the primary region: updating the leader in place");
-                }
-            }
             if config_changed {
                 let body = MachineRequest {
                     config,
@@ -368,6 +341,91 @@ impl Performer<'_> {
         self.release_lease(&m.id, &nonce).await;
         self.release_all(&held).await;
         result.map(|()| Outcome::Updated)
+    }
+
+    /// The lease to change `m` under, and with `handover` (a change to the
+    /// leader) first a lease on every other machine, as `fly pg failover`
+    /// holds them all (flyctl `internal/command/postgres/failover.go:86-90`),
+    /// then a switchover away from it when a standby qualifies. Returns the
+    /// nonce and the other leases; on an error every lease is released.
+    async fn lease_for_change(
+        &self,
+        m: &Machine,
+        handover: bool,
+    ) -> Result<(String, Vec<(String, String)>), ProviderError> {
+        let held = if handover {
+            self.lease_others(&m.id).await?
+        } else {
+            Vec::new()
+        };
+        let nonce = match self.acquire_lease(&m.id).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.release_all(&held).await;
+                return Err(e);
+            }
+        };
+        if handover {
+            let switched = match self.read().await {
+                Ok((view, _)) => self.switchover(&view, m).await,
+                Err(e) => Err(e),
+            };
+            match switched {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(machine = %m.id, "no healthy standby in the primary region: changing the leader in place");
+                }
+                Err(e) => {
+                    self.release_lease(&m.id, &nonce).await;
+                    self.release_all(&held).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok((nonce, held))
+    }
+
+    /// Leases on every machine but `id`, as `(machine, nonce)`; none held
+    /// when one cannot be had.
+    async fn lease_others(&self, id: &str) -> Result<Vec<(String, String)>, ProviderError> {
+        let (view, _) = self.read().await?;
+        let mut held = Vec::new();
+        for other in view.machines.iter().filter(|x| x.id != id) {
+            match self.acquire_lease(&other.id).await {
+                Ok(nonce) => held.push((other.id.clone(), nonce)),
+                Err(e) => {
+                    self.release_all(&held).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Restart a node so it sees its grown volume: under a lease; the
+    /// leader after a switchover (as for an update), then
+    /// `POST …/restart`, waiting for `started` and for all checks.
+    pub(super) async fn restart_node(&self, m: &Machine) -> Result<(), ProviderError> {
+        let leader = role_check(m) == Some("primary");
+        let (nonce, held) = self.lease_for_change(m, leader).await?;
+        let result = async {
+            self.client()
+                .request(
+                    &self.label,
+                    Method::POST,
+                    &["apps", self.app, "machines", &m.id, "restart"],
+                )
+                .nonce(Some(&nonce))
+                .send_status(&[])
+                .await?;
+            tracing::info!(machine = %m.id, "restarted the node to see its grown volume");
+            self.wait_started(&m.id, "", Some(&nonce)).await?;
+            self.wait_checks(&m.id, false).await
+        }
+        .await;
+        self.release_lease(&m.id, &nonce).await;
+        self.release_all(&held).await;
+        result
     }
 
     async fn release_all(&self, held: &[(String, String)]) {

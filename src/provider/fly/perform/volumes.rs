@@ -38,8 +38,17 @@ impl Performer<'_> {
                     .json(&ExtendVolumeRequest { size_gb: want })
                     .send()
                     .await?;
+                // Fly says when the machine must restart to see the space
+                // (fly-go `ExtendVolumeResponse.NeedsRestart`): restart it
+                // in this apply.
                 if reply.needs_restart {
-                    tracing::warn!(volume = %vol.id, "the volume grew; its machine needs a restart to see the space");
+                    let m = view.machines.iter().find(|m| {
+                        m.config.mounts.iter().any(|x| x.volume == vol.id)
+                            || vol.attached_machine_id.as_deref() == Some(m.id.as_str())
+                    });
+                    if let Some(m) = m.filter(|m| m.state == "started") {
+                        self.restart_node(m).await?;
+                    }
                 }
                 Ok(Outcome::Updated)
             }
