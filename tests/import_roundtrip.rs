@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 
 const PG_SECRET: &str = "import-Secret-Value-1234";
 const APP_USER_SECRET: &str = "import-Secret-Value-5678";
+/// The store URL of `[postgres.backup]`: its keys are secret too.
+const STORE_URL: &str =
+    "https://importkey:import-Store-Secret-9012@fly.storage.tigris.dev/pg-backups/pg-import";
 
 /// Everything flyplan manages, away from every default.
 const RICH: &str = r#"app = "pg-import"
@@ -26,6 +29,7 @@ primary_region = "iad"
 [secrets]
   PG_PASSWORD = { from_env = "PG_PASSWORD" }
   APP_USER_PASSWORD = { from_env = "APP_USER_PASSWORD" }
+  S3_ARCHIVE_CONFIG = { from_env = "S3_ARCHIVE_CONFIG" }
 
 [[mounts]]
   source = "pg_vol"
@@ -65,6 +69,18 @@ primary_region = "iad"
 [[postgres.databases]]
   name = "analytics"
   owner = "app_user"
+
+[postgres.parameters]
+  work_mem = "8MB"
+  max_connections = 300
+  log_min_duration_statement = "250ms"
+
+[postgres.backup]
+  secret = "S3_ARCHIVE_CONFIG"
+  archive_timeout = "120s"
+  recovery_window = "14d"
+  full_backup_frequency = "12h"
+  minimum_redundancy = 2
 "#;
 
 const SEED: &str = include_str!("data/seed-dialect.toml");
@@ -76,6 +92,7 @@ fn flyplan(live: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("PG_PASSWORD", PG_SECRET)
         .env("APP_USER_PASSWORD", APP_USER_SECRET)
+        .env("S3_ARCHIVE_CONFIG", STORE_URL)
         .env("NO_COLOR", "1")
         .output()
         .expect("flyplan runs")
@@ -181,6 +198,8 @@ fn every_kind_of_resource_round_trips_through_import() {
         "database",
         "attachment",
         "snapshot_policy",
+        "parameter",
+        "backup_policy",
     ] {
         assert!(kinds.contains(kind), "no {kind} in the live state");
     }
@@ -224,7 +243,12 @@ fn the_imported_file_holds_no_secret_value_and_names_each_secret() {
     let (imported, _) = import(&live, dir.path(), "pg-import", &[]);
     let stdout = ok(&flyplan(&live, &["import", "-a", "pg-import"]));
     assert_eq!(stdout, imported, "standard output and -o differ");
-    for value in [PG_SECRET, APP_USER_SECRET] {
+    for value in [
+        PG_SECRET,
+        APP_USER_SECRET,
+        STORE_URL,
+        "import-Store-Secret-9012",
+    ] {
         assert!(!imported.contains(value), "a secret value was written");
     }
     let digests = std::fs::read_to_string(&live).unwrap();
@@ -235,7 +259,7 @@ fn the_imported_file_holds_no_secret_value_and_names_each_secret() {
             "a digest was written"
         );
     }
-    for name in ["PG_PASSWORD", "APP_USER_PASSWORD"] {
+    for name in ["PG_PASSWORD", "APP_USER_PASSWORD", "S3_ARCHIVE_CONFIG"] {
         let line = format!("{name} = {{ from_env = \"{name}\" }}");
         let at = imported.find(&line).expect("secret declared");
         let above = imported[..at].lines().last().unwrap_or_default();

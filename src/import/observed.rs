@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use super::{ImportError, ImportOptions};
 use crate::live::Live;
 use crate::model::{
-    Address, Agreed, AttachmentSpec, Kind, MachineSpec, Resource, Spec, UserSpec, OUTSIDE_FLYPLAN,
+    Address, Agreed, AttachmentSpec, BackupPolicySpec, Kind, MachineSpec, Resource, Spec, UserSpec,
+    OUTSIDE_FLYPLAN,
 };
 
 /// Secrets that `fly pg create` generates and postgres-flex reads; flyplan
@@ -140,6 +141,12 @@ pub struct Observed {
     pub databases: Vec<(String, String)>,
     /// `--no-roles` was given.
     pub roles_left_out: bool,
+    /// Settings written with `ALTER SYSTEM` that every node agrees on, by
+    /// name, as `SHOW` prints them; and those the nodes disagree on.
+    pub parameters: Vec<(String, String)>,
+    pub mixed_parameters: Vec<String>,
+    /// Continuous archiving and base backups, when set.
+    pub backup: Option<BackupPolicySpec>,
 }
 
 impl Observed {
@@ -269,11 +276,28 @@ impl Observed {
             databases.clear();
         }
 
+        let mut parameters = Vec::new();
+        let mut mixed_parameters = Vec::new();
+        for r in live.of_kind(Kind::Parameter) {
+            let Spec::Parameter(p) = &r.spec else {
+                continue;
+            };
+            match p.value.one() {
+                Some(v) => parameters.push((r.address.name().to_string(), v.clone())),
+                None => mixed_parameters.push(r.address.name().to_string()),
+            }
+        }
+        let backup = match live.get(&Address::backup_policy(&app)).map(|r| &r.spec) {
+            Some(Spec::BackupPolicy(b)) => Some(b.clone()),
+            _ => None,
+        };
+
         // Secrets that a declared key names must be declared, internal or not.
         let mut referenced: Vec<&str> = users
             .iter()
             .filter_map(|(_, u)| u.password_secret.as_deref())
             .collect();
+        referenced.extend(backup.as_ref().map(|b| b.secret.as_str()));
         referenced.extend(operator_password.as_deref());
         referenced.extend(operator.as_ref().and_then(|o| o.password.as_deref()));
         let mut secrets = Vec::new();
@@ -317,6 +341,9 @@ impl Observed {
             users,
             databases,
             roles_left_out: opts.no_roles,
+            parameters,
+            mixed_parameters,
+            backup,
         })
     }
 

@@ -451,5 +451,48 @@ pub fn document(o: &Observed) -> DocumentMut {
         }
         pg.insert("databases", Item::ArrayOfTables(list));
     }
+    if !o.parameters.is_empty() || !o.mixed_parameters.is_empty() {
+        let mut comment = vec![format!(
+            "{} setting(s) observed set with ALTER SYSTEM on every node",
+            o.parameters.len()
+        )];
+        if !o.mixed_parameters.is_empty() {
+            comment.push(format!(
+                "left out, the nodes disagree (declare the value you want): {}",
+                o.mixed_parameters.join(", ")
+            ));
+        }
+        let mut t = Table::new();
+        t.set_position(Some(at()));
+        t.decor_mut().set_prefix(comment_block(&comment));
+        for (name, v) in &o.parameters {
+            put(&mut t, name, v.as_str(), &[]);
+        }
+        pg.insert("parameters", Item::Table(t));
+    }
+    if let Some(b) = &o.backup {
+        let mut t = Table::new();
+        t.set_position(Some(at()));
+        t.decor_mut().set_prefix(comment_block(&[format!(
+            "continuous archiving observed to the store in secret {}",
+            b.secret
+        )]));
+        put(&mut t, "secret", b.secret.as_str(), &[]);
+        put(&mut t, "archive_timeout", b.archive_timeout.as_str(), &[]);
+        put(&mut t, "recovery_window", b.recovery_window.as_str(), &[]);
+        put(
+            &mut t,
+            "full_backup_frequency",
+            b.full_backup_frequency.as_str(),
+            &[],
+        );
+        put(
+            &mut t,
+            "minimum_redundancy",
+            i64::try_from(b.minimum_redundancy).unwrap_or(i64::MAX),
+            &[],
+        );
+        pg.insert("backup", Item::Table(t));
+    }
     d.doc
 }
