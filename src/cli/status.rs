@@ -244,7 +244,7 @@ fn print_backups(b: &crate::backup::BackupStatus) {
 }
 
 /// Prometheus file_sd targets: every node's exporter (job `postgres`, with
-/// its node and role) and the endpoint's haproxy (job `haproxy`).
+/// its node and role).
 fn prometheus_targets(app: &str, live: &crate::live::Live) -> serde_json::Value {
     let mut out = Vec::new();
     for r in live.of_kind(Kind::Machine) {
@@ -261,14 +261,6 @@ fn prometheus_targets(app: &str, live: &crate::live::Live) -> serde_json::Value 
                 "role": node_role(m),
             },
         }));
-    }
-    for r in live.of_kind(Kind::Endpoint) {
-        if let Some(port) = r.checks.metrics_port {
-            out.push(serde_json::json!({
-                "targets": [format!("127.0.0.1:{port}")],
-                "labels": {"job": "haproxy", "app": app},
-            }));
-        }
     }
     serde_json::Value::Array(out)
 }
