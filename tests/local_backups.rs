@@ -297,6 +297,9 @@ async fn round_trip(failover: bool) {
     // The segment holding the rows around T is archived by the leader that
     // wrote it before that leader dies (see the note in the README on a
     // restore whose target lies in the segment where the timeline forked).
+    // A fresh connection: the endpoint closes idle ones.
+    drop(db);
+    let db = connect(port).await;
     let wal: String = db
         .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
         .await
@@ -407,16 +410,19 @@ async fn round_trip(failover: bool) {
     assert!(text(&o).contains("already exists"), "{}", text(&o));
 
     // Archiving changed by hand on a node is drift that apply restores.
-    db.batch_execute("ALTER SYSTEM SET archive_command = '/bin/true'; SELECT pg_reload_conf()")
+    let db = connect(port).await;
+    db.batch_execute("ALTER SYSTEM SET archive_command = '/bin/true'")
         .await
         .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let plan = place.ok(&["plan", "-c", src]);
     assert!(plan.contains("~ backup_policy.bk-source"), "{plan}");
     assert!(plan.contains("archiving"), "{plan}");
-    db.batch_execute("ALTER SYSTEM RESET archive_command; SELECT pg_reload_conf()")
+    db.batch_execute("ALTER SYSTEM RESET archive_command")
         .await
         .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
 
     // Portability: the store read with barman-cloud exactly as postgres-flex
     // runs it (internal/flypg/barman.go ListBackups and RestoreBackup).
