@@ -1365,35 +1365,59 @@ fn every_vm_size_preset_flyctl_knows_round_trips() {
     }
 }
 
+/// `[postgres.parameters]` as `fly pg config update` sets them (flyctl
+/// `internal/command/postgres/config_update.go`; postgres-flex
+/// `internal/api/handle_admin.go`): stored through the leader's settings
+/// API, applied on every node, and a setting only a restart takes
+/// (`max_connections`, context `postmaster`) restarts the standbys first,
+/// then the leader after a switchover. The next plan is empty.
 #[test]
-fn a_postgresql_setting_is_refused_as_unsupported_before_any_call() {
+fn postgresql_settings_go_through_the_settings_api_with_a_rolling_restart() {
     let (api, _dir, p, c) = setup();
     converge(&api, &p, &c);
+    let old_leader = machine_id(&api, "iad", 0);
     let mut desired = c.desired();
-    desired.push(Resource::new(
-        Address::parameter("work_mem"),
-        Spec::Parameter(flyplan::model::ParameterSpec {
-            pending_restart: None,
-            value: flyplan::model::Agreed::One("8MB".to_string()),
-        }),
-    ));
+    for (name, value) in [("work_mem", "8MB"), ("max_connections", "300")] {
+        desired.push(Resource::new(
+            Address::parameter(name),
+            Spec::Parameter(flyplan::model::ParameterSpec {
+                pending_restart: None,
+                value: flyplan::model::Agreed::One(value.to_string()),
+            }),
+        ));
+    }
     let steps = plan(&desired, &p.observe(APP).unwrap());
-    assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].kind, Kind::Parameter);
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(steps.iter().all(|s| s.kind == Kind::Parameter));
     api.clear_requests();
-    let (address, err) = apply(&p, &c, &steps).unwrap_err();
-    assert_eq!(address.as_str(), "parameter.work_mem");
-    assert!(
-        matches!(
-            err,
-            ProviderError::Unsupported {
-                provider: "fly",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("[postgres.parameters]"), "{err}");
-    assert!(api.changes().is_empty(), "{:?}", ops(&api.changes()));
+    apply(&p, &c, &steps).unwrap_or_else(|(a, e)| panic!("{a}: {e}"));
+    {
+        let st = api.state();
+        let a = st.model.app(APP);
+        assert_eq!(a.pg_user_config["work_mem"], "'8MB'");
+        assert_eq!(a.pg_user_config["max_connections"], "'300'");
+        for m in a.live_machines() {
+            let applied = &a.pg_applied[m.id()];
+            assert_eq!(applied["max_connections"], "'300'", "{}", m.id());
+        }
+        // The leader handed over before it restarted.
+        assert!(
+            a.switchovers.iter().any(|(from, _)| *from == old_leader),
+            "{:?}",
+            a.switchovers
+        );
+    }
+    let restarts: Vec<String> = api
+        .changes()
+        .iter()
+        .filter(|r| r.op().ends_with("/restart"))
+        .map(|r| r.path.split('/').nth(4).unwrap_or_default().to_string())
+        .collect();
+    // One restart per node, for the one setting that needs it; the old
+    // leader last.
+    assert_eq!(restarts.len(), 4, "{restarts:?}");
+    assert_eq!(restarts.last(), Some(&old_leader), "{restarts:?}");
+    let again = plan(&desired, &p.observe(APP).unwrap());
+    assert!(again.is_empty(), "{again:?}");
     api.assert_conformant();
 }

@@ -245,15 +245,17 @@ pub fn canonical(s: &Setting, value: &Given) -> Result<String, String> {
 }
 
 /// The canonical text of a value read from `pg_settings.setting` (base
-/// units for numbers).
+/// units for numbers), or written with its unit (`8MB`), as a settings API
+/// may echo it.
 pub fn canonical_live(s: &Setting, setting: &str) -> String {
+    let written = || canonical(s, &Given::Text(setting.to_string())).unwrap_or(setting.to_string());
     match s.vartype {
         VarType::Integer => setting
             .parse::<i64>()
-            .map_or_else(|_| setting.to_string(), |n| show_integer(s, n)),
+            .map_or_else(|_| written(), |n| show_integer(s, n)),
         VarType::Real => setting
             .parse::<f64>()
-            .map_or_else(|_| setting.to_string(), |x| show_real(s, x)),
+            .map_or_else(|_| written(), |x| show_real(s, x)),
         VarType::Enum => setting.to_ascii_lowercase(),
         VarType::Bool | VarType::String => setting.to_string(),
     }

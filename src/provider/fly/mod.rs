@@ -264,8 +264,8 @@ impl FlyProvider {
         };
         let topo = observe::topology(&snap, &app_ledger);
         let mut live = observe::to_live(app, &snap, &topo, &secrets_ledger);
-        if let Some(f) = crate::runtime::block_on(self.observe_formation(app, &snap.machines)) {
-            live.insert(f);
+        for r in crate::runtime::block_on(self.observe_settings(app, &snap.machines)) {
+            live.insert(r);
         }
         for r in crate::runtime::block_on(self.observe_sql(app, &snap.machines))? {
             live.insert(r);
@@ -275,37 +275,61 @@ impl FlyProvider {
 }
 
 impl FlyProvider {
-    /// `formation.<app>`: the leader's `synchronous_standby_names` as a
-    /// number of standbys; without machines, nothing; without a leader
-    /// that answers, 0 (postgres-flex's default: asynchronous) with a
-    /// warning.
-    async fn observe_formation(
+    /// What the leader's settings say, in one read of postgres-flex's
+    /// settings API: `formation.<app>` (`synchronous_standby_names` as a
+    /// number of standbys) and a `parameter.<name>` for every other
+    /// setting the user configuration holds, as the leader runs it.
+    /// Without machines, nothing; without a leader that answers, 0 sync
+    /// standbys (postgres-flex's default: asynchronous) and no parameter,
+    /// with a warning.
+    async fn observe_settings(
         &self,
         app: &str,
         machines: &[api::Machine],
-    ) -> Option<crate::model::Resource> {
+    ) -> Vec<crate::model::Resource> {
+        use crate::model::{Address, Agreed, FormationSpec, ParameterSpec, Resource, Spec};
         if machines.is_empty() {
-            return None;
+            return Vec::new();
         }
         let label = format!("observe the settings of app {app}");
         let leader = machines
             .iter()
             .find(|m| m.state == "started" && observe::role_check(m) == Some("primary"));
-        let n = match leader {
-            Some(l) => settings::read_sync_standbys(&self.client, &label, app, &l.id)
+        let names: Vec<&str> = std::iter::once(settings::SYNC_SETTING)
+            .chain(crate::pgsettings::names().filter(|n| {
+                crate::pgsettings::lookup(n).is_some_and(|s| crate::pgsettings::owned(s).is_none())
+            }))
+            .collect();
+        let read = match leader {
+            Some(l) => settings::read_settings(&self.client, &label, app, &l.id, &names)
                 .await
                 .unwrap_or_else(|e| {
-                    tracing::warn!(app, error = %e, "synchronous_standby_names not observed");
-                    0
+                    tracing::warn!(app, error = %e, "the leader's settings were not observed");
+                    Default::default()
                 }),
-            None => 0,
+            None => Default::default(),
         };
-        Some(crate::model::Resource::new(
-            crate::model::Address::formation(app),
-            crate::model::Spec::Formation(crate::model::FormationSpec {
-                sync_standbys: Some(crate::model::Agreed::One(n)),
+        let mut out = vec![Resource::new(
+            Address::formation(app),
+            Spec::Formation(FormationSpec {
+                sync_standbys: Some(Agreed::One(settings::sync_standbys_of(&read))),
             }),
-        ))
+        )];
+        for (name, raw) in &read {
+            let Some(s) =
+                crate::pgsettings::lookup(name).filter(|s| s.name != settings::SYNC_SETTING)
+            else {
+                continue;
+            };
+            out.push(Resource::new(
+                Address::parameter(s.name),
+                Spec::Parameter(ParameterSpec {
+                    pending_restart: None,
+                    value: Agreed::One(crate::pgsettings::canonical_live(s, raw)),
+                }),
+            ));
+        }
+        out
     }
 }
 

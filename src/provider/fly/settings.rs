@@ -1,5 +1,6 @@
-//! `sync_standbys` as postgres-flex's own settings API keeps it: the
-//! PostgreSQL setting `synchronous_standby_names`, set and read through the
+//! `sync_standbys` and `[postgres.parameters]` as postgres-flex's own
+//! settings API keeps them (`sync_standbys` is the PostgreSQL setting
+//! `synchronous_standby_names`), set and read through the
 //! admin HTTP server every node runs on port 5500, reached as
 //! `localhost:5500` with `curl` through `exec` (the port has no service, so
 //! nothing else reaches it from outside Fly's private network).
@@ -15,6 +16,8 @@
 //! are written raw into `postgresql.conf`, so a string carries its own
 //! single quotes. This is what `fly pg config update` does for a flex
 //! cluster (flyctl `internal/command/postgres/config_update.go`).
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
@@ -51,22 +54,29 @@ fn curl(method: &str, url: &str, body: Option<String>) -> Vec<String> {
     c
 }
 
-/// The `exec` command that reads the setting.
-pub fn view_command() -> Vec<String> {
+/// The `exec` command that reads `names`.
+pub fn view_command(names: &[&str]) -> Vec<String> {
     curl(
         "GET",
         &format!("{ADMIN}/view/postgres"),
-        Some(serde_json::json!([SYNC_SETTING]).to_string()),
+        Some(serde_json::json!(names).to_string()),
     )
 }
 
-/// The `exec` command that sets it to `n` standbys.
-pub fn update_command(n: u64) -> Vec<String> {
+/// The `exec` command that stores `values` (raw, as `postgresql.conf`
+/// takes them) in the user configuration.
+pub fn update_command(values: &BTreeMap<&str, String>) -> Vec<String> {
     curl(
         "POST",
         &format!("{ADMIN}/update/postgres"),
-        Some(serde_json::json!({ SYNC_SETTING: sync_value(n) }).to_string()),
+        Some(serde_json::json!(values).to_string()),
     )
+}
+
+/// A value as `postgresql.conf` takes it: quoted, so units and words need
+/// nothing more (`'8MB'`, `'on'`, `'300'`).
+pub fn raw_value(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// The `exec` command that makes a node take the stored configuration.
@@ -93,18 +103,19 @@ struct Setting {
     setting: String,
 }
 
-/// The number of synchronous standbys the leader runs with (0 when the
-/// setting was never made: postgres-flex replicates asynchronously).
+/// The settings among `names` that the user configuration holds, as the
+/// node `machine` runs with them (`pg_settings.setting`), by name.
 ///
 /// # Errors
 /// When `exec` fails or the answer is not the API's.
-pub async fn read_sync_standbys(
+pub async fn read_settings(
     client: &FlyClient,
     label: &str,
     app: &str,
-    leader: &str,
-) -> Result<u64, ProviderError> {
-    let reply = exec(client, label, app, leader, view_command(), None).await?;
+    machine: &str,
+    names: &[&str],
+) -> Result<BTreeMap<String, String>, ProviderError> {
+    let reply = exec(client, label, app, machine, view_command(names), None).await?;
     let answer: ViewAnswer = serde_json::from_str(reply.stdout.trim()).map_err(|e| {
         ProviderError::failed(
             label,
@@ -115,14 +126,56 @@ pub async fn read_sync_standbys(
         .result
         .settings
         .unwrap_or_default()
-        .iter()
-        .find(|s| s.name == SYNC_SETTING)
-        .map(|s| u64::from(crate::sql::sync_standby_count(&s.setting)))
-        .unwrap_or(0))
+        .into_iter()
+        .map(|s| (s.name, s.setting))
+        .collect())
 }
 
-/// Set `n` synchronous standbys on the leader and have every started node
-/// apply it, so a node that becomes leader keeps it.
+/// The number of synchronous standbys a node runs with, read from its
+/// settings (0 when the setting was never made: postgres-flex replicates
+/// asynchronously).
+pub fn sync_standbys_of(settings: &BTreeMap<String, String>) -> u64 {
+    settings
+        .get(SYNC_SETTING)
+        .map(|v| u64::from(crate::sql::sync_standby_count(v)))
+        .unwrap_or(0)
+}
+
+/// The number of synchronous standbys the leader runs with.
+///
+/// # Errors
+/// When `exec` fails or the answer is not the API's.
+pub async fn read_sync_standbys(
+    client: &FlyClient,
+    label: &str,
+    app: &str,
+    leader: &str,
+) -> Result<u64, ProviderError> {
+    let settings = read_settings(client, label, app, leader, &[SYNC_SETTING]).await?;
+    Ok(sync_standbys_of(&settings))
+}
+
+/// Store `values` through the leader and have every started node apply
+/// them, so a node that becomes leader keeps them.
+///
+/// # Errors
+/// When an `exec` fails.
+pub async fn set_settings(
+    client: &FlyClient,
+    label: &str,
+    app: &str,
+    leader: &str,
+    machines: &[Machine],
+    values: &BTreeMap<&str, String>,
+) -> Result<(), ProviderError> {
+    exec(client, label, app, leader, update_command(values), None).await?;
+    for m in machines.iter().filter(|m| m.state == "started") {
+        exec(client, label, app, &m.id, apply_command(), None).await?;
+    }
+    Ok(())
+}
+
+/// Set `n` synchronous standbys (see [`set_settings`]).
 ///
 /// # Errors
 /// When an `exec` fails.
@@ -134,11 +187,8 @@ pub async fn set_sync_standbys(
     machines: &[Machine],
     n: u64,
 ) -> Result<(), ProviderError> {
-    exec(client, label, app, leader, update_command(n), None).await?;
-    for m in machines.iter().filter(|m| m.state == "started") {
-        exec(client, label, app, &m.id, apply_command(), None).await?;
-    }
-    Ok(())
+    let values = BTreeMap::from([(SYNC_SETTING, sync_value(n))]);
+    set_settings(client, label, app, leader, machines, &values).await
 }
 
 #[cfg(test)]
@@ -150,7 +200,7 @@ mod tests {
         assert_eq!(sync_value(0), "''");
         assert_eq!(sync_value(2), "'ANY 2 (*)'");
         assert_eq!(crate::sql::sync_standby_count("ANY 2 (*)"), 2);
-        let c = update_command(1);
+        let c = update_command(&BTreeMap::from([(SYNC_SETTING, sync_value(1))]));
         assert_eq!(c[..5], ["curl", "-sS", "-f", "-X", "POST"]);
         assert_eq!(c[8], r#"{"synchronous_standby_names":"'ANY 1 (*)'"}"#);
         assert_eq!(

@@ -17,9 +17,9 @@ use tokio_postgres::Client;
 use super::db;
 use super::keeper::MachineRecord;
 use super::AppCtx;
-use crate::model::{Address, Agreed, Kind, ParameterSpec, Resource, Spec};
+use crate::model::{Address, Agreed, ParameterSpec, Resource, Spec};
 use crate::pgsettings::{self, Apply};
-use crate::plan::{Action, Step};
+use crate::plan::Step;
 use crate::provider::ProviderError;
 
 /// One node's settings written by `ALTER SYSTEM`: canonical value and
@@ -198,7 +198,9 @@ impl AppCtx<'_> {
             }
             Ok::<_, ProviderError>(changed)
         })?;
-        if setting.apply() == Apply::Restart && !restart_comes_later(desired, steps) {
+        if setting.apply() == Apply::Restart
+            && !crate::plan::restart_comes_later(&desired.address, steps)
+        {
             return Ok(self.restart_pending_settings()? || changed);
         }
         Ok(changed)
@@ -242,24 +244,4 @@ impl AppCtx<'_> {
         self.endpoint_refresh()?;
         Ok(true)
     }
-}
-
-/// Whether a later step of this apply sets another setting that needs a
-/// restart.
-fn restart_comes_later(this: &Resource, steps: &[Step]) -> bool {
-    let mut seen = false;
-    for s in steps {
-        if s.address == this.address {
-            seen = true;
-            continue;
-        }
-        if seen
-            && s.kind == Kind::Parameter
-            && s.action != Action::Delete
-            && pgsettings::lookup(s.address.name()).is_some_and(|p| p.apply() == Apply::Restart)
-        {
-            return true;
-        }
-    }
-    false
 }

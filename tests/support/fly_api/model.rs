@@ -649,10 +649,11 @@ impl Model {
         let body: Value = body
             .and_then(|b| serde_json::from_str(b).ok())
             .unwrap_or(Value::Null);
-        const KNOWN: [&str; 3] = [
+        const KNOWN: [&str; 4] = [
             "synchronous_standby_names",
             "max_connections",
             "shared_buffers",
+            "work_mem",
         ];
         self.last_exec_read_only = method == "GET";
         let a = self.app_mut(app);

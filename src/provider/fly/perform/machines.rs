@@ -402,8 +402,9 @@ impl Performer<'_> {
         Ok(held)
     }
 
-    /// Restart a node so it sees its grown volume: under a lease; the
-    /// leader after a switchover (as for an update), then
+    /// Restart a node (to see its grown volume, or to take a setting only
+    /// a restart takes): under a lease; the leader after a switchover (as
+    /// for an update), then
     /// `POST …/restart`, waiting for `started` and for all checks.
     pub(super) async fn restart_node(&self, m: &Machine) -> Result<(), ProviderError> {
         let leader = role_check(m) == Some("primary");
@@ -418,7 +419,7 @@ impl Performer<'_> {
                 .nonce(Some(&nonce))
                 .send_status(&[])
                 .await?;
-            tracing::info!(machine = %m.id, "restarted the node to see its grown volume");
+            tracing::info!(machine = %m.id, "restarted the node");
             self.wait_started(&m.id, "", Some(&nonce)).await?;
             self.wait_checks(&m.id, false).await
         }

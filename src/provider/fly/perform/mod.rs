@@ -9,6 +9,7 @@ mod catalog;
 mod cluster;
 mod machine_config;
 mod machines;
+mod parameters;
 mod secrets;
 mod volumes;
 
@@ -83,14 +84,7 @@ pub async fn perform(
             what: "keep backup_policy yet (continuous backups to an object store)".to_string(),
         }),
         Kind::User | Kind::Database | Kind::Attachment => s.sql().await,
-        // postgres-flex's settings API is reached through exec.
-        Kind::Parameter => Err(ProviderError::Unsupported {
-            provider: "fly",
-            what: format!(
-                "set PostgreSQL settings yet ({}: [postgres.parameters] works with the local provider)",
-                step.address
-            ),
-        }),
+        Kind::Parameter => s.parameter().await,
     }
 }
 
