@@ -3,6 +3,7 @@
 //! do, one plan step at a time. See `docs/fly-provider.md` for what is and
 //! is not possible through that API.
 
+mod adopt;
 mod api;
 mod client;
 mod exec;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use reqwest::Method;
 use tokio_postgres::{Client, NoTls};
 
+use super::adopt;
 use super::api::{ListSecretsResponse, Machine, UpdateSecretsRequest, UpdateSecretsResponse};
 use super::client::FlyClient;
 use super::exec::ExecSession;
@@ -193,16 +194,19 @@ impl<'a> Primary for FlyPrimary<'a> {
 /// Consumer apps' secrets through the Machines API, with what flyplan set
 /// recorded in the cluster's ledger.
 pub struct FlyConsumers<'a> {
-    p: &'a FlyProvider,
+    pub(super) p: &'a FlyProvider,
     ledger: Ledger,
     /// The host attachment URLs name (see [`FlyProvider::attach_host`]).
     host: String,
     /// The cluster app.
-    cluster: String,
+    pub(super) cluster: String,
 }
 
 impl FlyConsumers<'_> {
-    async fn list_secrets(&self, app: &str) -> Result<Option<ListSecretsResponse>, ProviderError> {
+    pub(super) async fn list_secrets(
+        &self,
+        app: &str,
+    ) -> Result<Option<ListSecretsResponse>, ProviderError> {
         let label = format!("read the secrets of attached app {app}");
         self.p
             .client
@@ -232,7 +236,7 @@ impl FlyConsumers<'_> {
     }
 
     /// Fly's attachment records of this cluster on `app`.
-    async fn records(&self, app: &str) -> Result<Vec<AttachmentRecord>, ProviderError> {
+    pub(super) async fn records(&self, app: &str) -> Result<Vec<AttachmentRecord>, ProviderError> {
         let label = format!("read {}", self.record_label(app));
         self.p
             .graphql
@@ -529,7 +533,13 @@ impl FlyProvider {
                 return attachments::observe_unverified(&consumers).await;
             }
         };
-        out.extend(attachments::observe(&session, &consumers).await?);
+        let attached = attachments::observe(&session, &consumers).await?;
+        let seen = attached
+            .iter()
+            .map(|r| r.address.name().to_string())
+            .collect();
+        out.extend(attached);
+        out.extend(adopt::observe(&consumers, &session, &seen).await?);
         Ok(out)
     }
 
