@@ -1364,3 +1364,53 @@ fn every_vm_size_preset_flyctl_knows_round_trips() {
         api.assert_conformant();
     }
 }
+
+/// The plan's notes say what the fly provider does: a removed node is
+/// stopped, destroyed and unregistered with `pg_unregister` (no drain), a
+/// leader update waits for a switchover only when a standby qualifies, and
+/// a grown volume may restart its node.
+#[test]
+fn plan_notes_say_what_the_fly_provider_does() {
+    let (api, _dir, p, mut c) = setup();
+    converge(&api, &p, &c);
+    c.instances = 2;
+    c.image = "flyio/postgres-flex:15.7".to_string();
+    c.size_gb = 20;
+    let mut desired = flyplan::desired::Desired::nothing(APP);
+    for r in c.desired() {
+        desired.resources.insert(r.address.clone(), r);
+    }
+    let live = p.observe(APP).unwrap();
+    let opts = flyplan::plan::PlanOptions {
+        allow_destroy: true,
+        notes: p.plan_notes(),
+    };
+    let plan = flyplan::plan::plan(&desired, &live, opts);
+    let notes = |address: &str| -> String {
+        plan.steps
+            .iter()
+            .find(|s| s.address.as_str() == address)
+            .unwrap_or_else(|| panic!("no step {address}"))
+            .notes
+            .join("; ")
+    };
+    let all: String = plan
+        .steps
+        .iter()
+        .flat_map(|s| s.notes.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!all.contains("drained"), "{all}");
+    assert!(
+        notes("machine[iad:2]").contains("unregistered from repmgr with pg_unregister"),
+        "{all}"
+    );
+    assert!(
+        notes("machine[iad:0]").contains("updated in place when none passes the dry run"),
+        "{all}"
+    );
+    assert!(
+        notes("volume.pg_data[ams:0]").contains("its node is restarted"),
+        "{all}"
+    );
+}

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::notes::PlanNotes;
 use super::types::*;
 use crate::desired::Desired;
 use crate::live::Live;
@@ -14,6 +15,8 @@ use crate::model::{Address, Agreed, Kind, Resource, Role, Spec, OUTSIDE_FLYPLAN}
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlanOptions {
     pub allow_destroy: bool,
+    /// What the provider that will apply the plan does, for its notes.
+    pub notes: PlanNotes,
 }
 
 /// Compute the plan that turns `live` into `desired`.
@@ -259,6 +262,9 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
                     });
                 } else {
                     step.reason = format!("grow from {b} GB to {a} GB");
+                    if let Some(note) = opts.notes.volume_grow {
+                        step.notes.push(note.to_string());
+                    }
                 }
             }
         }
@@ -302,15 +308,12 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
             if step.before.as_ref().is_some_and(Resource::is_leader)
                 && step.changed.iter().any(|c| c != "state") =>
         {
-            step.notes
-                .push("current leader: updated last, after a switchover to a standby".to_string());
+            step.notes.push(opts.notes.leader_update.to_string());
         }
         (Kind::Machine, Action::Delete) => {
-            step.notes
-                .push("drained from the formation before it stops".to_string());
+            step.notes.push(opts.notes.node_delete.to_string());
             if step.before.as_ref().is_some_and(Resource::is_leader) {
-                step.notes
-                    .push("current leader: a standby is promoted first".to_string());
+                step.notes.push(opts.notes.leader_delete.to_string());
             }
         }
         (Kind::Formation, Action::Update) => {
