@@ -920,12 +920,25 @@ fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_las
     assert_eq!(
         ops(&changes),
         vec![
+            "POST /apps/{app_name}/machines/{machine_id}/lease",
             "POST /apps/{app_name}/machines/{machine_id}/stop",
             "DELETE /apps/{app_name}/machines/{machine_id}",
             "POST /apps/{app_name}/machines/{machine_id}/exec",
+            "DELETE /apps/{app_name}/machines/{machine_id}/lease",
             "DELETE /apps/{app_name}/volumes/{volume_id}"
         ]
     );
+    // Under a lease, as `fly machine destroy` (flyctl
+    // internal/command/machine/destroy.go:119-194): stop and delete carry
+    // its nonce, the delete `kill=false` (the node was stopped first), and
+    // the lease is held until pg_unregister has run.
+    let nonce = changes[0].nonce.clone();
+    assert!(nonce.is_none(), "the lease request itself has no nonce");
+    let stop = &changes[1];
+    let delete = &changes[2];
+    assert!(stop.nonce.is_some() && stop.nonce == delete.nonce);
+    assert_eq!(delete.query("kill"), Some("false"));
+    assert_eq!(changes[4].nonce, delete.nonce);
     // The removed node is unregistered on the leader, as flyctl's destroy
     // hook does (internal/command/machine/lifecycle_hooks.go:14-40;
     // postgres.go:225-259): `pg_unregister <base64(machine id)>`.
