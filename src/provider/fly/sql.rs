@@ -539,7 +539,14 @@ impl FlyProvider {
             .map(|r| r.address.name().to_string())
             .collect();
         out.extend(attached);
-        out.extend(adopt::observe(&consumers, &session, &seen).await?);
+        // A token that may not list the organization's apps (a deploy
+        // token) still observes everything flyplan made.
+        match adopt::observe(&consumers, &session, &seen).await {
+            Ok(adopted) => out.extend(adopted),
+            Err(e) => {
+                tracing::warn!(app, error = %e, "attachments made outside flyplan not observed");
+            }
+        }
         Ok(out)
     }
 
