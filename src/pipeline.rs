@@ -140,7 +140,7 @@ pub fn run<O: Operator>(
     let live = provider.observe(&app)?;
     let (plan, secrets, allow_destroy) = match mode {
         Mode::Plan { desired } => {
-            let plan = make_plan(&desired, &live, allow_destroy);
+            let plan = make_plan(provider, &desired, &live, allow_destroy);
             check_stores(provider, &desired, &plan)?;
             operator.planned(&plan);
             return Ok(Run {
@@ -155,12 +155,12 @@ pub fn run<O: Operator>(
             if let Some(id) = &restore_from {
                 seed_from(&mut desired, &live, provider, id)?;
             }
-            let plan = make_plan(&desired, &live, allow_destroy);
+            let plan = make_plan(provider, &desired, &live, allow_destroy);
             check_stores(provider, &desired, &plan)?;
             (plan, desired.secret_values, allow_destroy)
         }
         Mode::Destroy { app } => {
-            let plan = make_plan(&Desired::nothing(&app), &live, true);
+            let plan = make_plan(provider, &Desired::nothing(&app), &live, true);
             (plan, SecretValues::default(), true)
         }
         Mode::ApplySaved { planfile } => {
@@ -243,8 +243,12 @@ fn check_stores(
     Ok(())
 }
 
-fn make_plan(desired: &Desired, live: &Live, allow_destroy: bool) -> Plan {
-    plan::plan(desired, live, PlanOptions { allow_destroy })
+fn make_plan(provider: &dyn Provider, desired: &Desired, live: &Live, allow_destroy: bool) -> Plan {
+    let opts = PlanOptions {
+        allow_destroy,
+        notes: provider.plan_notes(),
+    };
+    plan::plan(desired, live, opts)
 }
 
 /// Ask the operator, then apply.

@@ -920,12 +920,25 @@ fn destroying_a_replica_removes_its_machine_then_its_volume_and_the_app_goes_las
     assert_eq!(
         ops(&changes),
         vec![
+            "POST /apps/{app_name}/machines/{machine_id}/lease",
             "POST /apps/{app_name}/machines/{machine_id}/stop",
             "DELETE /apps/{app_name}/machines/{machine_id}",
             "POST /apps/{app_name}/machines/{machine_id}/exec",
+            "DELETE /apps/{app_name}/machines/{machine_id}/lease",
             "DELETE /apps/{app_name}/volumes/{volume_id}"
         ]
     );
+    // Under a lease, as `fly machine destroy` (flyctl
+    // internal/command/machine/destroy.go:119-194): stop and delete carry
+    // its nonce, the delete `kill=false` (the node was stopped first), and
+    // the lease is held until pg_unregister has run.
+    let nonce = changes[0].nonce.clone();
+    assert!(nonce.is_none(), "the lease request itself has no nonce");
+    let stop = &changes[1];
+    let delete = &changes[2];
+    assert!(stop.nonce.is_some() && stop.nonce == delete.nonce);
+    assert_eq!(delete.query("kill"), Some("false"));
+    assert_eq!(changes[4].nonce, delete.nonce);
     // The removed node is unregistered on the leader, as flyctl's destroy
     // hook does (internal/command/machine/lifecycle_hooks.go:14-40;
     // postgres.go:225-259): `pg_unregister <base64(machine id)>`.
@@ -1420,4 +1433,54 @@ fn postgresql_settings_go_through_the_settings_api_with_a_rolling_restart() {
     let again = plan(&desired, &p.observe(APP).unwrap());
     assert!(again.is_empty(), "{again:?}");
     api.assert_conformant();
+}
+
+/// The plan's notes say what the fly provider does: a removed node is
+/// stopped, destroyed and unregistered with `pg_unregister` (no drain), a
+/// leader update waits for a switchover only when a standby qualifies, and
+/// a grown volume may restart its node.
+#[test]
+fn plan_notes_say_what_the_fly_provider_does() {
+    let (api, _dir, p, mut c) = setup();
+    converge(&api, &p, &c);
+    c.instances = 2;
+    c.image = "flyio/postgres-flex:15.7".to_string();
+    c.size_gb = 20;
+    let mut desired = flyplan::desired::Desired::nothing(APP);
+    for r in c.desired() {
+        desired.resources.insert(r.address.clone(), r);
+    }
+    let live = p.observe(APP).unwrap();
+    let opts = flyplan::plan::PlanOptions {
+        allow_destroy: true,
+        notes: p.plan_notes(),
+    };
+    let plan = flyplan::plan::plan(&desired, &live, opts);
+    let notes = |address: &str| -> String {
+        plan.steps
+            .iter()
+            .find(|s| s.address.as_str() == address)
+            .unwrap_or_else(|| panic!("no step {address}"))
+            .notes
+            .join("; ")
+    };
+    let all: String = plan
+        .steps
+        .iter()
+        .flat_map(|s| s.notes.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!all.contains("drained"), "{all}");
+    assert!(
+        notes("machine[iad:2]").contains("unregistered from repmgr with pg_unregister"),
+        "{all}"
+    );
+    assert!(
+        notes("machine[iad:0]").contains("updated in place when none passes the dry run"),
+        "{all}"
+    );
+    assert!(
+        notes("volume.pg_data[ams:0]").contains("its node is restarted"),
+        "{all}"
+    );
 }

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use fly_api::cluster::*;
-use fly_api::model::AppRec;
 use fly_api::postgres::Server;
 use fly_api::FlyApi;
 use flyplan::desired::Desired;
@@ -64,18 +63,6 @@ fn sql_desired() -> (Vec<Resource>, SecretValues) {
     (wanted, SecretValues::new(env))
 }
 
-/// The attached app `myapp`, an app with no machines.
-fn add_consumer_app(api: &FlyApi) {
-    api.state().model.apps.insert(
-        "myapp".to_string(),
-        AppRec {
-            name: "myapp".to_string(),
-            org: "personal".to_string(),
-            ..Default::default()
-        },
-    );
-}
-
 /// Fly's attachment records on `myapp`, as `(cluster, database, user,
 /// variable)`.
 fn records(api: &FlyApi) -> Vec<(String, String, String, String)> {
@@ -126,7 +113,7 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
     let p = provider_with_route(&api, dir.path(), Some(route));
     let c = Cluster::example(APP);
     converge(&api, &p, &c);
-    add_consumer_app(&api);
+    api.add_consumer_app("myapp");
     let (want, secrets) = sql_desired();
     let ctx = StepContext {
         app: APP,
@@ -282,16 +269,9 @@ async fn roles_databases_and_attachments_go_through_the_route_and_the_secrets_en
 
 /// `flyplan --provider fly` with flyctl's variables and no SQL route.
 fn flyplan(api: &FlyApi, state: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_flyplan"))
-        .args(["--provider", "fly", "--state-dir"])
-        .arg(state)
+    api.cli(state)
         .args(args)
-        .env("FLY_API_TOKEN", fly_api::TOKEN)
-        .env("FLY_FLAPS_BASE_URL", api.base_url())
-        .env("FLY_API_BASE_URL", api.base_url())
         .env("PG_PASSWORD", OPERATOR)
-        .env_remove("FLYPLAN_FLY_PG_URL")
-        .env_remove("PGPASSWORD")
         .output()
         .unwrap()
 }
@@ -306,7 +286,7 @@ async fn apply_from_nothing_runs_sql_on_the_leader_through_exec_and_replans_clea
     let server = std::sync::Arc::new(Server::start("initial-not-the-operator"));
     let api = FlyApi::start();
     api.state().model.postgres = Some(server.clone());
-    add_consumer_app(&api);
+    api.add_consumer_app("myapp");
     let dir = tempfile::tempdir().unwrap();
     let example =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fly.toml"))
@@ -416,17 +396,5 @@ async fn apply_from_nothing_runs_sql_on_the_leader_through_exec_and_replans_clea
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("No changes"), "{out}");
-    let reqs = api.requests();
-    assert!(
-        reqs.iter()
-            .any(|r| r.op() == "POST /apps/{app_name}/machines/{machine_id}/exec"),
-        "roles were read through exec"
-    );
-    let writes: Vec<String> = reqs
-        .iter()
-        .filter(|r| !r.is_get())
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
-    assert!(writes.is_empty(), "{writes:?}");
-    api.assert_conformant();
+    api.assert_read_roles_and_changed_nothing();
 }

@@ -51,6 +51,7 @@ fn run_case(dir: &Path) -> Outputs {
     let live = Live::load(&dir.join("live.json")).expect("live.json loads");
     let opts = PlanOptions {
         allow_destroy: args.iter().any(|a| a == "--allow-destroy"),
+        ..PlanOptions::default()
     };
     let p = plan(&desired, &live, opts);
     Outputs {

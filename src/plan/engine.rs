@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::notes::PlanNotes;
 use super::types::*;
 use crate::desired::Desired;
 use crate::live::Live;
@@ -15,6 +16,8 @@ use crate::pgsettings::{self, Apply};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlanOptions {
     pub allow_destroy: bool,
+    /// What the provider that will apply the plan does, for its notes.
+    pub notes: PlanNotes,
 }
 
 /// Compute the plan that turns `live` into `desired`.
@@ -262,6 +265,9 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
                     });
                 } else {
                     step.reason = format!("grow from {b} GB to {a} GB");
+                    if let Some(note) = opts.notes.volume_grow {
+                        step.notes.push(note.to_string());
+                    }
                 }
             }
         }
@@ -305,16 +311,15 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
             if step.before.as_ref().is_some_and(Resource::is_leader)
                 && step.changed.iter().any(|c| c != "state") =>
         {
-            step.notes
-                .push("current leader: updated last, after a switchover to a standby".to_string());
-            step.notes.push(SWITCHOVER_PAUSE.to_string());
+            step.notes.push(opts.notes.leader_update.to_string());
+            if let Some(pause) = opts.notes.switchover_pause {
+                step.notes.push(pause.to_string());
+            }
         }
         (Kind::Machine, Action::Delete) => {
-            step.notes
-                .push("drained from the formation before it stops".to_string());
+            step.notes.push(opts.notes.node_delete.to_string());
             if step.before.as_ref().is_some_and(Resource::is_leader) {
-                step.notes
-                    .push("current leader: a standby is promoted first".to_string());
+                step.notes.push(opts.notes.leader_delete.to_string());
             }
         }
         (Kind::BackupPolicy, Action::Delete) => {
@@ -373,9 +378,6 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
 
 /// How long writes pause for a planned switchover, as measured (see
 /// BENCHMARKS.md, "Rolling update").
-const SWITCHOVER_PAUSE: &str = "writes through the leader endpoint pause during the switchover: \
-     about 3 s on an idle local machine, up to 9 s measured on a busy one";
-
 /// Phases in execution order; each step depends on the steps of the
 /// nearest earlier phase that has any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

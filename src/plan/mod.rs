@@ -2,9 +2,11 @@
 //! plan's types.
 
 pub mod engine;
+pub mod notes;
 pub mod types;
 
 pub use engine::{plan, show_value, PlanOptions};
+pub use notes::PlanNotes;
 pub use types::*;
 
 /// Whether a step after the one for `this` in `steps` sets another

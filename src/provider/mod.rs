@@ -11,7 +11,7 @@ pub use crate::error::ProviderError;
 pub use crate::secrets::SecretValues;
 
 use crate::live::Live;
-use crate::plan::Step;
+use crate::plan::{PlanNotes, Step};
 
 /// What a step did, so re-running it is visibly harmless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,6 +104,12 @@ pub trait Provider: Send + Sync {
     /// When the step could not be completed; dependants must not run, and a
     /// later apply re-plans from what was observed.
     fn perform(&self, step: &Step, ctx: &StepContext<'_>) -> Result<Outcome, ProviderError>;
+
+    /// What this provider does for each kind of topology action, as the
+    /// plan's notes say it.
+    fn plan_notes(&self) -> PlanNotes {
+        PlanNotes::default()
+    }
 
     /// Observe with the extra checks `flyplan status` shows (replication
     /// lag, connections, disk) in each resource's `status`.

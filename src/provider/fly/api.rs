@@ -337,6 +337,19 @@ pub struct ListSecretsResponse {
     pub secrets: Vec<AppSecret>,
 }
 
+/// One entry of `GET /apps?org_slug=` (`ListApp`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListApp {
+    pub name: String,
+}
+
+/// `GET /apps?org_slug=` (`ListAppsResponse`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListAppsResponse {
+    #[serde(default)]
+    pub apps: Vec<ListApp>,
+}
+
 /// `POST /apps/{app_name}/secrets`: `null` unsets a secret. The values are
 /// secret: this type has no `Debug`.
 #[derive(Serialize)]

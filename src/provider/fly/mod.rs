@@ -3,6 +3,7 @@
 //! do, one plan step at a time. See `docs/fly-provider.md` for what is and
 //! is not possible through that API.
 
+mod adopt;
 mod api;
 mod client;
 mod exec;
@@ -20,7 +21,7 @@ pub use client::RetryPolicy;
 pub use sql::{PgRoute, ROUTE_VAR};
 
 use crate::live::Live;
-use crate::plan::Step;
+use crate::plan::{PlanNotes, Step};
 use crate::provider::{LockGuard, Outcome, Provider, ProviderError, StepContext};
 use client::FlyClient;
 use graphql::GraphqlClient;
@@ -219,6 +220,26 @@ use crate::secrets::digest as secret_digest;
 impl Provider for FlyProvider {
     fn name(&self) -> &'static str {
         "fly"
+    }
+
+    /// What `perform` does (see `perform/machines.rs` and
+    /// `perform/volumes.rs`): no drain, the node is destroyed and then
+    /// unregistered; a leader change waits for a switchover only when a
+    /// standby qualifies.
+    fn plan_notes(&self) -> PlanNotes {
+        PlanNotes {
+            leader_update: "current leader: updated last, after a repmgr switchover to a healthy \
+                 standby of the primary region; updated in place when none passes the dry run",
+            switchover_pause: None,
+            node_delete: "stopped, destroyed, then unregistered from repmgr with pg_unregister \
+                 on the leader",
+            leader_delete: "current leader: destroyed without a switchover first; flyplan \
+                 promotes no standby",
+            volume_grow: Some(
+                "when Fly answers that the volume needs a restart, its node is restarted in this \
+                 apply (the leader after a switchover)",
+            ),
+        }
     }
 
     fn observe(&self, app: &str) -> Result<Live, ProviderError> {

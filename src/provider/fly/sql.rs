@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use reqwest::Method;
 use tokio_postgres::{Client, NoTls};
 
+use super::adopt;
 use super::api::{ListSecretsResponse, Machine, UpdateSecretsRequest, UpdateSecretsResponse};
 use super::client::FlyClient;
 use super::exec::ExecSession;
@@ -200,16 +201,19 @@ impl<'a> Primary for FlyPrimary<'a> {
 /// Consumer apps' secrets through the Machines API, with what flyplan set
 /// recorded in the cluster's ledger.
 pub struct FlyConsumers<'a> {
-    p: &'a FlyProvider,
+    pub(super) p: &'a FlyProvider,
     ledger: Ledger,
     /// The host attachment URLs name (see [`FlyProvider::attach_host`]).
     host: String,
     /// The cluster app.
-    cluster: String,
+    pub(super) cluster: String,
 }
 
 impl FlyConsumers<'_> {
-    async fn list_secrets(&self, app: &str) -> Result<Option<ListSecretsResponse>, ProviderError> {
+    pub(super) async fn list_secrets(
+        &self,
+        app: &str,
+    ) -> Result<Option<ListSecretsResponse>, ProviderError> {
         let label = format!("read the secrets of attached app {app}");
         self.p
             .client
@@ -239,7 +243,7 @@ impl FlyConsumers<'_> {
     }
 
     /// Fly's attachment records of this cluster on `app`.
-    async fn records(&self, app: &str) -> Result<Vec<AttachmentRecord>, ProviderError> {
+    pub(super) async fn records(&self, app: &str) -> Result<Vec<AttachmentRecord>, ProviderError> {
         let label = format!("read {}", self.record_label(app));
         self.p
             .graphql
@@ -536,7 +540,20 @@ impl FlyProvider {
                 return attachments::observe_unverified(&consumers).await;
             }
         };
-        out.extend(attachments::observe(&session, &consumers).await?);
+        let attached = attachments::observe(&session, &consumers).await?;
+        let seen = attached
+            .iter()
+            .map(|r| r.address.name().to_string())
+            .collect();
+        out.extend(attached);
+        // A token that may not list the organization's apps (a deploy
+        // token) still observes everything flyplan made.
+        match adopt::observe(&consumers, &session, &seen).await {
+            Ok(adopted) => out.extend(adopted),
+            Err(e) => {
+                tracing::warn!(app, error = %e, "attachments made outside flyplan not observed");
+            }
+        }
         Ok(out)
     }
 

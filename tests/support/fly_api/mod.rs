@@ -199,6 +199,51 @@ impl FlyApi {
         self.state().faults.push(fault);
     }
 
+    /// An app to attach to, with no machines, in organization `personal`.
+    pub fn add_consumer_app(&self, name: &str) {
+        self.state().model.apps.insert(
+            name.to_string(),
+            model::AppRec {
+                name: name.to_string(),
+                org: "personal".to_string(),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// `flyplan --provider fly --state-dir STATE` with flyctl's variables
+    /// pointing at this server, and no SQL route.
+    pub fn cli(&self, state: &std::path::Path) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_flyplan"));
+        c.args(["--provider", "fly", "--state-dir"])
+            .arg(state)
+            .env("FLY_API_TOKEN", TOKEN)
+            .env("FLY_FLAPS_BASE_URL", self.base_url())
+            .env("FLY_API_BASE_URL", self.base_url())
+            .env_remove("FLYPLAN_FLY_PG_URL")
+            .env_remove("PGPASSWORD");
+        c
+    }
+
+    /// Panics unless the requests so far read roles through `exec` and
+    /// changed nothing (only reads, see [`Recorded::is_get`]), all within
+    /// the API description.
+    pub fn assert_read_roles_and_changed_nothing(&self) {
+        let reqs = self.requests();
+        assert!(
+            reqs.iter()
+                .any(|r| r.op() == "POST /apps/{app_name}/machines/{machine_id}/exec"),
+            "roles were read through exec"
+        );
+        let writes: Vec<String> = reqs
+            .iter()
+            .filter(|r| !r.is_get())
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(writes.is_empty(), "{writes:?}");
+        self.assert_conformant();
+    }
+
     /// Panics when a request did not match the API description.
     pub fn assert_conformant(&self) {
         let v = self.state().violations.clone();

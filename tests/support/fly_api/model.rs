@@ -325,7 +325,7 @@ impl Model {
                     segs,
                     q("state"),
                     q("instance_id"),
-                    q("force"),
+                    q("kill"),
                     body,
                     nonce,
                 )
@@ -968,7 +968,7 @@ impl Model {
         segs: &[String],
         state: Option<&str>,
         instance_id: Option<&str>,
-        force: Option<&str>,
+        kill: Option<&str>,
         body: Option<&Value>,
         nonce: Option<&str>,
     ) -> Reply {
@@ -1049,6 +1049,9 @@ impl Model {
                 Reply::empty(200)
             }
             "POST /apps/{app_name}/machines/{machine_id}/stop" => {
+                if !lease_ok(m) {
+                    return Reply::error(409, "machine has an active lease held by someone else");
+                }
                 m.json["state"] = json!("stopped");
                 Reply::empty(200)
             }
@@ -1061,7 +1064,10 @@ impl Model {
                 Reply::empty(204)
             }
             "DELETE /apps/{app_name}/machines/{machine_id}" => {
-                if m.state() == "started" && force != Some("true") {
+                if !lease_ok(m) {
+                    return Reply::error(409, "machine has an active lease held by someone else");
+                }
+                if m.state() == "started" && kill != Some("true") {
                     return Reply::error(
                         412,
                         "failed_precondition: machine still active, refusing to delete",

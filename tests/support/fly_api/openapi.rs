@@ -245,7 +245,10 @@ impl Spec {
 ///   `UpdateVolumeRequest`;
 /// - `compute_image` on `CreateVolumeRequest` (volume_types.go:48-50), the
 ///   placement hint flyctl sends next to `compute`;
-/// - `stdin` on `MachineExecRequest` (machine_types.go:1188-1196).
+/// - `stdin` on `MachineExecRequest` (machine_types.go:1188-1196);
+/// - `?kill=` on `DELETE /apps/{app_name}/machines/{machine_id}`, which
+///   fly-go's `Destroy` sends (flaps/flaps_machines.go:233-248, as flyctl
+///   `internal/command/machine/destroy.go:160-194` calls it).
 pub fn overlay(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
     for s in ["CreateVolumeRequest", "UpdateVolumeRequest"] {
@@ -261,6 +264,12 @@ pub fn overlay(doc: &mut Value) {
     let mut put = volume["post"].clone();
     put["operationId"] = json!("Volumes_update_put");
     volume["put"] = put;
+    let delete_machine = &mut paths["/apps/{app_name}/machines/{machine_id}"]["delete"];
+    let kill = json!({"in": "query", "name": "kill", "schema": {"type": "boolean"}});
+    match delete_machine["parameters"].as_array_mut() {
+        Some(params) => params.push(kill),
+        None => delete_machine["parameters"] = json!([kill]),
+    }
     let create_app = &mut paths["/apps"]["post"];
     let wait = json!({"in": "query", "name": "wait", "schema": {"type": "boolean"}});
     match create_app["parameters"].as_array_mut() {

@@ -482,17 +482,25 @@ impl Performer<'_> {
     }
 
     /// Destroy the node, then unregister it from repmgr on the leader, as
-    /// flyctl's destroy hook does for a repmgr image
-    /// (`internal/command/machine/lifecycle_hooks.go`): `pg_unregister
-    /// <base64 machine id>` on the leader, which answers
-    /// `{success, message, data}` on stdout. flyctl runs it over SSH;
-    /// flyplan through the Machines API `exec` endpoint.
+    /// `fly machine destroy` does for a repmgr image
+    /// (`internal/command/machine/destroy.go:119-194`,
+    /// `lifecycle_hooks.go`): a lease on the node first, held until the
+    /// destroy hook has run; then `pg_unregister <base64 machine id>` on the
+    /// leader, which answers `{success, message, data}` on stdout. flyctl
+    /// runs it over SSH; flyplan through the Machines API `exec` endpoint.
     pub(super) async fn delete_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
-        let outcome = self.destroy_machine(m).await?;
-        if outcome == Outcome::Deleted {
-            self.unregister(&m.id).await?;
+        let nonce = self.acquire_lease(&m.id).await?;
+        let result = async {
+            let outcome = self.destroy_machine(m, &nonce).await?;
+            if outcome == Outcome::Deleted {
+                self.unregister(&m.id).await?;
+            }
+            Ok(outcome)
         }
-        Ok(outcome)
+        .await;
+        // Gone with the machine once it is destroyed (a 404 then).
+        self.release_lease(&m.id, &nonce).await;
+        result
     }
 
     /// Run `command` in machine `id`; a non-zero exit code is an error.
@@ -545,10 +553,11 @@ impl Performer<'_> {
         Ok(())
     }
 
-    /// Stop, wait for `stopped`, then destroy. The 2024 API description has
-    /// no `force`/`kill` parameter on delete (flyctl sends `kill=true`), so
-    /// the machine is stopped first, which any API version accepts.
-    async fn destroy_machine(&self, m: &Machine) -> Result<Outcome, ProviderError> {
+    /// Stop, wait for `stopped`, then `DELETE …?kill=false` with the lease's
+    /// nonce, as `fly machine destroy` without `--force` sends it (fly-go
+    /// `flaps/flaps_machines.go`, `Destroy`): a node that started again in
+    /// between is refused, not killed.
+    async fn destroy_machine(&self, m: &Machine, nonce: &str) -> Result<Outcome, ProviderError> {
         if m.state != "stopped" {
             let stopped = self
                 .client()
@@ -557,14 +566,31 @@ impl Performer<'_> {
                     Method::POST,
                     &["apps", self.app, "machines", &m.id, "stop"],
                 )
+                .nonce(Some(nonce))
                 .send_status(&[StatusCode::NOT_FOUND])
                 .await?;
             if stopped == StatusCode::NOT_FOUND {
                 return Ok(Outcome::NotNeeded);
             }
-            self.wait_state(&m.id, "", "stopped", None).await?;
+            self.wait_state(&m.id, "", "stopped", Some(nonce)).await?;
         }
-        self.delete_at(&["apps", self.app, "machines", &m.id]).await
+        let status = self
+            .client()
+            .request(
+                &self.label,
+                Method::DELETE,
+                &["apps", self.app, "machines", &m.id],
+            )
+            .query("kill", "false")
+            .nonce(Some(nonce))
+            .send_status(&[StatusCode::NOT_FOUND])
+            .await?;
+        Ok(if status == StatusCode::NOT_FOUND {
+            Outcome::NotNeeded
+        } else {
+            tracing::info!(machine = %m.id, "destroyed");
+            Outcome::Deleted
+        })
     }
 
     /// A replace of a volume or machine: the old one goes, the new one comes.
