@@ -376,8 +376,6 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
     }
 }
 
-/// How long writes pause for a planned switchover, as measured (see
-/// BENCHMARKS.md, "Rolling update").
 /// Phases in execution order; each step depends on the steps of the
 /// nearest earlier phase that has any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -385,6 +383,7 @@ enum Phase {
     App,
     Secret,
     Volume,
+    LeaderVolume,
     FirstMachine,
     Machines,
     LeaderMachine,
@@ -410,11 +409,25 @@ enum Phase {
     DeleteApp,
 }
 
+/// Whether the live leader's machine mounts `volume`.
+fn mounted_by_leader(volume: &Address, live: &Live) -> bool {
+    live.of_kind(Kind::Machine)
+        .filter(|r| r.is_leader())
+        .filter_map(Resource::machine)
+        .any(|m| m.volume.as_ref() == Some(volume))
+}
+
 fn phase(step: &Step, live: &Live, first_machine: Option<&Address>) -> Phase {
     let deleting = step.action == Action::Delete;
     match (step.kind, deleting) {
         (Kind::App, false) => Phase::App,
         (Kind::Secret, false) => Phase::Secret,
+        // A grown volume may restart its node: the leader's goes last.
+        (Kind::Volume, false)
+            if step.action == Action::Update && mounted_by_leader(&step.address, live) =>
+        {
+            Phase::LeaderVolume
+        }
         (Kind::Volume, false) => Phase::Volume,
         (Kind::Machine, false) => {
             if Some(&step.address) == first_machine {

@@ -10,7 +10,8 @@
 pub struct PlanNotes {
     /// An update of the current leader's machine (image, size...).
     pub leader_update: &'static str,
-    /// How long writes pause for that switchover, when measured.
+    /// How long writes pause for that switchover, when measured (see
+    /// BENCHMARKS.md, "Rolling update").
     pub switchover_pause: Option<&'static str>,
     /// The removal of a node.
     pub node_delete: &'static str,
