@@ -359,11 +359,31 @@ fn an_image_upgrade_updates_replicas_then_switches_over_and_updates_the_old_lead
     let done = apply(&p, &c, &steps).unwrap();
     assert!(done.iter().all(|(_, o)| *o == Outcome::Updated));
 
-    // Replicas: lease → update with its nonce → release, machine after
-    // machine.
+    // Every machine is leased before the first is touched, as `fly image
+    // update` does (flyctl `internal/command/image/update_machines.go:96-101`);
+    // then the replicas, machine after machine, each under its lease; then
+    // a switchover to a healthy standby of the primary region (a dry run,
+    // then the real one, as `fly pg failover` picks its new leader); then
+    // the old leader; then every lease released.
+    let lease = "POST /apps/{app_name}/machines/{machine_id}/lease";
+    let exec = "POST /apps/{app_name}/machines/{machine_id}/exec";
+    let update = "POST /apps/{app_name}/machines/{machine_id}";
+    let release = "DELETE /apps/{app_name}/machines/{machine_id}/lease";
     let changes = api.changes();
-    let (replicas, last) = changes.split_at(3 * 3);
-    for (chunk, step) in replicas.chunks(3).zip(&steps) {
+    assert_eq!(
+        ops(&changes),
+        [
+            vec![lease; 4],
+            vec![update; 3],
+            vec![exec, exec, update],
+            vec![release; 4]
+        ]
+        .concat()
+    );
+    assert!(changes[..4]
+        .iter()
+        .all(|r| r.body.as_ref().unwrap()["ttl"] == 30));
+    for (r, step) in changes[4..7].iter().zip(&steps) {
         let id = step
             .before
             .as_ref()
@@ -373,36 +393,19 @@ fn an_image_upgrade_updates_replicas_then_switches_over_and_updates_the_old_lead
             .id
             .as_deref()
             .unwrap();
-        assert_eq!(
-            ops(chunk),
-            vec![
-                "POST /apps/{app_name}/machines/{machine_id}/lease",
-                "POST /apps/{app_name}/machines/{machine_id}",
-                "DELETE /apps/{app_name}/machines/{machine_id}/lease",
-            ]
-        );
-        assert!(chunk.iter().all(|r| r.path.contains(id)));
-        assert_eq!(chunk[0].body.as_ref().unwrap()["ttl"], 30);
-        assert!(chunk[1].nonce.is_some());
-        assert_eq!(chunk[1].nonce, chunk[2].nonce);
-        assert_eq!(chunk[1].body.as_ref().unwrap()["config"]["image"], c.image);
+        assert!(r.path.contains(id), "replicas in the plan's order");
+        assert_eq!(r.body.as_ref().unwrap()["config"]["image"], c.image);
     }
-    // The leader: every machine leased first, then a switchover to a
-    // healthy standby of the primary region (a dry run, then the real one,
-    // as `fly pg failover` picks its new leader), then the old leader's
-    // update under its lease, then every lease released.
-    let lease = "POST /apps/{app_name}/machines/{machine_id}/lease";
-    let exec = "POST /apps/{app_name}/machines/{machine_id}/exec";
-    let release = "DELETE /apps/{app_name}/machines/{machine_id}/lease";
-    assert_eq!(
-        ops(last),
-        [
-            vec![lease; 4],
-            vec![exec, exec, "POST /apps/{app_name}/machines/{machine_id}"],
-            vec![release; 4]
-        ]
-        .concat()
-    );
+    // Each update carries the nonce its machine's lease is released with.
+    for r in changes[4..7].iter().chain(&changes[9..10]) {
+        assert!(r.nonce.is_some());
+        let released = changes[10..]
+            .iter()
+            .find(|x| x.path.starts_with(&r.path))
+            .expect("released");
+        assert_eq!(released.nonce, r.nonce);
+    }
+    let last = &changes[3..];
     let switched = api.state().model.app(APP).switchovers.clone();
     assert_eq!(switched.len(), 1);
     assert_eq!(switched[0].0, m1);

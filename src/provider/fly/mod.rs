@@ -170,6 +170,9 @@ pub struct FlyProvider {
     /// Held from reading the app to creating a machine: steps of one apply
     /// run in parallel, and two creates must not pick the same free volume.
     placement: tokio::sync::Mutex<()>,
+    /// The leases of a rolling update, held from its first machine step to
+    /// its last (see `perform::machines`).
+    rolling: tokio::sync::Mutex<perform::RollingLeases>,
 }
 
 impl std::fmt::Debug for FlyProvider {
@@ -207,6 +210,7 @@ impl FlyProvider {
             timeouts: options.timeouts,
             pg_route: options.pg_route,
             placement: tokio::sync::Mutex::new(()),
+            rolling: tokio::sync::Mutex::new(perform::RollingLeases::default()),
         })
     }
 

@@ -16,10 +16,14 @@ impl Performer<'_> {
                 Ok(Outcome::Created)
             }
             Action::Update => {
-                let m = existing.ok_or_else(|| {
-                    self.fail(format!("{} does not exist; plan again", self.step.address))
-                })?;
-                self.update_machine(&m).await
+                let result = match existing {
+                    Some(m) => self.update_machine(&m).await,
+                    None => {
+                        Err(self.fail(format!("{} does not exist; plan again", self.step.address)))
+                    }
+                };
+                self.rolling_step_done(result.is_err()).await;
+                result
             }
             Action::Delete => {
                 let Some(m) = existing else {
@@ -296,7 +300,8 @@ impl Performer<'_> {
             return Ok(Outcome::NotNeeded);
         }
         let handover = role_check(m) == Some("primary") && config_changed;
-        let (nonce, held) = self.lease_for_change(m, handover).await?;
+        let rolling = self.rolling_lease(m).await?;
+        let (nonce, held) = self.lease_for_change(m, handover, rolling.clone()).await?;
         let result = async {
             if config_changed {
                 let body = MachineRequest {
@@ -338,9 +343,65 @@ impl Performer<'_> {
             Ok::<_, ProviderError>(())
         }
         .await;
-        self.release_lease(&m.id, &nonce).await;
+        if rolling.is_none() {
+            self.release_lease(&m.id, &nonce).await;
+        }
         self.release_all(&held).await;
         result.map(|()| Outcome::Updated)
+    }
+
+    /// The machine updates of this apply.
+    fn update_steps(&self) -> usize {
+        self.ctx
+            .steps
+            .iter()
+            .filter(|s| s.kind == Kind::Machine && s.action == Action::Update)
+            .count()
+    }
+
+    /// With more than one machine to update, every machine of the app is
+    /// leased before the first is touched, as `fly image update` does
+    /// (flyctl `internal/command/image/update_machines.go:96-101`), and the
+    /// leases are kept until the last update step ends (see
+    /// [`Self::rolling_step_done`]). Returns the nonce held for `m`.
+    async fn rolling_lease(&self, m: &Machine) -> Result<Option<String>, ProviderError> {
+        if self.update_steps() < 2 {
+            return Ok(None);
+        }
+        let mut rolling = self.p.rolling.lock().await;
+        if rolling.nonces.is_empty() {
+            let (view, _) = self.read().await?;
+            for x in &view.machines {
+                match self.acquire_lease(&x.id).await {
+                    Ok(nonce) => {
+                        rolling.nonces.insert(x.id.clone(), nonce);
+                    }
+                    Err(e) => {
+                        let held: Vec<_> =
+                            std::mem::take(&mut rolling.nonces).into_iter().collect();
+                        self.release_all(&held).await;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(rolling.nonces.get(&m.id).cloned())
+    }
+
+    /// Count a machine update step as done; after the last one, or after
+    /// a failure, release the rolling update's leases.
+    async fn rolling_step_done(&self, failed: bool) {
+        let total = self.update_steps();
+        if total < 2 {
+            return;
+        }
+        let mut rolling = self.p.rolling.lock().await;
+        rolling.done += 1;
+        if failed || rolling.done >= total {
+            let held: Vec<_> = std::mem::take(&mut rolling.nonces).into_iter().collect();
+            rolling.done = 0;
+            self.release_all(&held).await;
+        }
     }
 
     /// The lease to change `m` under, and with `handover` (a change to the
@@ -352,18 +413,23 @@ impl Performer<'_> {
         &self,
         m: &Machine,
         handover: bool,
+        rolling: Option<String>,
     ) -> Result<(String, Vec<(String, String)>), ProviderError> {
-        let held = if handover {
+        // A rolling update holds every lease already.
+        let held = if handover && rolling.is_none() {
             self.lease_others(&m.id).await?
         } else {
             Vec::new()
         };
-        let nonce = match self.acquire_lease(&m.id).await {
-            Ok(n) => n,
-            Err(e) => {
-                self.release_all(&held).await;
-                return Err(e);
-            }
+        let nonce = match rolling {
+            Some(n) => n,
+            None => match self.acquire_lease(&m.id).await {
+                Ok(n) => n,
+                Err(e) => {
+                    self.release_all(&held).await;
+                    return Err(e);
+                }
+            },
         };
         if handover {
             let switched = match self.read().await {
@@ -408,7 +474,7 @@ impl Performer<'_> {
     /// `POST …/restart`, waiting for `started` and for all checks.
     pub(super) async fn restart_node(&self, m: &Machine) -> Result<(), ProviderError> {
         let leader = role_check(m) == Some("primary");
-        let (nonce, held) = self.lease_for_change(m, leader).await?;
+        let (nonce, held) = self.lease_for_change(m, leader, None).await?;
         let result = async {
             self.client()
                 .request(
@@ -613,4 +679,12 @@ impl Performer<'_> {
         }
         Ok(Outcome::Updated)
     }
+}
+
+/// The leases a rolling update holds across its steps, by machine id, and
+/// how many of its machine update steps have ended.
+#[derive(Debug, Default)]
+pub struct RollingLeases {
+    nonces: BTreeMap<String, String>,
+    done: usize,
 }

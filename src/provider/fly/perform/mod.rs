@@ -15,6 +15,7 @@ mod volumes;
 
 use machine_config::guest_of;
 pub use machine_config::postgres_flex_config;
+pub use machines::RollingLeases;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
