@@ -739,3 +739,36 @@ fn mount_without_destination_is_refused_as_flyctl_does() {
     );
     assert!(help(&src).contains("destination = \"/data\""));
 }
+
+#[test]
+fn memory_outside_flys_limits_per_cpu_is_refused_at_the_memory_key() {
+    // fly-go `machine_types.go`: 256..=2048 MB per shared CPU, 2048..=8192
+    // per performance CPU; flyctl refuses anything else before it asks.
+    let src = with_head("[[vm]]\n  size = \"shared-cpu-1x\"\n  memory = \"4gb\"\n");
+    assert_eq!(
+        err(&src),
+        "fly.toml:5:12: 4096 MB of memory for 1 shared CPU(s) is outside Fly's limits: \
+         256 to 2048 MB (256 to 2048 MB per shared CPU)"
+    );
+    assert_eq!(caret(&src), "\"4gb\"");
+    let src = with_head("[[vm]]\n  cpu_kind = \"performance\"\n  cpus = 2\n");
+    assert!(
+        err(&src).contains("256 MB of memory for 2 performance CPU(s)"),
+        "{}",
+        err(&src)
+    );
+    assert_eq!(caret(&src), "2");
+    // Within the limits, and every preset, is accepted.
+    for ok in [
+        "[[vm]]\n  size = \"shared-cpu-2x\"\n  memory = \"4gb\"\n",
+        "[[vm]]\n  size = \"performance-2x\"\n  memory = \"16gb\"\n",
+        "[[vm]]\n  cpu_kind = \"shared\"\n  cpus = 1\n  memory = \"256mb\"\n",
+    ] {
+        config::parse(Path::new("fly.toml"), &with_head(ok))
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for (size, ..) in flyplan::config::presets::PRESETS {
+        let src = with_head(&format!("[[vm]]\n  size = \"{size}\"\n"));
+        config::parse(Path::new("fly.toml"), &src).unwrap_or_else(|e| panic!("{size}: {e}"));
+    }
+}

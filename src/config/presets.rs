@@ -25,6 +25,18 @@ pub fn preset(size: &str) -> Option<(&'static str, u32, u32)> {
         .map(|(_, kind, cpus, mb)| (*kind, *cpus, *mb))
 }
 
+/// The memory per CPU Fly accepts for a CPU kind, in MB: at least and at
+/// most (fly-go `machine_types.go`: `MIN_MEMORY_MB_PER_SHARED_CPU`,
+/// `MAX_MEMORY_MB_PER_SHARED_CPU`, `MIN_MEMORY_MB_PER_CPU`,
+/// `MAX_MEMORY_MB_PER_CPU`).
+pub fn memory_per_cpu(cpu_kind: &str) -> Option<(u32, u32)> {
+    match cpu_kind {
+        "shared" => Some((256, 2048)),
+        "performance" => Some((2048, 8192)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,7 +194,33 @@ impl Reader<'_> {
         if let Some(kind) = self.get_choice(t, "cpu_kind", &["shared", "performance"]) {
             vm.cpu_kind = kind;
         }
+        self.check_memory_per_cpu(t, &vm);
         vm
+    }
+
+    /// Fly refuses a guest whose memory per CPU is outside its limits for
+    /// the CPU kind, as flyctl does before it asks; so does flyplan, at the
+    /// key that set the memory (or the CPUs, or the size).
+    fn check_memory_per_cpu(&mut self, t: &Tbl, vm: &VmConfig) {
+        let Some((min, max)) = crate::config::presets::memory_per_cpu(&vm.cpu_kind) else {
+            return;
+        };
+        let (lo, hi) = (min * vm.cpus, max * vm.cpus);
+        if (lo..=hi).contains(&vm.memory_mb) {
+            return;
+        }
+        let at = ["memory", "memory_mb", "cpus", "size", "cpu_kind"]
+            .iter()
+            .find_map(|k| self.field(t, k));
+        let message = format!(
+            "{} MB of memory for {} {} CPU(s) is outside Fly's limits: {lo} to {hi} MB \
+             ({min} to {max} MB per {} CPU)",
+            vm.memory_mb, vm.cpus, vm.cpu_kind, vm.cpu_kind
+        );
+        let help = "Fly refuses such a machine (fly-go machine_types.go); change memory or cpus";
+        if let Some(f) = at {
+            self.invalid_help(&f, message, help);
+        }
     }
 }
 
