@@ -52,6 +52,22 @@ impl<'a> AppCtx<'a> {
         Ok(())
     }
 
+    /// Remove pg_autoctl's runtime files (its pidfile) of `pgdata`, once
+    /// every process of that server is stopped: a pidfile naming a killed
+    /// pg_autoctl that is not reaped yet (a zombie still answers
+    /// `kill(pid, 0)`) makes the next `pg_autoctl run` refuse to start.
+    pub fn forget_autoctl_runtime(&self, pgdata: &Path) -> Result<(), ProviderError> {
+        let rel = pgdata.strip_prefix("/").unwrap_or(pgdata);
+        state::remove_dir(
+            &self
+                .paths
+                .run()
+                .join("runtime")
+                .join("pg_autoctl")
+                .join(rel),
+        )
+    }
+
     pub(super) fn exists(&self) -> bool {
         self.paths.app_json().exists()
     }

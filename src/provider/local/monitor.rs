@@ -265,6 +265,7 @@ impl AppCtx<'_> {
         }
         if !self.monitor_running() {
             self.stop_monitor();
+            self.forget_autoctl_runtime(&pgdata)?;
             let mut cmd = self.autoctl();
             cmd.env("FLYPLAN_SERVER", "monitor")
                 .args(["run", "--pgdata"])
