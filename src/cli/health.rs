@@ -125,15 +125,20 @@ fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / 1_048_576.0)
 }
 
+/// `part` of `whole` as a fraction; 0 of nothing.
+fn share_of(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
 /// `vm`: free disk on the volume, load per CPU, available memory.
 pub fn vm_check(c: &Checks, cpus: u32) -> Check {
     let mut f = Findings::new();
     if let (Some(free), Some(size)) = (c.disk_free_bytes, c.disk_size_bytes) {
-        let share = if size == 0 {
-            0.0
-        } else {
-            free as f64 / size as f64
-        };
+        let share = share_of(free, size);
         f.add(
             by_low_share(share, DISK_FREE_WARNING, DISK_FREE_CRITICAL),
             format!(
@@ -152,11 +157,7 @@ pub fn vm_check(c: &Checks, cpus: u32) -> Check {
         );
     }
     if let (Some(avail), Some(total)) = (c.memory_available_bytes, c.memory_total_bytes) {
-        let share = if total == 0 {
-            0.0
-        } else {
-            avail as f64 / total as f64
-        };
+        let share = share_of(avail, total);
         f.add(
             by_low_share(share, MEMORY_FREE_WARNING, MEMORY_FREE_CRITICAL),
             format!("memory {} available of {}", mib(avail), mib(total)),
