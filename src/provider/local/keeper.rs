@@ -46,7 +46,7 @@ host    all          all                        ::1/128       scram-sha-256
 /// Seconds after which a keeper that reaches neither the monitor nor any
 /// standby demotes its primary (pg_autoctl's default is 20); see
 /// `monitor::MONITOR_CONF` for how this bounds `primary_demote_timeout`.
-pub const NETWORK_PARTITION_TIMEOUT: u32 = 2;
+pub const NETWORK_PARTITION_TIMEOUT: u32 = 1;
 
 /// Attributes recorded as labels: the local machine runs one PostgreSQL,
 /// whatever image and VM size were declared.

@@ -17,20 +17,25 @@ use crate::provider::ProviderError;
 /// The formation and group every node of an app belongs to.
 pub const FORMATION: &str = "default";
 
-/// Monitor settings for fast failover. With 1 s checks, a 1 s timeout, one
-/// retry 500 ms later, and 3 s without a report before a node is unhealthy,
-/// a lost node is noticed in about 3-4 s.
+/// Monitor settings for fast failover. The monitor checks each node every
+/// 500 ms (1 s timeout, one retry 250 ms later), and a node whose check
+/// fails and whose keeper has not reported for 1 s is unhealthy: a killed
+/// leader is noticed in about 1.5 s. (pg_autoctl reports every second, so
+/// a live keeper is never 1 s late unless its machine stalls, and then the
+/// check must fail too.)
 ///
 /// `primary_demote_timeout` is how long the monitor waits for an
 /// unreachable primary to step down before it promotes a standby: the
-/// guard against two primaries. It is 3 s here because every keeper is
-/// configured (see `keeper::NETWORK_PARTITION_TIMEOUT`) to demote its own
-/// primary after 2 s without the monitor and without a standby, and the
-/// standby that is about to be promoted disconnects from the old primary
-/// (at `report_lsn`) at least 3 s before the demote timeout ends: an
-/// isolated old primary has stopped accepting writes before the new one
-/// accepts any. (With pg_autoctl's defaults, 20 s, a 5 s demote timeout
-/// gave no such guarantee.)
+/// guard against two primaries. Its clock starts when the chosen standby is
+/// told to stop replicating, after every standby has restarted without the
+/// old primary (`report_lsn`) and the candidate has caught up
+/// (`prepare_promotion`). Every keeper demotes its own primary after
+/// `keeper::NETWORK_PARTITION_TIMEOUT` (1 s) without the monitor and
+/// without a standby, so an isolated old primary stops accepting writes
+/// before the new one accepts any; with `sync_standbys` ≥ 1 it cannot
+/// acknowledge a commit at all once its standbys are gone. (With
+/// pg_autoctl's defaults, 20 s against a 30 s demote timeout, a failover
+/// takes about 50 s here.)
 const MONITOR_CONF: &str = "\
 # Written by flyplan; read after pg_autoctl's own settings.
 shared_buffers = '32MB'
@@ -39,15 +44,15 @@ maintenance_work_mem = '16MB'
 work_mem = '4MB'
 max_connections = 100
 password_encryption = 'scram-sha-256'
-pgautofailover.health_check_period = 1000
+pgautofailover.health_check_period = 500
 pgautofailover.health_check_timeout = 1000
 pgautofailover.health_check_max_retries = 1
-pgautofailover.health_check_retry_delay = 500
-pgautofailover.node_considered_unhealthy_timeout = 3000
+pgautofailover.health_check_retry_delay = 250
+pgautofailover.node_considered_unhealthy_timeout = 1000
 ";
 
 /// `pgautofailover.primary_demote_timeout`, in ms; see [`MONITOR_CONF`].
-pub const PRIMARY_DEMOTE_TIMEOUT_MS: u32 = 3000;
+pub const PRIMARY_DEMOTE_TIMEOUT_MS: u32 = 1500;
 
 /// The monitor's settings: [`MONITOR_CONF`] and a demote timeout that
 /// keeps the rule below.
@@ -408,8 +413,8 @@ mod tests {
 
     #[test]
     fn an_isolated_primary_demotes_itself_before_the_monitor_promotes_another() {
-        assert!(check_failover_timeouts(2, 3000).is_ok());
-        for (partition_s, demote_ms) in [(3, 3000), (4, 3000), (20, 5000)] {
+        assert!(check_failover_timeouts(1, 1500).is_ok());
+        for (partition_s, demote_ms) in [(2, 1500), (3, 3000), (20, 5000)] {
             let e = check_failover_timeouts(partition_s, demote_ms).unwrap_err();
             assert!(
                 e.to_string().contains("must be shorter than"),
@@ -417,7 +422,7 @@ mod tests {
             );
         }
         let conf = monitor_conf().expect("the shipped settings keep the rule");
-        assert!(conf.contains("pgautofailover.primary_demote_timeout = 3000\n"));
+        assert!(conf.contains("pgautofailover.primary_demote_timeout = 1500\n"));
         assert_eq!(conf.matches("primary_demote_timeout").count(), 1);
     }
 }
