@@ -72,6 +72,23 @@ impl Drop for Cluster {
     }
 }
 
+/// A client of user `postgres` on `port` of this host (a node or the
+/// endpoint), its connection driven in the background.
+#[allow(dead_code)]
+pub async fn connect(
+    port: u16,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let conn = format!(
+        "host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres connect_timeout=3"
+    );
+    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
 /// Standard output and error of a command, for messages.
 pub fn text(o: &Output) -> String {
     format!(
