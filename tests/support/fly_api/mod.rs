@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod checks;
 pub mod cluster;
 pub mod graphql;
 pub mod model;
