@@ -1490,7 +1490,7 @@ fn plan_notes_say_what_the_fly_provider_does() {
 
 #[test]
 fn status_shows_each_machines_own_checks_and_exit_code_reports_a_critical_one() {
-    use fly_api::checks;
+    use fly_api::flycheck;
     let (api, dir, p, c) = setup();
     converge(&api, &p, &c);
     let config = dir.path().join("fly.toml");
@@ -1523,7 +1523,7 @@ fn status_shows_each_machines_own_checks_and_exit_code_reports_a_critical_one() 
         let h = &n["health"];
         for name in ["vm", "pg", "role"] {
             assert_eq!(h[name]["status"], "passing", "{name}: {n}");
-            assert_eq!(h[name]["updated_at"], checks::UPDATED_AT, "{n}");
+            assert_eq!(h[name]["updated_at"], flycheck::UPDATED_AT, "{n}");
         }
         let vm = h["vm"]["output"].as_str().unwrap();
         assert!(
@@ -1553,7 +1553,7 @@ fn status_shows_each_machines_own_checks_and_exit_code_reports_a_critical_one() 
             .values_mut()
             .find(|m| m.json["checks"][1]["output"] == "primary")
             .unwrap();
-        checks::set(&mut m.json, checks::pg_primary_disk_full());
+        flycheck::set(&mut m.json, flycheck::pg_primary_disk_full());
         m.region().to_string()
     };
     let o = status(&["--exit-code"]);

@@ -5,8 +5,8 @@
 
 #![allow(dead_code)]
 
-pub mod checks;
 pub mod cluster;
+pub mod flycheck;
 pub mod graphql;
 pub mod model;
 pub mod openapi;

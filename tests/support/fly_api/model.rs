@@ -879,7 +879,7 @@ impl Model {
 
     /// The checks of a booted node, as postgres-flex reports them.
     fn checks(role: &str) -> Value {
-        super::checks::passing(role)
+        super::flycheck::passing(role)
     }
 
     fn create_machine(&mut self, app: &str, body: &Value) -> Reply {
