@@ -1487,3 +1487,86 @@ fn plan_notes_say_what_the_fly_provider_does() {
         "{all}"
     );
 }
+
+#[test]
+fn status_shows_each_machines_own_checks_and_exit_code_reports_a_critical_one() {
+    use fly_api::flycheck;
+    let (api, dir, p, c) = setup();
+    converge(&api, &p, &c);
+    let config = dir.path().join("fly.toml");
+    std::fs::write(&config, "app = \"pg-test\"\nprimary_region = \"iad\"\n").unwrap();
+    let status = |args: &[&str]| {
+        api.cli(dir.path())
+            .arg("status")
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // Every check passes: the three checks of every node are the
+    // machine's own, and --exit-code exits 0.
+    let o = status(&["--json", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4, "{v}");
+    for n in nodes {
+        let h = &n["health"];
+        for name in ["vm", "pg", "role"] {
+            assert_eq!(h[name]["status"], "passing", "{name}: {n}");
+            assert_eq!(h[name]["updated_at"], flycheck::UPDATED_AT, "{n}");
+        }
+        let vm = h["vm"]["output"].as_str().unwrap();
+        assert!(
+            vm.starts_with(
+                "[✓] checkDisk: 9.5 GB (97.0%) free space on /data/ (21.3µs); [✓] checkLoad: "
+            ),
+            "{vm}"
+        );
+        let pg = h["pg"]["output"].as_str().unwrap();
+        let role = h["role"]["output"].as_str().unwrap();
+        if n["role"] == "leader" {
+            assert_eq!(role, "primary");
+            assert!(pg.contains("; [✓] disk-capacity: "), "{pg}");
+        } else {
+            assert_eq!(role, "replica");
+            assert!(pg.starts_with("[✓] connections: "), "{pg}");
+        }
+    }
+
+    // The leader's volume is full: its pg check is critical, status says
+    // so with postgres-flex's output, and --exit-code exits 2.
+    let leader = {
+        let mut st = api.state();
+        let a = st.model.app_mut(APP);
+        let m = a
+            .machines
+            .values_mut()
+            .find(|m| m.json["checks"][1]["output"] == "primary")
+            .unwrap();
+        flycheck::set(&mut m.json, flycheck::pg_primary_disk_full());
+        m.region().to_string()
+    };
+    let o = status(&["--exit-code"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("machine[{leader}:"))
+                && l.contains(" pg ")
+                && l.contains("critical")
+                && l.contains("[✗] disk-capacity: 91.2% - readonly mode enabled")),
+        "{out}"
+    );
+    assert_eq!(status(&[]).status.code(), Some(0));
+    api.assert_conformant();
+}

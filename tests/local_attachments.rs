@@ -13,6 +13,11 @@ use serde_json::Value;
 #[path = "support/procs.rs"]
 mod procs;
 
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::text;
+
 const PG_PASSWORD: &str = "attach-test-Operator-71";
 const READER_PASSWORD: &str = "attach-test-Reader-52";
 const READER_ROTATED: &str = "attach-test-Reader-rotated-53";
@@ -65,15 +70,7 @@ struct Cluster {
 
 impl Cluster {
     fn new(config_text: &str) -> Cluster {
-        let state = tempfile::Builder::new()
-            .prefix("flyplan-at-")
-            .tempdir_in("/tmp")
-            .expect("state dir");
-        std::fs::set_permissions(
-            state.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
+        let state = cluster::state_dir("flyplan-at-");
         let config = state.path().join("fly.toml");
         std::fs::write(&config, config_text).expect("write fly.toml");
         Cluster {
@@ -136,14 +133,6 @@ impl Drop for Cluster {
         let _ = std::fs::write(&self.config, &self.original);
         let _ = self.with_config(&["destroy", "--allow-destroy", "--auto-approve"]);
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Run SQL with psql against a URL; stdout, unaligned and tuples only.

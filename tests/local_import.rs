@@ -7,6 +7,11 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::text;
+
 const PG_PASSWORD: &str = "import-test-Operator-83";
 const READER_PASSWORD: &str = "import-test-Reader-19";
 
@@ -75,15 +80,7 @@ struct Cluster {
 
 impl Cluster {
     fn new(text: &'static str, sub: &'static str) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("flyplan-im-")
-            .tempdir_in("/tmp")
-            .expect("state dir");
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
+        let dir = cluster::state_dir("flyplan-im-");
         std::fs::create_dir_all(dir.path().join(sub)).expect("config dir");
         Cluster { dir, text, sub }
     }
@@ -121,14 +118,6 @@ impl Drop for Cluster {
             "--auto-approve",
         ]);
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Apply `file`, delete it, import `app` and plan the imported file, which

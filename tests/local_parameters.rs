@@ -14,7 +14,7 @@ use serde_json::Value;
 #[path = "support/cluster.rs"]
 mod cluster;
 
-use cluster::{text, Cluster};
+use cluster::{connect, text, Cluster};
 
 const PASSWORD: &str = "local-test-Password-17";
 
@@ -41,17 +41,6 @@ primary_region = "iad"
     )
 }
 
-async fn connect(port: u16) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let conn = format!(
-        "host=127.0.0.1 port={port} user=postgres password={PASSWORD} dbname=postgres connect_timeout=3"
-    );
-    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
 /// (address, port, role) of every node.
 fn nodes(status: &Value) -> Vec<(String, u16, String)> {
     status["nodes"]
@@ -70,7 +59,7 @@ fn nodes(status: &Value) -> Vec<(String, u16, String)> {
 
 /// `SHOW name` and the postmaster's start time on the node at `port`.
 async fn show(port: u16, name: &str) -> (String, String) {
-    let c = connect(port).await.expect("node");
+    let c = connect(port, PASSWORD).await.expect("node");
     let row = c
         .query_one(
             &format!("select current_setting('{name}'), pg_postmaster_start_time()::text"),
@@ -124,7 +113,7 @@ async fn settings_reload_restart_and_drift_on_a_two_node_cluster() {
         .find(|(_, _, role)| role != "leader")
         .cloned()
         .expect("a standby");
-    let hand = connect(standby_port).await.expect("standby");
+    let hand = connect(standby_port, PASSWORD).await.expect("standby");
     for sql in [
         "ALTER SYSTEM SET work_mem = '1MB'",
         "ALTER SYSTEM SET log_min_duration_statement = '2s'",
@@ -148,7 +137,7 @@ async fn settings_reload_restart_and_drift_on_a_two_node_cluster() {
     assert_eq!(code, Some(0), "{out}");
 
     // A change that needs a restart, under a steady write load.
-    let setup = connect(endpoint).await.expect("endpoint");
+    let setup = connect(endpoint, PASSWORD).await.expect("endpoint");
     setup
         .batch_execute("CREATE TABLE load (id bigserial primary key, at timestamptz default now())")
         .await
@@ -165,7 +154,7 @@ async fn settings_reload_restart_and_drift_on_a_two_node_cluster() {
             let mut longest = Duration::ZERO;
             while !stop.load(Ordering::Relaxed) {
                 if client.is_none() {
-                    client = connect(endpoint).await.ok();
+                    client = connect(endpoint, PASSWORD).await.ok();
                 }
                 let done = match &client {
                     Some(cl) => cl

@@ -8,9 +8,14 @@
 #[path = "watch_common/mod.rs"]
 mod watch_common;
 
+#[path = "support/cluster.rs"]
+mod cluster;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use cluster::text;
 
 use flyplan::provider::local::LocalProvider;
 use serde_json::Value;
@@ -31,12 +36,9 @@ impl Place {
             found,
             "pg_autoctl or PostgreSQL 15 is missing: run scripts/install-deps.sh (as root) first"
         );
-        let dir = tempfile::Builder::new()
-            .prefix("flyplan-snap-")
-            .tempdir_in("/tmp")
-            .expect("state dir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        Place { dir }
+        Place {
+            dir: cluster::state_dir("flyplan-snap-"),
+        }
     }
 
     fn state(&self) -> PathBuf {
@@ -116,14 +118,6 @@ impl Drop for Place {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn fly_toml(app: &str, instances: u32, extra_mount: &str) -> String {
     format!(
         r#"app = "{app}"
@@ -151,16 +145,9 @@ fn days(list: &[Value]) -> Vec<String> {
 }
 
 async fn connect(port: u16) -> tokio_postgres::Client {
-    let conn = format!(
-        "host=127.0.0.1 port={port} user=postgres password={PASSWORD} dbname=postgres connect_timeout=5"
-    );
-    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+    cluster::connect(port, PASSWORD)
         .await
-        .expect("connect through the endpoint");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
+        .expect("connect through the endpoint")
 }
 
 fn endpoint_port(status: &Value) -> u16 {

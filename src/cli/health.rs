@@ -2,11 +2,13 @@
 //! and meaning of Fly Postgres' own: `vm` (free disk on the volume, load,
 //! memory), `pg` (connections, replication lag, "currently leader") and
 //! `role` (leader, replica, read-replica). Each is passing, warning or
-//! critical by the thresholds below, which the README names.
+//! critical by the thresholds below, which the README names. Where the
+//! platform runs the checks itself (Fly's machines run postgres-flex's),
+//! its results are shown instead.
 
 use serde::Serialize;
 
-use crate::model::{Checks, MachineSpec, Resource, Role};
+use crate::model::{Checks, MachineSpec, PlatformCheck, Resource, Role};
 
 /// Free space on a volume below this share of its size: warning.
 pub const DISK_FREE_WARNING: f64 = 0.20;
@@ -56,6 +58,9 @@ impl Status {
 pub struct Check {
     pub status: Status,
     pub output: String,
+    /// When the platform last ran the check, for checks it runs itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
 }
 
 /// The `vm`, `pg` and `role` checks of a node.
@@ -97,6 +102,7 @@ impl Findings {
             } else {
                 self.parts.join("; ")
             },
+            updated_at: None,
         }
     }
 }
@@ -261,9 +267,70 @@ pub fn node_role(m: &MachineSpec) -> &'static str {
     }
 }
 
+/// A check the platform ran, as flyplan shows it: the status as reported,
+/// the output on one line (postgres-flex reports one line per sub-check).
+fn reported(all: &[PlatformCheck], name: &str) -> Check {
+    let Some(c) = all.iter().find(|c| c.name == name) else {
+        return Check {
+            status: Status::Warning,
+            output: "not reported by the machine yet".to_string(),
+            updated_at: None,
+        };
+    };
+    let output = c
+        .output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let (status, output) = match c.status.as_str() {
+        "passing" => (Status::Passing, output),
+        "warning" => (Status::Warning, output),
+        "critical" => (Status::Critical, output),
+        other => (Status::Warning, format!("status {other:?}: {output}")),
+    };
+    Check {
+        status,
+        output,
+        updated_at: c.updated_at.clone(),
+    }
+}
+
+/// The `vm`, `pg` and `role` checks of a node whose platform runs them:
+/// a Fly machine's checks, which postgres-flex serves on port 5500
+/// (`internal/flycheck/vm.go`: disk, load, memory/cpu/io pressure;
+/// `pg.go`: connections, and on the primary its locks and disk capacity;
+/// `role.go`: `primary`, `replica`, `zombie`...). Statuses are Fly's, with
+/// two exceptions: a machine that does not run has critical `pg` and
+/// `role` checks (what they say is from before it stopped), and a `zombie`
+/// role (a primary postgres-flex fenced because the other members follow
+/// another) is critical.
+pub fn platform_health(all: &[PlatformCheck], m: &MachineSpec) -> NodeHealth {
+    let vm = reported(all, "vm");
+    let mut pg = reported(all, "pg");
+    let mut role = reported(all, "role");
+    if role.output == "zombie" {
+        role.status = Status::Critical;
+        role.output = "zombie: postgres-flex fenced this primary (zombie.lock), the other \
+                       members follow another one; it takes no writes"
+            .to_string();
+    }
+    if m.state != "running" {
+        for c in [&mut pg, &mut role] {
+            c.status = Status::Critical;
+            c.output = format!("machine is {}; last reported: {}", m.state, c.output);
+        }
+    }
+    NodeHealth { vm, pg, role }
+}
+
 /// The three checks of machine resource `r`.
 pub fn node_health(r: &Resource, monitor_reachable: Option<bool>) -> Option<NodeHealth> {
     let m = r.machine()?;
+    if let Some(all) = &r.checks.platform_checks {
+        return Some(platform_health(all, m));
+    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     Some(NodeHealth {
         vm: vm_check(&r.checks, cpus),
@@ -344,8 +411,61 @@ mod tests {
             role,
             Check {
                 status: Status::Passing,
-                output: "replica".into()
+                output: "replica".into(),
+                updated_at: None,
             }
         );
+    }
+
+    fn reported(name: &str, status: &str, output: &str) -> PlatformCheck {
+        PlatformCheck {
+            name: name.into(),
+            status: status.into(),
+            output: output.into(),
+            updated_at: Some("2024-06-01T00:00:15Z".into()),
+        }
+    }
+
+    #[test]
+    fn a_platforms_own_checks_are_shown_with_its_statuses() {
+        let all = [
+            reported("pg", "critical", "[✓] connections: 9 used, 3 reserved, 300 max (8.2ms)\n[✗] disk-capacity: 91.0% - readonly mode enabled, extend your volume to re-enable writes (20µs)\n"),
+            reported("role", "passing", "primary"),
+        ];
+        let h = platform_health(&all, &machine(true, "running"));
+        assert_eq!(h.pg.status, Status::Critical);
+        assert_eq!(h.pg.output, "[✓] connections: 9 used, 3 reserved, 300 max (8.2ms); [✗] disk-capacity: 91.0% - readonly mode enabled, extend your volume to re-enable writes (20µs)");
+        assert_eq!(h.pg.updated_at.as_deref(), Some("2024-06-01T00:00:15Z"));
+        assert_eq!(
+            (h.role.status, h.role.output.as_str()),
+            (Status::Passing, "primary")
+        );
+        assert_eq!(h.vm.status, Status::Warning, "not reported: {:?}", h.vm);
+        assert_eq!(h.worst(), Status::Critical);
+
+        let zombie = [reported("role", "passing", "zombie")];
+        let h = platform_health(&zombie, &machine(false, "running"));
+        assert_eq!(h.role.status, Status::Critical);
+        assert!(h.role.output.starts_with("zombie: "), "{:?}", h.role);
+
+        let stopped = [
+            reported("pg", "passing", "[✓] connections: 9 used"),
+            reported("role", "passing", "replica"),
+            reported(
+                "vm",
+                "passing",
+                "[✓] checkDisk: 9.5 GB (97.0%) free space on /data/ (20µs)",
+            ),
+        ];
+        let h = platform_health(&stopped, &machine(false, "stopped"));
+        assert_eq!(h.vm.status, Status::Passing);
+        assert_eq!(
+            (h.pg.status, h.pg.output.as_str()),
+            (
+                Status::Critical,
+                "machine is stopped; last reported: [✓] connections: 9 used"
+            )
+        );
+        assert_eq!(h.role.status, Status::Critical);
     }
 }

@@ -244,7 +244,7 @@ fn print_backups(b: &crate::backup::BackupStatus) {
 }
 
 /// Prometheus file_sd targets: every node's exporter (job `postgres`, with
-/// its node and role).
+/// its node and role) and the endpoint's haproxy stats (job `haproxy`).
 fn prometheus_targets(app: &str, live: &crate::live::Live) -> serde_json::Value {
     let mut out = Vec::new();
     for r in live.of_kind(Kind::Machine) {
@@ -259,6 +259,19 @@ fn prometheus_targets(app: &str, live: &crate::live::Live) -> serde_json::Value 
                 "node": r.address.as_str(),
                 "region": m.region,
                 "role": node_role(m),
+            },
+        }));
+    }
+    for e in live.of_kind(Kind::Endpoint) {
+        let Some(port) = e.checks.metrics_port else {
+            continue;
+        };
+        let host = e.checks.host.as_deref().unwrap_or("127.0.0.1");
+        out.push(serde_json::json!({
+            "targets": [format!("{host}:{port}")],
+            "labels": {
+                "job": "haproxy",
+                "app": app,
             },
         }));
     }

@@ -15,6 +15,19 @@ pub struct TakenSnapshot {
     pub status: String,
 }
 
+/// A health check the platform ran on a node, as it reports it (a Fly
+/// machine's `checks`: postgres-flex's `vm`, `pg` and `role`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformCheck {
+    pub name: String,
+    /// `passing`, `warning` or `critical`.
+    pub status: String,
+    #[serde(default)]
+    pub output: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
 /// Observations of one resource; each is absent when the provider could
 /// not read it. Fields are alphabetical so that they serialise sorted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -74,6 +87,10 @@ pub struct Checks {
     /// Pid of a node's keeper.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i64>,
+    /// The health checks the platform itself runs on a node (Fly); without
+    /// them flyplan judges the node from the other observations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_checks: Option<Vec<PlatformCheck>>,
     /// Port of a node, or of the leader endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u64>,

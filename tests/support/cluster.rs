@@ -2,6 +2,8 @@
 //! dir the `postgres` user can reach, a fly.toml in it, and `flyplan`
 //! commands against both; destroyed on drop, also when the test fails.
 
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -34,7 +36,6 @@ impl Cluster {
         }
     }
 
-    #[allow(dead_code)]
     pub fn write(&self, config_text: &str) {
         std::fs::write(&self.config, config_text).expect("write fly.toml");
     }
@@ -70,6 +71,38 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.run(&["destroy", "--allow-destroy", "--auto-approve"]);
     }
+}
+
+/// A temporary directory under /tmp named `<prefix>...` that the
+/// `postgres` user can reach (mode 0755), for a state dir and fly.toml
+/// files; removed on drop.
+pub fn state_dir(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .expect("state dir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    dir
+}
+
+/// A client of user `postgres` on `port` of this host (a node or the
+/// endpoint), its connection driven in the background.
+pub async fn connect(
+    port: u16,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let conn = format!(
+        "host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres connect_timeout=5"
+    );
+    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 /// Standard output and error of a command, for messages.

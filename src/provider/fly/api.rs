@@ -71,6 +71,8 @@ pub struct CheckStatus {
     pub status: String,
     #[serde(default)]
     pub output: String,
+    #[serde(default)]
+    pub updated_at: String,
 }
 
 /// `api.MachineConfig`: only the fields flyplan sets. On update flyplan

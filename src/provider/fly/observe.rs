@@ -15,8 +15,8 @@ use super::ledger::{AppLedger, SecretsLedger};
 use super::{meta, DEFAULT_SNAPSHOT_TIME, PG_PROXY_PORT};
 use crate::live::Live;
 use crate::model::{
-    Address, Agreed, AppSpec, Checks, Digest, EndpointSpec, MachineSpec, Resource, Role,
-    SecretSpec, SnapshotPolicySpec, Spec, TakenSnapshot, VolumeSpec, OUTSIDE_FLYPLAN,
+    Address, Agreed, AppSpec, Checks, Digest, EndpointSpec, MachineSpec, PlatformCheck, Resource,
+    Role, SecretSpec, SnapshotPolicySpec, Spec, TakenSnapshot, VolumeSpec, OUTSIDE_FLYPLAN,
 };
 use crate::provider::ProviderError;
 
@@ -277,6 +277,25 @@ pub fn role_check(m: &Machine) -> Option<&str> {
         .map(|c| c.output.trim())
 }
 
+/// A machine's own health checks (postgres-flex's `vm`, `pg`, `role`), as
+/// the Machines API reports them: what `flyplan status` shows of a node.
+fn machine_checks(m: &Machine) -> Checks {
+    Checks {
+        platform_checks: Some(
+            m.checks
+                .iter()
+                .map(|c| PlatformCheck {
+                    name: c.name.clone(),
+                    status: c.status.clone(),
+                    output: c.output.clone(),
+                    updated_at: Some(c.updated_at.clone()).filter(|s| !s.is_empty()),
+                })
+                .collect(),
+        ),
+        ..Checks::default()
+    }
+}
+
 /// Whether the machine serves the 5432 proxy port.
 pub fn serves_proxy(m: &Machine) -> bool {
     m.config.services.iter().any(|s| {
@@ -437,10 +456,10 @@ pub fn to_live(app: &str, view: &AppView, topo: &Topology, secrets_ledger: &Secr
                 .find_map(|mount| topo.volume_address.get(&mount.volume))
                 .cloned(),
         };
-        live.insert(Resource::new(
-            Address::machine(&m.region, index),
-            Spec::Machine(spec),
-        ));
+        live.insert(
+            Resource::new(Address::machine(&m.region, index), Spec::Machine(spec))
+                .with_checks(machine_checks(m)),
+        );
     }
 
     // Formation: read from the leader's settings (`FlyProvider::observe_formation`).

@@ -25,7 +25,29 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// The key of the endpoint's Prometheus port in the app's port list.
+const METRICS_KEY: &str = "endpoint.metrics";
+
+/// haproxy's own Prometheus exporter (built into Debian 12's haproxy 2.6,
+/// `haproxy -vv`: "Built with the Prometheus exporter as a service") on a
+/// port of its own, `/metrics`.
+fn metrics_section(port: u16) -> String {
+    format!(
+        "\nfrontend metrics\n\
+         \x20   mode http\n\
+         \x20   bind 127.0.0.1:{port}\n\
+         \x20   timeout client 10s\n\
+         \x20   http-request use-service prometheus-exporter if {{ path /metrics }}\n\
+         \x20   http-request return status 404\n"
+    )
+}
+
 impl AppCtx<'_> {
+    /// The port of the endpoint's Prometheus exporter, when haproxy runs.
+    pub fn endpoint_metrics_port(&self) -> Option<u16> {
+        state::recorded_port(&self.paths, METRICS_KEY).filter(|_| self.haproxy_pid().is_some())
+    }
+
     pub fn endpoint(&self) -> Result<Option<EndpointRecord>, ProviderError> {
         state::read_json(&self.paths.endpoint_json())
     }
@@ -118,7 +140,8 @@ impl AppCtx<'_> {
         let script = dir.join("check-leader");
         let script_body = self.check_script(monitor_port);
         let cfg_path = dir.join("haproxy.cfg");
-        let cfg = self.haproxy_config(rec.port);
+        let metrics_port = port_for(self.state_dir(), &self.paths, METRICS_KEY)?;
+        let cfg = self.haproxy_config(rec.port) + &metrics_section(metrics_port);
         let same = fs::read_to_string(&cfg_path).is_ok_and(|c| c == cfg)
             && fs::read_to_string(&script).is_ok_and(|c| c == script_body);
         let running = self.haproxy_pid();

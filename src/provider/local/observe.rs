@@ -251,6 +251,7 @@ impl AppCtx<'_> {
             live.insert(
                 Resource::new(Address::endpoint(self.name), Spec::Endpoint(spec)).with_checks(
                     Checks {
+                        metrics_port: self.endpoint_metrics_port().map(u64::from),
                         port: Some(u64::from(ep.port)),
                         host: Some("127.0.0.1".to_string()),
                         url: Some(format!("postgres://127.0.0.1:{}", ep.port)),

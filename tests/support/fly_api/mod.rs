@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod flycheck;
 pub mod graphql;
 pub mod model;
 pub mod openapi;
