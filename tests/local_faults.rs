@@ -464,14 +464,21 @@ impl Watch {
 
     /// Wait until the log has a line with every one of `needles`.
     fn wait_for_line(&self, needles: &[&str], within: Duration) -> Option<String> {
+        self.wait_for_lines(needles, 1, within)
+    }
+
+    /// Wait until the log has `n` lines with every one of `needles`; the
+    /// last of them.
+    fn wait_for_lines(&self, needles: &[&str], n: usize, within: Duration) -> Option<String> {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(l) = self
-                .log()
+            let log = self.log();
+            let found: Vec<&str> = log
                 .lines()
-                .find(|l| needles.iter().all(|n| l.contains(n)))
-            {
-                return Some(l.to_string());
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .collect();
+            if found.len() >= n {
+                return found.last().map(|l| l.to_string());
             }
             if Instant::now() > deadline {
                 return None;
@@ -585,6 +592,17 @@ fn watch_brings_back_killed_nodes_monitor_and_endpoint_and_names_stuck_nodes() {
         "watch: killed standby and read replica back {:.1}s after resume",
         resumed.elapsed().as_secs_f64()
     );
+    assert!(
+        watch
+            .wait_for_lines(&["applied (drift)"], 1, Duration::from_secs(240))
+            .is_some(),
+        "the watch's repair finishes: {}",
+        watch.log()
+    );
+    eprintln!(
+        "watch: the repair of both nodes recorded {:.1}s after resume",
+        resumed.elapsed().as_secs_f64()
+    );
 
     // A killed monitor and endpoint come back without a human.
     let app_dir = c.state.path().join("state/apps/fp-watch");
@@ -593,7 +611,14 @@ fn watch_brings_back_killed_nodes_monitor_and_endpoint_and_names_stuck_nodes() {
     assert!(pids.len() >= 2, "monitor and haproxy: {pids:?}");
     let killed_at = Instant::now();
     procs::kill_trees(&pids);
-    let back = wait_for_status(&c, interval + Duration::from_secs(90), |st| {
+    assert!(
+        watch
+            .wait_for_lines(&["applied (drift)"], 2, interval + Duration::from_secs(90))
+            .is_some(),
+        "the watch repairs the monitor and endpoint: {}",
+        watch.log()
+    );
+    let back = wait_for_status(&c, Duration::from_secs(30), |st| {
         st["monitor_reachable"] == true
             && st["endpoint"]["state"] == "running"
             && st.get("automatic_failover").is_none()
