@@ -5,114 +5,30 @@
 //! also when it fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/faults.rs"]
+mod faults;
 #[path = "support/procs.rs"]
 mod procs;
 
-const PASSWORD: &str = "local-test-Password-93";
-
-/// A state dir the `postgres` user can reach, destroyed on drop.
-struct Cluster {
-    state: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Cluster {
-    fn new(config_text: &str, dir_name: &str) -> Cluster {
-        let state = tempfile::Builder::new()
-            .prefix("flyplan-it-")
-            .tempdir_in("/tmp")
-            .expect("state dir");
-        std::fs::set_permissions(
-            state.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
-        let dir = state.path().join(dir_name);
-        std::fs::create_dir_all(&dir).expect("config dir");
-        let config = dir.join("fly.toml");
-        std::fs::write(&config, config_text).expect("write fly.toml");
-        Cluster { state, config }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_flyplan"));
-        c.arg("--state-dir")
-            .arg(self.state.path().join("state"))
-            .args(args)
-            .arg("-c")
-            .arg(&self.config)
-            .env("PG_PASSWORD", PASSWORD)
-            .env("NO_COLOR", "1");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("flyplan runs")
-    }
-
-    fn status(&self) -> Value {
-        let o = self.run(&["status", "--json"]);
-        assert!(o.status.success(), "status: {}", text(&o));
-        serde_json::from_slice(&o.stdout).expect("status JSON")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.run(&["destroy", "--allow-destroy", "--auto-approve"]);
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cluster::{text, Cluster};
+use faults::{
+    assert_none_lost, connect, conninfo, current_thread, leader_of, no_process_mentions,
+    pids_mentioning, port_of, Writer, PASSWORD,
+};
 
 fn example_text() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fly.toml"))
         .expect("example")
 }
 
-fn port_of(v: &Value) -> u16 {
-    v["port"].as_u64().expect("port") as u16
-}
-
-async fn connect(
-    port: u16,
-    user: &str,
-    db: &str,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let conn = format!(
-        "host=127.0.0.1 port={port} user={user} password={PASSWORD} dbname={db} connect_timeout=3"
-    );
-    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
-fn leader_of(status: &Value) -> Value {
-    status["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .find(|n| n["role"] == "leader")
-        .cloned()
-        .unwrap_or_else(|| panic!("no leader in {status}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_cluster_keeps_acknowledged_rows_when_the_leader_is_killed() {
-    let c = Cluster::new(&example_text(), "example");
+    let c = Cluster::in_dir(&example_text(), PASSWORD, "example");
 
     // Two applies started together: one runs, the other fails fast.
     let t0 = Instant::now();
@@ -279,22 +195,13 @@ async fn example_cluster_keeps_acknowledged_rows_when_the_leader_is_killed() {
     assert!(no_process_mentions(&state_dir), "processes left behind");
 }
 
-fn no_process_mentions(dir: &Path) -> bool {
-    let needle = dir.to_string_lossy().to_string();
-    std::fs::read_dir("/proc").unwrap().flatten().all(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| !String::from_utf8_lossy(&c).contains(&needle))
-            .unwrap_or(true)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_dialect_applies_with_its_user_database_and_password() {
     let seed = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/seed-dialect.toml"),
     )
     .expect("seed example");
-    let c = Cluster::new(&seed, "myapp");
+    let c = Cluster::in_dir(&seed, PASSWORD, "myapp");
     let o = c.run(&["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     let status = c.status();
@@ -345,7 +252,7 @@ fn killed_at(c: &Cluster, point: &str, args: &[&str]) -> Output {
 
 #[test]
 fn a_rolling_update_cut_short_is_planned_again_and_finished() {
-    let c = Cluster::new(&single_node("fp-cut", "512mb"), "cut");
+    let c = Cluster::in_dir(&single_node("fp-cut", "512mb"), PASSWORD, "cut");
     let o = c.run(&["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     let before = leader_of(&c.status())["checks"]["postgres_pid"].clone();
@@ -406,7 +313,7 @@ fn debris_of(c: &Cluster, app: &str) -> Vec<PathBuf> {
 
 #[test]
 fn a_destroy_cut_short_leaves_nothing_a_re_create_or_destroy_picks_up() {
-    let c = Cluster::new(&single_node("fp-debris", "512mb"), "debris");
+    let c = Cluster::in_dir(&single_node("fp-debris", "512mb"), PASSWORD, "debris");
     let o = c.run(&["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     let app_dir = c.state.path().join("state/apps/fp-debris");
@@ -443,7 +350,7 @@ fn a_destroy_cut_short_leaves_nothing_a_re_create_or_destroy_picks_up() {
 
 #[test]
 fn scaling_in_leaves_nothing_to_plan() {
-    let c = Cluster::new(&example_text(), "scale-in");
+    let c = Cluster::in_dir(&example_text(), PASSWORD, "scale-in");
     let o = c.run(&["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     let smaller = example_text()
@@ -476,7 +383,7 @@ fn processes_with(dir: &Path, needle: &str) -> Vec<String> {
 
 #[test]
 fn a_node_create_dies_with_flyplan() {
-    let c = Cluster::new(&single_node("fp-orphan", "512mb"), "orphan");
+    let c = Cluster::in_dir(&single_node("fp-orphan", "512mb"), PASSWORD, "orphan");
     killed_at(
         &c,
         "running creating node iad-0",
@@ -540,7 +447,7 @@ fn postmasters(c: &Cluster, app: &str) -> std::collections::BTreeMap<String, Opt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_update_restarts_one_node_at_a_time_and_the_leader_last() {
-    let c = Cluster::new(&example_text(), "rolling");
+    let c = Cluster::in_dir(&example_text(), PASSWORD, "rolling");
     let o = c.run(&["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     let status = c.status();
@@ -691,151 +598,9 @@ async fn a_rolling_update_restarts_one_node_at_a_time_and_the_leader_last() {
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     assert!(!acked.is_empty());
 }
-
-/// A writer on its own thread: one row at a time into `table` over
-/// `conninfo`, reconnecting on any error; it records each acknowledged id
-/// with the moment it was acknowledged.
-struct Writer {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    acked: std::sync::Arc<std::sync::Mutex<Vec<(i32, Instant)>>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-/// A runtime for async client code in a plain test or thread.
-fn current_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Key-value connection parameters of the operator through `port`.
-fn conninfo(port: u16) -> String {
-    format!(
-        "host=127.0.0.1 port={port} user=postgres password={PASSWORD} dbname=postgres connect_timeout=3"
-    )
-}
-
-impl Writer {
-    fn start(endpoint: u16, table: &str) -> Writer {
-        Writer::over(conninfo(endpoint), table, 0)
-    }
-
-    /// Ids start after `first`, so writers of one table never collide.
-    fn over(conninfo: String, table: &str, first: i32) -> Writer {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (s, a, table) = (stop.clone(), acked.clone(), table.to_string());
-        let handle = std::thread::spawn(move || {
-            let rt = current_thread();
-            rt.block_on(async move {
-                let mut client: Option<tokio_postgres::Client> = None;
-                let mut i = first;
-                while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                    if client.is_none() {
-                        client =
-                            match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
-                                Ok((cl, conn)) => {
-                                    tokio::spawn(async move {
-                                        let _ = conn.await;
-                                    });
-                                    Some(cl)
-                                }
-                                Err(_) => None,
-                            };
-                        if client.is_none() {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    }
-                    i += 1;
-                    let sql = format!("INSERT INTO {table} VALUES ($1)");
-                    match client.as_ref().unwrap().execute(&sql, &[&i]).await {
-                        Ok(_) => a.lock().unwrap().push((i, Instant::now())),
-                        Err(_) => client = None,
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            });
-        });
-        Writer {
-            stop,
-            acked,
-            handle: Some(handle),
-        }
-    }
-
-    fn acked(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    /// Wait until `more` commits beyond the current count are acknowledged.
-    fn wait_for_more(&self, more: usize, within: Duration) -> bool {
-        let want = self.acked() + more;
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.acked() >= want {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    /// The first acknowledgement after `t`, as time since `t`.
-    fn first_ack_after(&self, t: Instant) -> Option<Duration> {
-        self.acked
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, at)| *at > t)
-            .map(|(_, at)| *at - t)
-    }
-
-    fn finish(mut self) -> Vec<i32> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            h.join().unwrap();
-        }
-        self.acked.lock().unwrap().iter().map(|(i, _)| *i).collect()
-    }
-}
-
-/// Every id in `acked` is in `table`, read through the endpoint.
-fn assert_none_lost(endpoint: u16, table: &str, acked: &[i32]) {
-    let rt = current_thread();
-    let rows: std::collections::BTreeSet<i32> = rt.block_on(async {
-        let db = connect(endpoint, "postgres", "postgres").await.unwrap();
-        db.query(&format!("SELECT id FROM {table}"), &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    });
-    let lost: Vec<_> = acked.iter().filter(|i| !rows.contains(i)).collect();
-    assert!(lost.is_empty(), "acknowledged commits lost: {lost:?}");
-}
-
-/// The app's processes whose command line mentions `path`.
-fn pids_mentioning(path: &Path) -> Vec<i32> {
-    let needle = path.to_string_lossy().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            String::from_utf8_lossy(&cmd)
-                .contains(&needle)
-                .then_some(pid)
-        })
-        .collect()
-}
-
 #[test]
 fn a_killed_monitor_or_endpoint_is_drift_that_apply_restores_without_losing_a_commit() {
-    let c = Cluster::new(&single_node("fp-faults", "512mb"), "faults");
+    let c = Cluster::in_dir(&single_node("fp-faults", "512mb"), PASSWORD, "faults");
     let o = c.run(&["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     let endpoint = port_of(&c.status()["endpoint"]);
@@ -922,7 +687,7 @@ fn failover_distribution() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let c = Cluster::new(&example_text(), "distribution");
+    let c = Cluster::in_dir(&example_text(), PASSWORD, "distribution");
     let o = c.run(&["apply", "--auto-approve"]);
     assert!(o.status.success(), "{}", text(&o));
     let endpoint = port_of(&c.status()["endpoint"]);

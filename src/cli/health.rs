@@ -31,10 +31,6 @@ pub const CONNECTIONS_CRITICAL: f64 = 0.95;
 pub const LAG_WARNING_BYTES: i64 = 16 * 1024 * 1024;
 /// Replication lag at or above this many bytes: critical.
 pub const LAG_CRITICAL_BYTES: i64 = 64 * 1024 * 1024;
-/// A node whose reported state differs from its goal for longer than this
-/// many seconds is stuck.
-pub const STUCK_AFTER_SECONDS: i64 = 5;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -214,18 +210,6 @@ pub fn pg_check(c: &Checks, m: &MachineSpec) -> Check {
     f.done("")
 }
 
-/// The usual way out of a pg_auto_failover state a node is stuck in.
-pub fn way_out(state: &str) -> &'static str {
-    match state {
-        "wait_primary" => "the leader waits for a standby to catch up: check that the standbys run and reach it for replication (`flyplan apply` restarts stopped nodes)",
-        "report_lsn" | "prepare_promotion" | "fast_forward" => "a failover is choosing the most advanced standby and needs every standby to report: start the stopped nodes (`flyplan apply`) or remove dead ones from fly.toml",
-        "catchingup" => "the standby is replaying WAL from the leader: wait, or check its disk and the leader's WAL senders",
-        "wait_standby" | "join_primary" => "a new standby is joining: the leader must accept its replication connection",
-        "draining" | "demote_timeout" | "demoted" | "stop_replication" => "the old leader is being demoted: its keeper must run so it can rejoin as a standby",
-        _ => "check the node's keeper log; `flyplan apply` restarts stopped nodes",
-    }
-}
-
 /// `role`: leader, replica or read-replica; a node stuck between states, or
 /// a monitor that does not answer, makes it a warning.
 pub fn role_check(c: &Checks, m: &MachineSpec, monitor_reachable: Option<bool>) -> Check {
@@ -242,17 +226,8 @@ pub fn role_check(c: &Checks, m: &MachineSpec, monitor_reachable: Option<bool>) 
             "the monitor does not answer: automatic failover is off until it is back".to_string(),
         );
     }
-    if let (Some(secs), Some(state)) = (c.stuck_seconds, c.pg_state.as_deref()) {
-        if secs > STUCK_AFTER_SECONDS {
-            let goal = c.goal_state.as_deref().unwrap_or("?");
-            f.add(
-                Status::Warning,
-                format!(
-                    "stuck in {state} for {secs}s (the monitor wants {goal}): {}",
-                    way_out(state)
-                ),
-            );
-        }
+    if let Some(note) = c.stuck_note() {
+        f.add(Status::Warning, note);
     }
     f.done("")
 }

@@ -97,6 +97,11 @@ pub(super) fn watch(cli: &Cli, a: &WatchArgs) -> Result<ExitCode> {
         };
         reconcile::run(watcher, a.listen, shutdown, |report| {
             eprintln!("flyplan watch: {report}");
+            if let reconcile::StepReport::Reconciled { stuck, .. } = report {
+                for s in stuck {
+                    eprintln!("flyplan watch: {s}");
+                }
+            }
         })
         .await
         .map_err(anyhow::Error::from)

@@ -120,8 +120,39 @@ pub struct Checks {
     pub url: Option<String>,
 }
 
+/// A node whose reported state differs from its goal for longer than this
+/// many seconds is stuck.
+pub const STUCK_AFTER_SECONDS: i64 = 5;
+
 impl Checks {
     pub fn is_empty(&self) -> bool {
         *self == Checks::default()
+    }
+
+    /// `stuck in <state> for <n>s (the monitor wants <goal>): <way out>`
+    /// when the node has been in a state other than its goal for longer
+    /// than [`STUCK_AFTER_SECONDS`]; shown by `status` and logged by
+    /// `watch`.
+    pub fn stuck_note(&self) -> Option<String> {
+        let (secs, state) = (self.stuck_seconds?, self.pg_state.as_deref()?);
+        (secs > STUCK_AFTER_SECONDS).then(|| {
+            let goal = self.goal_state.as_deref().unwrap_or("?");
+            format!(
+                "stuck in {state} for {secs}s (the monitor wants {goal}): {}",
+                way_out(state)
+            )
+        })
+    }
+}
+
+/// The usual way out of a pg_auto_failover state a node is stuck in.
+pub fn way_out(state: &str) -> &'static str {
+    match state {
+        "wait_primary" => "the leader waits for a standby to catch up: check that the standbys run and reach it for replication (`flyplan apply` restarts stopped nodes)",
+        "report_lsn" | "prepare_promotion" | "fast_forward" => "a failover is choosing the most advanced standby and needs every standby to report: start the stopped nodes (`flyplan apply`) or remove dead ones from fly.toml",
+        "catchingup" => "the standby is replaying WAL from the leader: wait, or check its disk and the leader's WAL senders",
+        "wait_standby" | "join_primary" => "a new standby is joining: the leader must accept its replication connection",
+        "draining" | "demote_timeout" | "demoted" | "stop_replication" => "the old leader is being demoted: its keeper must run so it can rejoin as a standby",
+        _ => "check the node's keeper log; `flyplan apply` restarts stopped nodes",
     }
 }

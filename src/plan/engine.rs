@@ -347,11 +347,18 @@ fn decorate(p: &mut Pending, opts: PlanOptions) {
                     .unwrap_or(0),
                 _ => 0,
             };
-            step.notes.push(if n == 0 {
-                "commits no longer wait for a standby".to_string()
+            if n == 0 {
+                let note = opts
+                    .notes
+                    .sync_zero
+                    .unwrap_or("commits no longer wait for a standby");
+                step.notes.push(note.to_string());
             } else {
-                format!("commits wait for {n} standby(s)")
-            });
+                step.notes.push(format!("commits wait for {n} standby(s)"));
+                if let Some(note) = opts.notes.sync_short {
+                    step.notes.push(note.to_string());
+                }
+            }
         }
         (Kind::Parameter, Action::Create | Action::Update) => {
             step.notes.push(parameter_note(step.address.name()));
@@ -702,5 +709,49 @@ mod tests {
             !(a.depends_on.contains(&b.id) && b.depends_on.contains(&a.id)),
             "{a:#?} {b:#?}"
         );
+    }
+
+    fn desired_of(postgres: &str) -> Desired {
+        let text = format!("app = \"pg\"\nprimary_region = \"iad\"\n\n[postgres]\n{postgres}");
+        let config = crate::config::parse(Path::new("fly.toml"), &text).expect("valid fly.toml");
+        Desired::from_config(&config, &BTreeMap::<String, String>::new()).expect("desired")
+    }
+
+    /// The notes of the formation's step when `sync_standbys` goes from
+    /// `from` to `to` on 3 instances.
+    fn sync_notes(from: u32, to: u32, notes: PlanNotes) -> Vec<String> {
+        let was = desired_of(&format!("  instances = 3\n  sync_standbys = {from}\n"));
+        let mut live = Live::empty("pg");
+        for r in was.resources.values() {
+            live.insert(r.clone());
+        }
+        let p = plan(
+            &desired_of(&format!("  instances = 3\n  sync_standbys = {to}\n")),
+            &live,
+            PlanOptions {
+                notes,
+                ..PlanOptions::default()
+            },
+        );
+        step(&p, "formation.pg").notes.clone()
+    }
+
+    #[test]
+    fn a_sync_standbys_change_says_what_writes_do_when_standbys_are_down() {
+        let notes = sync_notes(0, 1, PlanNotes::default());
+        assert_eq!(notes[0], "commits wait for 1 standby(s)");
+        assert!(notes[1].starts_with("while fewer standbys run than this, writes block"));
+        let notes = sync_notes(1, 0, PlanNotes::default());
+        assert!(notes[0].contains("the leader goes on alone"), "{notes:?}");
+        let quiet = PlanNotes {
+            sync_zero: None,
+            sync_short: None,
+            ..PlanNotes::default()
+        };
+        assert_eq!(
+            sync_notes(1, 0, quiet),
+            ["commits no longer wait for a standby"]
+        );
+        assert_eq!(sync_notes(0, 1, quiet), ["commits wait for 1 standby(s)"]);
     }
 }

@@ -19,6 +19,14 @@ pub struct PlanNotes {
     pub leader_delete: &'static str,
     /// A volume that grows, when growing has an effect on its node.
     pub volume_grow: Option<&'static str>,
+    /// What a commit waits for once `sync_standbys` is 0, instead of the
+    /// plain "commits no longer wait for a standby"; `None` where that is
+    /// all there is to say.
+    pub sync_zero: Option<&'static str>,
+    /// What happens to writes when fewer standbys run than `sync_standbys`
+    /// (1 or more) asks, beside a change of it; `None` where it is not
+    /// established.
+    pub sync_short: Option<&'static str>,
 }
 
 impl Default for PlanNotes {
@@ -32,6 +40,16 @@ impl Default for PlanNotes {
             node_delete: "drained from the formation before it stops",
             leader_delete: "current leader: a standby is promoted first",
             volume_grow: None,
+            sync_zero: Some(
+                "a commit still waits for one standby while one runs (pg_auto_failover's ANY 1); \
+                 while none runs the leader goes on alone: commits are then acknowledged by the \
+                 leader only",
+            ),
+            sync_short: Some(
+                "while fewer standbys run than this, writes block until enough are back; with \
+                 one failover candidate besides the leader (instances = 2) it is as 0: the \
+                 leader goes on alone while that standby is down",
+            ),
         }
     }
 }

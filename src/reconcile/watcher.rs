@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::apply::ApplyOptions;
+use crate::model::Kind;
 use crate::provider::{LockGuard, Provider, ProviderError};
 
 use super::dir::{is_suspended, parse_time, record_path};
@@ -30,6 +31,9 @@ pub enum StepReport {
         drift: bool,
         /// The plan summaries, or the error.
         detail: String,
+        /// Nodes stuck in a transition after the step: `<app>: <address>
+        /// stuck in <state> for <n>s ...`.
+        stuck: Vec<String>,
     },
     /// The head is a failed commit whose retry time has not come.
     Waiting { revision: String, until: String },
@@ -57,6 +61,7 @@ impl std::fmt::Display for StepReport {
                 result,
                 drift,
                 detail,
+                ..
             } => {
                 write!(f, "{} {}", record::short(revision), result.as_str())?;
                 if *drift {
@@ -86,6 +91,9 @@ pub struct Watcher {
     pub(super) provider: Box<dyn Provider>,
     pub(super) state: Arc<Mutex<WatchState>>,
     pub(super) fetch_failures: u32,
+    /// The apps of the last commit reconciled without error, watched for
+    /// stuck nodes also when a later reconcile fails.
+    pub(super) apps: Vec<String>,
     pub(super) _lock: Box<dyn LockGuard>,
 }
 
@@ -123,6 +131,7 @@ impl Watcher {
             provider,
             state: Arc::new(Mutex::new(st)),
             fetch_failures: 0,
+            apps: Vec::new(),
             _lock: lock,
         };
         w.save()?;
@@ -222,9 +231,38 @@ impl Watcher {
             reconcile(&ctx, &target)
         });
         let took = started.elapsed();
-        let report = self.record(head, previous, mode, result, took);
+        if let Ok(outcome) = &result {
+            self.apps = outcome.plans.iter().map(|p| p.app.clone()).collect();
+        }
+        let mut report = self.record(head, previous, mode, result, took);
         let _ = self.save();
+        if let StepReport::Reconciled { stuck, .. } = &mut report {
+            *stuck = self.stuck_nodes();
+        }
         report
+    }
+
+    /// Nodes of the watched apps stuck in a transition for longer than
+    /// [`crate::model::checks::STUCK_AFTER_SECONDS`], as the provider's
+    /// status shows them.
+    fn stuck_nodes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for app in &self.apps {
+            let live = match self.provider.status(app) {
+                Ok(live) => live,
+                Err(e) => {
+                    tracing::debug!(app, error = %e, "status for stuck nodes");
+                    continue;
+                }
+            };
+            for r in live.of_kind(Kind::Machine) {
+                if let Some(note) = r.checks.stuck_note() {
+                    tracing::info!(app, node = %r.address, "{note}");
+                    out.push(format!("{app}: {} {note}", r.address));
+                }
+            }
+        }
+        out
     }
 
     fn record(
@@ -306,6 +344,7 @@ impl Watcher {
                     result: rec.result,
                     drift,
                     detail,
+                    stuck: Vec::new(),
                 }
             }
             Err(err) => {
@@ -322,6 +361,7 @@ impl Watcher {
                     result: ResultKind::Failed,
                     drift: false,
                     detail: err.to_string(),
+                    stuck: Vec::new(),
                 }
             }
         };

@@ -18,6 +18,12 @@ pub struct Cluster {
 impl Cluster {
     /// A cluster of `config_text`, whose `PG_PASSWORD` secret is `password`.
     pub fn new(config_text: &str, password: &'static str) -> Cluster {
+        Cluster::in_dir(config_text, password, "")
+    }
+
+    /// As [`Cluster::new`], with the fly.toml in directory `dir_name` of the
+    /// state dir (the services dialect names the app after it).
+    pub fn in_dir(config_text: &str, password: &'static str, dir_name: &str) -> Cluster {
         let state = tempfile::Builder::new()
             .prefix("flyplan-it-")
             .tempdir_in("/tmp")
@@ -27,7 +33,9 @@ impl Cluster {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .expect("chmod");
-        let config = state.path().join("fly.toml");
+        let dir = state.path().join(dir_name);
+        std::fs::create_dir_all(&dir).expect("config dir");
+        let config = dir.join("fly.toml");
         std::fs::write(&config, config_text).expect("write fly.toml");
         Cluster {
             state,
@@ -40,17 +48,21 @@ impl Cluster {
         std::fs::write(&self.config, config_text).expect("write fly.toml");
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_flyplan"))
-            .arg("--state-dir")
+    /// `flyplan ARGS -c <fly.toml>` on the cluster's state dir, not run yet.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flyplan"));
+        c.arg("--state-dir")
             .arg(self.state.path().join("state"))
             .args(args)
             .arg("-c")
             .arg(&self.config)
             .env("PG_PASSWORD", self.password)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("flyplan runs")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("flyplan runs")
     }
 
     pub fn status(&self) -> Value {

@@ -3,6 +3,8 @@
 //! the supervisor leaves a keeper service that still talks to the monitor,
 //! which is not a crash but a half-alive node.
 
+#![allow(dead_code)]
+
 use std::collections::BTreeSet;
 
 /// `pid`'s parent, from `/proc/<pid>/stat`.
@@ -39,10 +41,12 @@ pub fn tree_of(roots: &[i32]) -> BTreeSet<i32> {
 
 /// SIGKILL `roots` and all their descendants, found before any is killed.
 pub fn kill_trees(roots: &[i32]) {
-    for pid in tree_of(roots) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    signal_all(&tree_of(roots), nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Send `signal` to every process of `pids`.
+pub fn signal_all(pids: &BTreeSet<i32>, signal: nix::sys::signal::Signal) {
+    for pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal);
     }
 }

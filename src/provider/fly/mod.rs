@@ -243,6 +243,8 @@ impl Provider for FlyProvider {
                 "when Fly answers that the volume needs a restart, its node is restarted in this \
                  apply (the leader after a switchover)",
             ),
+            sync_zero: None,
+            sync_short: None,
         }
     }
 

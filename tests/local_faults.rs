@@ -1,0 +1,643 @@
+//! The fault suite on local clusters, each fault under a writer that
+//! records every acknowledged commit, checked against what the cluster
+//! holds afterwards: a frozen leader; a full disk on a standby's volume,
+//! every sync standby lost and two leader crashes in a row on one
+//! three-node cluster; `flyplan watch` as the supervisor that brings back
+//! killed nodes, monitor and endpoint. docs/faults.md has the results.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/faults.rs"]
+mod faults;
+#[path = "support/procs.rs"]
+mod procs;
+#[path = "watch_common/mod.rs"]
+mod watch_common;
+
+use cluster::{text, Cluster};
+use faults::{
+    assert_none_lost, connect, conninfo, current_thread, leader_of, pids_mentioning, port_of,
+    Writer, PASSWORD,
+};
+
+/// A cluster of `instances` nodes in iad, commits waiting for `sync`
+/// standbys, read replicas as `replicas` declares them (`{}`: none).
+fn cluster_text(app: &str, instances: u32, sync: u32, replicas: &str) -> String {
+    format!(
+        "app = \"{app}\"\nprimary_region = \"iad\"\n\n[postgres]\n  instances = {instances}\n  \
+         sync_standbys = {sync}\n  read_replicas = {replicas}\n  operator_password = \"PG_PASSWORD\"\n\n\
+         [secrets]\n  PG_PASSWORD = {{ from_env = \"PG_PASSWORD\" }}\n\n\
+         [[vm]]\n  size = \"shared-cpu-1x\"\n  memory = \"512mb\"\n"
+    )
+}
+
+/// Create `table` (one int key) through `port`, retried while the endpoint
+/// settles after apply.
+fn create_table(port: u16, table: &str) {
+    current_thread().block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(db) = connect(port, "postgres", "postgres").await {
+                let sql = format!("CREATE TABLE IF NOT EXISTS {table} (id int primary key)");
+                if db.batch_execute(&sql).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "no writable leader for {table}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+/// The keeper and postmaster pids of node `n` of `status --json`.
+fn node_pids(n: &Value) -> Vec<i32> {
+    ["pid", "postgres_pid"]
+        .iter()
+        .map(|k| {
+            n["checks"][k]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{k} of {n}")) as i32
+        })
+        .collect()
+}
+
+/// Node `address` of `status --json`.
+fn node<'a>(status: &'a Value, address: &str) -> &'a Value {
+    status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["address"] == address)
+        .unwrap_or_else(|| panic!("no {address} in {status}"))
+}
+
+/// Wait until `cond` holds of `status --json`, at most `within`.
+fn wait_for_status(c: &Cluster, within: Duration, cond: impl Fn(&Value) -> bool) -> Option<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let o = c.run(&["status", "--json"]);
+        if let Ok(st) = serde_json::from_slice::<Value>(&o.stdout) {
+            if cond(&st) {
+                return Some(st);
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A running standby, as `status --json` shows it.
+fn is_running_standby(n: &Value) -> bool {
+    n["role"] == "replica" && n["state"] == "running" && n["checks"]["pg_state"] == "secondary"
+}
+
+#[test]
+fn a_frozen_leader_is_replaced_and_once_thawed_acknowledges_nothing_that_is_lost() {
+    let c = Cluster::in_dir(&cluster_text("fp-frozen", 2, 0, "{}"), PASSWORD, "frozen");
+    c.apply();
+    let status = c.status();
+    let endpoint = port_of(&status["endpoint"]);
+    create_table(endpoint, "f");
+    // With sync_standbys = 0 a commit still waits for the one standby
+    // while it runs (README, "What an acknowledged commit means").
+    let names: String = current_thread().block_on(async {
+        let db = connect(endpoint, "postgres", "postgres").await.unwrap();
+        db.query_one("SHOW synchronous_standby_names", &[])
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert!(names.starts_with("ANY 1 ("), "{names}");
+    let writer = Writer::start(endpoint, "f");
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(30)),
+        "the writer writes"
+    );
+
+    // Freeze the whole node, as a paused VM is: its keeper (pg_autoctl and
+    // the services below it) and its postgres tree. Freezing postgres alone
+    // would leave a keeper that goes on reporting to the monitor.
+    let leader = leader_of(&status);
+    let address = leader["address"].as_str().unwrap().to_string();
+    let direct = port_of(&leader["checks"]);
+    let frozen = procs::tree_of(&node_pids(&leader));
+    let at = Instant::now();
+    procs::signal_all(&frozen, Signal::SIGSTOP);
+    let promoted = writer.wait_for_more(20, Duration::from_secs(60));
+    let outage = writer.first_ack_after(at);
+    let sleep = Duration::from_secs(20).saturating_sub(at.elapsed());
+    std::thread::sleep(sleep);
+
+    // Thaw it, with a writer on its own port from the first moment.
+    let on_old = Writer::over(conninfo(direct), "f", 10_000_000);
+    let thawed = Instant::now();
+    procs::signal_all(&frozen, Signal::SIGCONT);
+    assert!(promoted, "no standby promoted while the leader was frozen");
+    eprintln!(
+        "frozen leader: writes through the endpoint resumed after {:.1}s",
+        outage.unwrap().as_secs_f64()
+    );
+
+    // It rejoins as a standby by itself: no apply.
+    let rejoined = wait_for_status(&c, Duration::from_secs(90), |st| {
+        is_running_standby(node(st, &address))
+    });
+    let on_old_errors = on_old.errors();
+    let on_old_acked = on_old.finish();
+    eprintln!(
+        "frozen leader: rejoined as a standby {:.1}s after the thaw; commits its own port \
+         acknowledged after the thaw: {}; what it answered: {on_old_errors:?}",
+        thawed.elapsed().as_secs_f64(),
+        on_old_acked.len()
+    );
+    assert!(
+        rejoined.is_some(),
+        "the thawed leader did not rejoin as a standby: {}",
+        c.status()
+    );
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(30)),
+        "writes go on"
+    );
+    let acked = writer.finish();
+    assert_none_lost(endpoint, "f", &acked);
+    assert_none_lost(endpoint, "f", &on_old_acked);
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// A tmpfs mounted at `path`, lazily unmounted on drop (before the cluster
+/// that uses it is destroyed), also when the test fails.
+struct Mount {
+    path: PathBuf,
+}
+
+impl Mount {
+    fn tmpfs(path: &Path, bytes: u64, owner: &str) -> Mount {
+        let (uid, gid) = owner_ids(owner);
+        let o = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={bytes},mode=0700,uid={uid},gid={gid}"))
+            .arg("tmpfs")
+            .arg(path)
+            .output()
+            .expect("mount runs");
+        assert!(
+            o.status.success(),
+            "mount: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Mount {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .output();
+    }
+}
+
+/// Uid and gid of the owner of `path`.
+fn owner_ids(path: &str) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).expect("owner");
+    (m.uid(), m.gid())
+}
+
+/// Bytes used under `dir`.
+fn du(dir: &Path) -> u64 {
+    let o = std::process::Command::new("du")
+        .args(["-sb"])
+        .arg(dir)
+        .output()
+        .expect("du");
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("du output")
+}
+
+/// Fill the filesystem holding `dir` with file `dir/filler` (dd stops at
+/// "No space left on device").
+fn fill(dir: &Path) -> PathBuf {
+    let filler = dir.join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M"])
+        .arg(format!("of={}", filler.display()))
+        .output()
+        .expect("dd");
+    let free = nix::sys::statvfs::statvfs(dir).expect("statvfs");
+    let left = free.blocks_available() as u64 * free.fragment_size() as u64;
+    assert!(left < 1024 * 1024, "{left} bytes left on {}", dir.display());
+    filler
+}
+
+/// Switch the leader to a new WAL segment `n` times through `port`, so a
+/// standby must create new segment files.
+fn switch_wal(port: u16, n: usize) {
+    current_thread().block_on(async {
+        if let Ok(db) = connect(port, "postgres", "postgres").await {
+            for _ in 0..n {
+                let _ = db
+                    .batch_execute(
+                        "CREATE TABLE IF NOT EXISTS w (x int); INSERT INTO w VALUES (1); \
+                         SELECT pg_switch_wal()",
+                    )
+                    .await;
+            }
+        }
+    });
+}
+
+#[test]
+fn a_full_standby_disk_lost_sync_standbys_and_two_leader_crashes_lose_no_commit() {
+    let c = Cluster::in_dir(&cluster_text("fp-chain", 3, 1, "{}"), PASSWORD, "chain");
+    c.apply();
+    let status = c.status();
+    let endpoint = port_of(&status["endpoint"]);
+    create_table(endpoint, "c");
+    let writer = Writer::start(endpoint, "c");
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(30)),
+        "the writer writes"
+    );
+    let leader = leader_of(&status)["address"].as_str().unwrap().to_string();
+    let standbys: Vec<Value> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["address"] != leader.as_str())
+        .cloned()
+        .collect();
+    assert_eq!(standbys.len(), 2, "{status}");
+
+    // 1. A full disk on a standby's volume: the volume moves to a small
+    // tmpfs (the node stopped meanwhile), then the tmpfs is filled.
+    let full = &standbys[0];
+    let full_address = full["address"].as_str().unwrap().to_string();
+    let volume = c
+        .state
+        .path()
+        .join("state/apps/fp-chain/volumes")
+        .join(format!(
+            "pg_data-{}",
+            full_address
+                .trim_start_matches("machine[")
+                .trim_end_matches(']')
+                .replace(':', "-")
+        ));
+    procs::kill_trees(&node_pids(full));
+    std::thread::sleep(Duration::from_secs(1));
+    let moved = volume.with_extension("before-tmpfs");
+    std::fs::rename(&volume, &moved).unwrap();
+    std::fs::create_dir(&volume).unwrap();
+    let owner = moved.to_string_lossy().to_string();
+    let _mount = Mount::tmpfs(&volume, du(&moved) + 128 * 1024 * 1024, &owner);
+    let o = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", moved.display()))
+        .arg(&volume)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cp: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    c.apply();
+    assert!(
+        wait_for_status(&c, Duration::from_secs(60), |st| is_running_standby(node(
+            st,
+            &full_address
+        )))
+        .is_some(),
+        "the standby runs on its small volume: {}",
+        c.status()
+    );
+    let filler = fill(&volume);
+    let filled = Instant::now();
+    switch_wal(endpoint, 3);
+    assert!(
+        writer.wait_for_more(50, Duration::from_secs(60)),
+        "writes go on beside a standby with a full disk"
+    );
+    let st = wait_for_status(&c, Duration::from_secs(30), |st| {
+        node(st, &full_address)["health"]["vm"]["status"] == "critical"
+    })
+    .unwrap_or_else(|| panic!("status names the full disk: {}", c.status()));
+    let vm = node(&st, &full_address)["health"]["vm"]["output"].clone();
+    assert!(vm.as_str().unwrap().contains("disk 0 MiB free"), "{vm}");
+    let o = c.run(&["status"]);
+    assert!(text(&o).contains("disk 0 MiB free"), "{}", text(&o));
+    eprintln!(
+        "full disk: longest write pause {:.1}s; status: {vm}",
+        writer.longest_gap(filled, Instant::now()).as_secs_f64()
+    );
+    // Space back: the standby catches up by itself.
+    std::fs::remove_file(&filler).unwrap();
+    switch_wal(endpoint, 1);
+    assert!(
+        wait_for_status(&c, Duration::from_secs(90), |st| {
+            let n = node(st, &full_address);
+            is_running_standby(n) && n["checks"]["lag_bytes"].as_i64() == Some(0)
+        })
+        .is_some(),
+        "the standby catches up once space is back: {}",
+        c.status()
+    );
+
+    // 2. Every sync standby lost.
+    let st = c.status();
+    let killed = Instant::now();
+    for s in &standbys {
+        procs::kill_trees(&node_pids(node(&st, s["address"].as_str().unwrap())));
+    }
+    // With sync_standbys = 1 the leader acknowledges no commit alone:
+    // writes wait until a standby is back.
+    let went_on = writer.wait_for_more(5, Duration::from_secs(30));
+    let o = c.run(&["status"]);
+    eprintln!("lost sync standbys: {}", text(&o));
+    assert!(
+        !went_on,
+        "commits acknowledged with no standby running: {:?}",
+        writer.first_ack_after(killed + Duration::from_secs(2))
+    );
+    let applied = Instant::now();
+    c.apply();
+    assert!(
+        writer.wait_for_more(50, Duration::from_secs(60)),
+        "writes go on once the standbys are back"
+    );
+    eprintln!(
+        "lost sync standbys: writes resumed {:.1}s after apply started",
+        writer.first_ack_after(applied).unwrap().as_secs_f64()
+    );
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // 3. Two leader crashes in a row: the new leader is killed as soon as
+    // it takes writes.
+    let st = c.status();
+    let first = leader_of(&st);
+    let killed = Instant::now();
+    procs::kill_trees(&node_pids(&first));
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(90)),
+        "no failover after the first crash"
+    );
+    let second = wait_for_status(&c, Duration::from_secs(30), |st| {
+        st["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["role"] == "leader" && n["address"] != first["address"])
+    })
+    .map(|st| leader_of(&st))
+    .expect("a new leader");
+    eprintln!(
+        "two crashes: first failover, longest write pause {:.1}s",
+        writer.longest_gap(killed, Instant::now()).as_secs_f64()
+    );
+    let killed = Instant::now();
+    procs::kill_trees(&node_pids(&second));
+    // pg_auto_failover may promote the last node (it then takes writes
+    // alone, in wait_primary) or wait for apply: either way nothing
+    // acknowledged may be lost.
+    let survived = writer.wait_for_more(20, Duration::from_secs(60));
+    eprintln!(
+        "two crashes: writes after the second crash without apply: {survived}, longest \
+         pause {:.1}s",
+        writer.longest_gap(killed, Instant::now()).as_secs_f64()
+    );
+    eprintln!("{}", text(&c.run(&["status"])));
+    c.apply();
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(90)),
+        "writes after apply repaired both nodes"
+    );
+    let acked = writer.finish();
+    assert_none_lost(endpoint, "c", &acked);
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// `flyplan watch` of a repository on the cluster's state dir, its standard
+/// error in a file; killed on drop (before the cluster is destroyed).
+struct Watch {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Watch {
+    fn start(c: &Cluster, repo: &str, interval: &str) -> Watch {
+        let log = c.state.path().join("watch.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_flyplan"))
+            .arg("--state-dir")
+            .arg(c.state.path().join("state"))
+            .args(["watch", "--repo", repo, "--interval", interval])
+            .env("PG_PASSWORD", PASSWORD)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("flyplan watch starts");
+        Watch { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log has a line with every one of `needles`.
+    fn wait_for_line(&self, needles: &[&str], within: Duration) -> Option<String> {
+        self.wait_for_lines(needles, 1, within)
+    }
+
+    /// Wait until the log has `n` lines with every one of `needles`; the
+    /// last of them.
+    fn wait_for_lines(&self, needles: &[&str], n: usize, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            let found: Vec<&str> = log
+                .lines()
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .collect();
+            if found.len() >= n {
+                return found.last().map(|l| l.to_string());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `flyplan watch --repo REPO FLAG` (`--suspend`, `--resume`).
+fn watch_switch(c: &Cluster, repo: &str, flag: &str) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_flyplan"))
+        .arg("--state-dir")
+        .arg(c.state.path().join("state"))
+        .args(["watch", "--repo", repo, flag])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "watch {flag}: {}", text(&o));
+}
+
+#[test]
+fn watch_brings_back_killed_nodes_monitor_and_endpoint_and_names_stuck_nodes() {
+    let config = cluster_text("fp-watch", 2, 0, "{ ams = 1 }");
+    let c = Cluster::in_dir(&config, PASSWORD, "watched");
+    let repo = watch_common::Repo::new();
+    repo.commit(&[("fly.toml", &config)], "a watched cluster");
+    let url = repo.url();
+    let interval = Duration::from_secs(5);
+    let watch = Watch::start(&c, &url, "5s");
+
+    // While the watch creates the cluster, it holds the app's apply lock:
+    // an apply by hand is refused, naming the holder.
+    let app_json = c.state.path().join("state/apps/fp-watch/app.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !app_json.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the watch applies: {}",
+            watch.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = c.run(&["apply", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("another apply"), "{}", text(&o));
+    let st = wait_for_status(&c, Duration::from_secs(240), |st| {
+        st["nodes"].as_array().is_some_and(|n| {
+            n.len() == 3
+                && n.iter().filter(|n| n["state"] == "running").count() == 3
+                && n.iter().any(|n| n["role"] == "leader")
+        }) && st["endpoint"]["state"] == "running"
+    })
+    .unwrap_or_else(|| panic!("the watch made the cluster: {}", watch.log()));
+    assert!(
+        watch
+            .wait_for_line(&["applied"], Duration::from_secs(60))
+            .is_some(),
+        "{}",
+        watch.log()
+    );
+    let endpoint = port_of(&st["endpoint"]);
+    create_table(endpoint, "w");
+    let writer = Writer::start(endpoint, "w");
+    assert!(writer.wait_for_more(20, Duration::from_secs(30)), "writes");
+
+    // Suspended, the watch heals nothing: a killed standby and read
+    // replica stay down, and the watch names the state they are stuck in.
+    watch_switch(&c, &url, "--suspend");
+    let killed: Vec<Value> = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["role"] != "leader")
+        .cloned()
+        .collect();
+    assert_eq!(killed.len(), 2, "{st}");
+    for n in &killed {
+        procs::kill_trees(&node_pids(n));
+    }
+    let line = watch
+        .wait_for_line(&["stuck in"], Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no stuck node named: {}", watch.log()));
+    eprintln!("watch: {line}");
+    let o = c.run(&["status"]);
+    assert!(text(&o).contains("stuck in"), "{}", text(&o));
+
+    // Resumed, it brings both back as standbys within its interval plus
+    // the apply.
+    let resumed = Instant::now();
+    watch_switch(&c, &url, "--resume");
+    let back = wait_for_status(&c, interval + Duration::from_secs(120), |st| {
+        killed.iter().all(|k| {
+            let n = node(st, k["address"].as_str().unwrap());
+            n["state"] == "running" && n["checks"]["pg_state"] == "secondary"
+        })
+    });
+    assert!(
+        back.is_some(),
+        "the killed nodes are back: {}\n{}",
+        c.status(),
+        watch.log()
+    );
+    eprintln!(
+        "watch: killed standby and read replica back {:.1}s after resume",
+        resumed.elapsed().as_secs_f64()
+    );
+    assert!(
+        watch
+            .wait_for_lines(&["applied (drift)"], 1, Duration::from_secs(240))
+            .is_some(),
+        "the watch's repair finishes: {}",
+        watch.log()
+    );
+    eprintln!(
+        "watch: the repair of both nodes recorded {:.1}s after resume",
+        resumed.elapsed().as_secs_f64()
+    );
+
+    // A killed monitor and endpoint come back without a human.
+    let app_dir = c.state.path().join("state/apps/fp-watch");
+    let mut pids = pids_mentioning(&app_dir.join("monitor"));
+    pids.extend(pids_mentioning(&app_dir.join("haproxy/haproxy.cfg")));
+    assert!(pids.len() >= 2, "monitor and haproxy: {pids:?}");
+    let killed_at = Instant::now();
+    procs::kill_trees(&pids);
+    assert!(
+        watch
+            .wait_for_lines(&["applied (drift)"], 2, interval + Duration::from_secs(90))
+            .is_some(),
+        "the watch repairs the monitor and endpoint: {}",
+        watch.log()
+    );
+    let back = wait_for_status(&c, Duration::from_secs(30), |st| {
+        st["monitor_reachable"] == true
+            && st["endpoint"]["state"] == "running"
+            && st.get("automatic_failover").is_none()
+    });
+    assert!(
+        back.is_some(),
+        "monitor and endpoint are back: {}\n{}",
+        c.status(),
+        watch.log()
+    );
+    eprintln!(
+        "watch: killed monitor and endpoint back {:.1}s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(60)),
+        "writes through the endpoint again"
+    );
+    let acked = writer.finish();
+    drop(watch);
+    assert_none_lost(endpoint, "w", &acked);
+}
