@@ -93,9 +93,15 @@ impl AppCtx<'_> {
         )
     }
 
-    /// Checks every 500 ms; a server is marked down after two failed checks
-    /// (one slow check must not refuse clients of a healthy leader) and up
-    /// after one good one.
+    /// A server that is down (every standby, and a new leader until its
+    /// first good check) is checked every 250 ms and is up after one good
+    /// check, so a promoted node takes writes about 250 ms after the monitor
+    /// settles on it. The leader, while up, is checked every 2 s: haproxy
+    /// kills an external check that runs longer than `inter` (not `timeout
+    /// check`), and two psql runs on a loaded machine can take more than
+    /// 500 ms. After one failed check the leader is checked every 250 ms
+    /// (`fastinter`) and is down after the second; right after a start or a
+    /// reload, haproxy marks a server down on its first failure.
     fn haproxy_config(&self, port: u16) -> String {
         let script = self.paths.haproxy().join("check-leader");
         let mut cfg = format!(
@@ -117,7 +123,7 @@ impl AppCtx<'_> {
              \x20   option external-check\n\
              \x20   external-check path \"/usr/bin:/bin\"\n\
              \x20   external-check command \"{script}\"\n\
-             \x20   default-server inter 500ms fastinter 500ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions\n",
+             \x20   default-server inter 2s fastinter 250ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions\n",
             app = self.name,
             script = script.display(),
         );
