@@ -5,6 +5,7 @@
 
 mod adopt;
 mod api;
+mod backup;
 mod client;
 mod exec;
 pub mod graphql;
@@ -293,6 +294,11 @@ impl FlyProvider {
             live.insert(r);
         }
         for r in crate::runtime::block_on(self.observe_sql(app, &snap.machines))? {
+            live.insert(r);
+        }
+        if let Some(r) =
+            crate::runtime::block_on(backup::observe(&self.client, app, &snap, &ledger))?
+        {
             live.insert(r);
         }
         Ok(live)
