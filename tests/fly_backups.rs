@@ -326,8 +326,23 @@ async fn backups_are_set_at_bootstrap_kept_across_an_image_update_and_turned_off
     // Put the first URL back for the rest of the test.
     p.ok(&["apply", "-c", &on, "--auto-approve"]);
 
+    // flyplan's own image update plans the policy again, after the
+    // machines, and leaves the settings as fly.toml has them.
+    let newer_image = |t: String| t.replace("postgres-flex:15\"", "postgres-flex:15.8\"");
+    let newer = p.config("newer.toml", &newer_image(toml(APP, BACKUP)));
+    let (code, out) = p.plan(&newer);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("applied again after the image update"),
+        "{out}"
+    );
+    p.ok(&["apply", "-c", &newer, "--auto-approve"]);
+    assert_eq!(settings(&p, APP), wanted());
+    let (code, out) = p.plan(&newer);
+    assert_eq!(code, Some(0), "{out}");
+
     // Turning backups off: blocked without --allow-destroy, nothing changed.
-    let off = p.config("off.toml", &toml(APP, ""));
+    let off = p.config("off.toml", &newer_image(toml(APP, "")));
     p.api.clear_requests();
     let o = p.run(&["apply", "-c", &off, "--auto-approve"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

@@ -19,6 +19,9 @@ pub struct PlanNotes {
     pub leader_delete: &'static str,
     /// A volume that grows, when growing has an effect on its node.
     pub volume_grow: Option<&'static str>,
+    /// Where a machine's new image puts the backup settings back to their
+    /// defaults: why an unchanged backup policy is applied again after it.
+    pub image_resets_backup: Option<&'static str>,
 }
 
 impl Default for PlanNotes {
@@ -32,6 +35,7 @@ impl Default for PlanNotes {
             node_delete: "drained from the formation before it stops",
             leader_delete: "current leader: a standby is promoted first",
             volume_grow: None,
+            image_resets_backup: None,
         }
     }
 }

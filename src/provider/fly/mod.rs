@@ -244,6 +244,10 @@ impl Provider for FlyProvider {
                 "when Fly answers that the volume needs a restart, its node is restarted in this \
                  apply (the leader after a switchover)",
             ),
+            image_resets_backup: Some(
+                "applied again after the image update: postgres-flex comes back from one with \
+                 its default barman settings (flyctl#4340)",
+            ),
         }
     }
 
