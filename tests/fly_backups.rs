@@ -417,6 +417,15 @@ async fn a_restore_into_a_new_app_sets_the_restore_secret_as_flyctl_does() {
     let (code, out) = p.plan(&restore);
     assert_eq!(code, Some(0), "{out}");
 
+    // Listing and taking backups is postgres-flex's: the error says what to run.
+    let o = p.run(&["backups", "list", "-c", &restore]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("fly pg backup list -a pg-restored"),
+        "{}",
+        text(&o)
+    );
+
     // The same app again: refused before anything is planned.
     p.api.clear_requests();
     let o = p.run(&[
