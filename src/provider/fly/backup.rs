@@ -78,6 +78,25 @@ pub fn wanted(spec: &BackupPolicySpec) -> BTreeMap<&'static str, String> {
     ])
 }
 
+/// What postgres-flex's validation refuses of `spec`, which fly.toml
+/// allows (`barman_config.go:130-155`: a recovery window in days, weeks or
+/// years, a base backup at most every hour), said before anything is sent.
+pub fn refused(spec: &BackupPolicySpec) -> Option<String> {
+    let window = spec.recovery_window.trim();
+    if !window.ends_with(['d', 'w', 'y']) {
+        return Some(format!(
+            "recovery_window {window:?}: postgres-flex takes days, weeks or years (`7d`, `2w`, `1y`)"
+        ));
+    }
+    if seconds(&spec.full_backup_frequency).is_some_and(|s| s < 3600) {
+        return Some(format!(
+            "full_backup_frequency {:?}: postgres-flex takes one hour or more",
+            spec.full_backup_frequency
+        ));
+    }
+    None
+}
+
 #[derive(Deserialize)]
 struct ViewAnswer {
     result: BTreeMap<String, serde_json::Value>,
@@ -271,6 +290,25 @@ mod tests {
             canonical(&answer),
             ("120s".to_string(), "24h".to_string(), "7d".to_string(), 3)
         );
+    }
+
+    #[test]
+    fn what_postgres_flex_refuses_is_said_first() {
+        let mut spec = BackupPolicySpec {
+            archive_timeout: "60s".into(),
+            archiving: None,
+            full_backup_frequency: "24h".into(),
+            minimum_redundancy: 3,
+            recovery_window: "7d".into(),
+            secret: ARCHIVE_SECRET.into(),
+            store: None,
+        };
+        assert_eq!(refused(&spec), None);
+        spec.recovery_window = "1m".into();
+        assert!(refused(&spec).unwrap().contains("days, weeks or years"));
+        spec.recovery_window = "2w".into();
+        spec.full_backup_frequency = "30m".into();
+        assert!(refused(&spec).unwrap().contains("one hour or more"));
     }
 
     #[test]

@@ -119,6 +119,12 @@ impl Performer<'_> {
             Spec::BackupPolicy(p) => p.clone(),
             _ => return Err(self.fail("the step's resource is not a backup policy")),
         };
+        if let Some(why) = backup::refused(&want) {
+            return Err(ProviderError::Unsupported {
+                provider: "fly",
+                what: format!("keep {why}"),
+            });
+        }
         let value = self
             .ctx
             .secrets
