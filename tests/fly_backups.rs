@@ -472,3 +472,89 @@ async fn a_restore_into_a_new_app_sets_the_restore_secret_as_flyctl_does() {
     );
     p.api.assert_conformant();
 }
+
+/// The secret declared as `S3_ARCHIVE_CONFIG` itself, with postgres-flex's
+/// defaults: set once at bootstrap and no settings call; a new value on the
+/// running cluster is one secrets call and an update of the node to that
+/// secrets version; turned off with the secret gone from `[secrets]`, it is
+/// unset once and the node updated again, whichever of the secret's delete
+/// and the policy's runs first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_named_s3_archive_config_is_set_once_and_its_change_reaches_the_nodes() {
+    let p = Place::new();
+    let base = r#"app = "pg-def"
+primary_region = "iad"
+
+[build]
+  image = "flyio/postgres-flex:15"
+
+[postgres]
+  instances = 1
+  operator_password = "PG_PASSWORD"
+
+[secrets]
+  PG_PASSWORD = { from_env = "PG_PASSWORD" }
+"#;
+    let on = p.config(
+        "def.toml",
+        &format!(
+            "{base}  S3_ARCHIVE_CONFIG = {{ from_env = \"BACKUP_URL\" }}\n\n[postgres.backup]\n  secret = \"S3_ARCHIVE_CONFIG\"\n"
+        ),
+    );
+    p.ok(&["apply", "-c", &on, "--auto-approve"]);
+    let calls = p.secrets_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        values(&calls[0])["S3_ARCHIVE_CONFIG"],
+        json!(store_url("pg-bk"))
+    );
+    assert!(
+        !p.barman_execs("pg-def")
+            .iter()
+            .any(|(_, c)| c.last().unwrap().ends_with("/update/barman")),
+        "the defaults needed no update"
+    );
+    let (code, out) = p.plan(&on);
+    assert_eq!(code, Some(0), "{out}");
+
+    p.api.clear_requests();
+    let o = p
+        .api
+        .cli(&p.dir.path().join("state"))
+        .args(["apply", "-c", &on, "--auto-approve"])
+        .env("PG_PASSWORD", OPERATOR)
+        .env("BACKUP_URL", store_url("pg-def-2"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let calls = p.secrets_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        values(&calls[0])["S3_ARCHIVE_CONFIG"],
+        json!(store_url("pg-def-2"))
+    );
+    let updates = |p: &Place| {
+        p.api
+            .requests()
+            .into_iter()
+            .filter(|r| r.op() == "POST /apps/{app_name}/machines/{machine_id}")
+            .count()
+    };
+    assert_eq!(updates(&p), 1, "the node took the new secrets version");
+
+    let off = p.config("def-off.toml", base);
+    p.api.clear_requests();
+    p.ok(&["apply", "-c", &off, "--auto-approve", "--allow-destroy"]);
+    assert!(!p
+        .api
+        .state()
+        .model
+        .app("pg-def")
+        .secrets
+        .contains_key("S3_ARCHIVE_CONFIG"));
+    assert_eq!(p.secrets_calls().len(), 1);
+    assert_eq!(updates(&p), 1, "the node booted without archiving");
+    let (code, out) = p.plan(&off);
+    assert_eq!(code, Some(0), "{out}");
+    p.api.assert_conformant();
+}

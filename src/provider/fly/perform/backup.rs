@@ -251,25 +251,30 @@ impl Performer<'_> {
         }
         let ledger = self.p.ledger(self.app);
         let live = self.list_secrets().await?;
-        if !live.secrets.iter().any(|s| s.name == ARCHIVE_SECRET) {
-            ledger.write_backup(&BackupLedger::default())?;
+        let set = live.secrets.iter().any(|s| s.name == ARCHIVE_SECRET);
+        // Unset already (by the delete of a secret declared under that
+        // name), the nodes may still run with it.
+        let nodes_have_it = ledger.backup()?.flyplan_digest.is_some();
+        if !set && !nodes_have_it {
             return Ok(Outcome::NotNeeded);
         }
-        let reply = self
-            .post_secrets(BTreeMap::from([(ARCHIVE_SECRET.to_string(), None)]))
-            .await?;
-        let mut secrets = ledger.secrets()?;
-        secrets.secrets.remove(ARCHIVE_SECRET);
-        if reply.version.is_some() {
-            secrets.version = reply.version;
+        if set {
+            let reply = self
+                .post_secrets(BTreeMap::from([(ARCHIVE_SECRET.to_string(), None)]))
+                .await?;
+            let mut secrets = ledger.secrets()?;
+            secrets.secrets.remove(ARCHIVE_SECRET);
+            if reply.version.is_some() {
+                secrets.version = reply.version;
+            }
+            ledger.write_secrets(&secrets)?;
+            tracing::info!(
+                secret = ARCHIVE_SECRET,
+                "unset the store URL; the store is left as it is"
+            );
         }
-        ledger.write_secrets(&secrets)?;
-        ledger.write_backup(&BackupLedger::default())?;
-        tracing::info!(
-            secret = ARCHIVE_SECRET,
-            "unset the store URL; the store is left as it is"
-        );
         self.redeploy_for_secrets().await?;
+        ledger.write_backup(&BackupLedger::default())?;
         Ok(Outcome::Deleted)
     }
 
