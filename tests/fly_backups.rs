@@ -107,6 +107,20 @@ impl Place {
         o
     }
 
+    /// `apply` with `BACKUP_URL` naming another directory of the store.
+    fn apply_with_store(&self, config: &str, dir: &str) {
+        let o = self
+            .api
+            .cli(&self.dir.path().join("state"))
+            .args(["apply", "-c", config, "--auto-approve"])
+            .env("PG_PASSWORD", OPERATOR)
+            .env("BACKUP_URL", store_url(dir))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(!text(&o).contains(STORE_KEY), "the store's key leaked");
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(o.status.success(), "flyplan {args:?}: {}", text(&o));
@@ -295,16 +309,7 @@ async fn backups_are_set_at_bootstrap_kept_across_an_image_update_and_turned_off
     // A new store URL on the existing app: one secrets call with both
     // names, then every node updated to the new secrets version.
     p.api.clear_requests();
-    let o = p
-        .api
-        .cli(&p.dir.path().join("state"))
-        .args(["apply", "-c", &on, "--auto-approve"])
-        .env("PG_PASSWORD", OPERATOR)
-        .env("BACKUP_URL", store_url("pg-bk-2"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(!text(&o).contains(STORE_KEY));
+    p.apply_with_store(&on, "pg-bk-2");
     let calls = p.secrets_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     let v = values(&calls[0]);
@@ -518,15 +523,7 @@ primary_region = "iad"
     assert_eq!(code, Some(0), "{out}");
 
     p.api.clear_requests();
-    let o = p
-        .api
-        .cli(&p.dir.path().join("state"))
-        .args(["apply", "-c", &on, "--auto-approve"])
-        .env("PG_PASSWORD", OPERATOR)
-        .env("BACKUP_URL", store_url("pg-def-2"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    p.apply_with_store(&on, "pg-def-2");
     let calls = p.secrets_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(
