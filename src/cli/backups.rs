@@ -127,7 +127,9 @@ fn with_runner(
     let provider = open_provider(cli)?;
     let Some(runner) = provider.backups() else {
         bail!(
-            "the {} provider does not run barman-cloud itself yet",
+            "the {} provider does not run barman-cloud itself: postgres-flex runs it inside the \
+             cluster's machines; run `fly pg backup list -a {app}` or `fly pg backup create -a {app}` \
+             (flexctl backup list|create in a machine); flyplan keeps only the policy",
             provider.name()
         );
     };

@@ -64,6 +64,10 @@ pub fn plan(desired: &Desired, live: &Live, opts: PlanOptions) -> Plan {
         }
     }
 
+    if let Some(note) = opts.notes.image_resets_backup {
+        reapply_backup_after_image(desired, live, &mut pending, &mut unchanged, note);
+    }
+
     for (address, have) in &live.resources {
         if desired.resources.contains_key(address) {
             continue;
@@ -182,6 +186,45 @@ fn changed_attrs(want: &Resource, have: &Resource) -> Vec<String> {
         .into_iter()
         .map(str::to_string)
         .collect()
+}
+
+/// A backup policy left as it is, in a plan that gives a machine a new
+/// image on a provider where that resets the backup settings: applied
+/// again, after the machines (its phase comes later), with `note` saying why.
+fn reapply_backup_after_image(
+    desired: &Desired,
+    live: &Live,
+    pending: &mut Vec<Pending>,
+    unchanged: &mut Vec<Address>,
+    note: &str,
+) {
+    let new_image = pending.iter().any(|p| {
+        p.step.kind == Kind::Machine
+            && matches!(p.step.action, Action::Update | Action::Replace)
+            && p.step.changed.iter().any(|c| c == "image")
+    });
+    let address = Address::backup_policy(&desired.app);
+    let Some(at) = unchanged.iter().position(|a| *a == address) else {
+        return;
+    };
+    let (Some(want), Some(have)) = (desired.resources.get(&address), live.get(&address)) else {
+        return;
+    };
+    if !new_image {
+        return;
+    }
+    unchanged.remove(at);
+    let mut p = Pending::new(
+        Action::Update,
+        &address,
+        Kind::BackupPolicy,
+        Some(have),
+        Some(want),
+        vec![],
+        "the machines get a new image".to_string(),
+    );
+    p.step.notes.push(note.to_string());
+    pending.push(p);
 }
 
 /// Attributes that cannot change in place.

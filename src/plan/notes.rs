@@ -27,6 +27,9 @@ pub struct PlanNotes {
     /// (1 or more) asks, beside a change of it; `None` where it is not
     /// established.
     pub sync_short: Option<&'static str>,
+    /// Where a machine's new image puts the backup settings back to their
+    /// defaults: why an unchanged backup policy is applied again after it.
+    pub image_resets_backup: Option<&'static str>,
 }
 
 impl Default for PlanNotes {
@@ -50,6 +53,7 @@ impl Default for PlanNotes {
                  one failover candidate besides the leader (instances = 2) it is as 0: the \
                  leader goes on alone while that standby is down",
             ),
+            image_resets_backup: None,
         }
     }
 }

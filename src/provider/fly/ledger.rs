@@ -57,6 +57,22 @@ pub struct RoleEntry {
     pub verifier: String,
 }
 
+/// What flyplan set of `[postgres.backup]` on an app: the declared secret
+/// whose value went into `S3_ARCHIVE_CONFIG`, flyplan's digest of it and
+/// Fly's, and whether every node has since booted with it (postgres-flex
+/// reads it only at boot).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupLedger {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flyplan_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fly_digest: Option<String>,
+    #[serde(default)]
+    pub deployed: bool,
+}
+
 /// The ledger directory of one app.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -96,6 +112,14 @@ impl Ledger {
 
     pub fn write_roles(&self, roles: &BTreeMap<String, RoleEntry>) -> Result<(), ProviderError> {
         self.write("roles.json", roles)
+    }
+
+    pub fn backup(&self) -> Result<BackupLedger, ProviderError> {
+        self.read("backup.json")
+    }
+
+    pub fn write_backup(&self, ledger: &BackupLedger) -> Result<(), ProviderError> {
+        self.write("backup.json", ledger)
     }
 
     pub fn app(&self) -> Result<AppLedger, ProviderError> {

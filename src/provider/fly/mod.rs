@@ -5,6 +5,7 @@
 
 mod adopt;
 mod api;
+mod backup;
 mod client;
 mod exec;
 pub mod graphql;
@@ -245,6 +246,10 @@ impl Provider for FlyProvider {
             ),
             sync_zero: None,
             sync_short: None,
+            image_resets_backup: Some(
+                "applied again after the image update: postgres-flex comes back from one with \
+                 its default barman settings (flyctl#4340)",
+            ),
         }
     }
 
@@ -295,6 +300,11 @@ impl FlyProvider {
             live.insert(r);
         }
         for r in crate::runtime::block_on(self.observe_sql(app, &snap.machines))? {
+            live.insert(r);
+        }
+        if let Some(r) =
+            crate::runtime::block_on(backup::observe(&self.client, app, &snap, &ledger))?
+        {
             live.insert(r);
         }
         Ok(live)

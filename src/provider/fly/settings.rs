@@ -41,7 +41,8 @@ pub fn sync_value(n: u64) -> String {
     }
 }
 
-fn curl(method: &str, url: &str, body: Option<String>) -> Vec<String> {
+/// `curl` of the admin API: fails (exit 22) on an HTTP error.
+pub(super) fn curl(method: &str, url: &str, body: Option<String>) -> Vec<String> {
     let mut c: Vec<String> = ["curl", "-sS", "-f", "-X", method]
         .iter()
         .map(|s| s.to_string())

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod barman;
 pub mod cluster;
 pub mod flycheck;
 pub mod graphql;

@@ -103,6 +103,8 @@ pub struct AppRec {
     pub pg_user_config: BTreeMap<String, String>,
     /// What each node applied of it (`settings/apply`), by machine id.
     pub pg_applied: BTreeMap<String, BTreeMap<String, String>>,
+    /// postgres-flex's barman settings (see [`super::barman`]).
+    pub barman: super::barman::BarmanStore,
 }
 
 impl AppRec {
@@ -198,6 +200,29 @@ impl Model {
     }
 
     /// Make the role check of a machine report `output` (`primary`, `replica`).
+    /// `fly image update` run outside flyplan: every machine updated to
+    /// `image` and restarted, the barman settings put back to postgres-flex's
+    /// defaults (flyctl#4340, [`super::barman::image_updated`]).
+    pub fn image_update_outside(&mut self, app: &str, image: &str) {
+        let ids: Vec<String> = self
+            .app(app)
+            .live_machines()
+            .map(|m| m.id().to_string())
+            .collect();
+        for id in ids {
+            let instance = self.id("01J", 23).to_uppercase();
+            let m = self.app_mut(app).machines.get_mut(&id).unwrap();
+            m.json["config"]["image"] = json!(image);
+            m.json["instance_id"] = json!(instance);
+            Self::restart(m);
+            // flyctl waits for each machine's checks before the next.
+            for _ in 0..Self::BOOT_READS {
+                self.boot(app, &id);
+            }
+        }
+        super::barman::image_updated(&mut self.app_mut(app).barman);
+    }
+
     pub fn set_role(&mut self, app: &str, machine_id: &str, output: &str) {
         let m = self.app_mut(app).machines.get_mut(machine_id).unwrap();
         for c in m.json["checks"].as_array_mut().unwrap() {
@@ -657,6 +682,12 @@ impl Model {
         ];
         self.last_exec_read_only = method == "GET";
         let a = self.app_mut(app);
+        if path.ends_with("/barman") {
+            let enabled = a.secrets.contains_key("S3_ARCHIVE_CONFIG");
+            let (code, stdout, stderr) =
+                super::barman::handle(&mut a.barman, enabled, method, path, &body);
+            return out(code, &stdout, &stderr);
+        }
         match (method, path) {
             ("GET", "view/postgres") => {
                 let names: Vec<&str> = body
@@ -1020,11 +1051,16 @@ impl Model {
                 if body["config"]["mounts"] != old_mounts {
                     return Reply::error(422, "the scripted API does not model mount changes");
                 }
+                let new_image = m.json["config"]["image"] != body["config"]["image"];
                 m.json["config"] = body["config"].clone();
                 m.json["instance_id"] = json!(new_instance);
                 m.json["state"] = json!("started");
                 Self::restart(m);
-                Reply::json(200, m.json.clone())
+                let reply = Reply::json(200, m.json.clone());
+                if new_image {
+                    super::barman::image_updated(&mut a.barman);
+                }
+                reply
             }
             "POST /apps/{app_name}/machines/{machine_id}/start" => {
                 if !lease_ok(m) {

@@ -133,6 +133,9 @@ impl Performer<'_> {
         }
         self.mirror_operator_password(&mut values);
 
+        // The store URL and a restore source, in the same call.
+        let backup_book = self.bootstrap_backup_values(&mut values, &has)?;
+
         if let Some(restore) = self.ctx.restore {
             if !has(FLY_RESTORED_FROM) {
                 values.insert(
@@ -148,6 +151,7 @@ impl Performer<'_> {
         let names: Vec<String> = values.keys().cloned().collect();
         let reply = self.post_secrets(values).await?;
         self.record_secrets(&mut book, &digests, &reply).await?;
+        self.record_backup_book(backup_book, &reply)?;
         tracing::info!(count = names.len(), names = ?names, version = ?reply.version, "set the cluster's secrets in one call");
         Ok(true)
     }

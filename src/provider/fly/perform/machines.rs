@@ -304,22 +304,7 @@ impl Performer<'_> {
         let (nonce, held) = self.lease_for_change(m, handover, rolling.clone()).await?;
         let result = async {
             if config_changed {
-                let body = MachineRequest {
-                    config,
-                    region: m.region.clone(),
-                    min_secrets_version: self.p.ledger(self.app).secrets()?.version,
-                };
-                let updated: Machine = self
-                    .client()
-                    .request(
-                        &self.label,
-                        Method::POST,
-                        &["apps", self.app, "machines", &m.id],
-                    )
-                    .json(&body)
-                    .nonce(Some(&nonce))
-                    .send()
-                    .await?;
+                let updated = self.post_update(m, config, &nonce).await?;
                 tracing::info!(machine = %m.id, "updated machine; waiting for it to start");
                 if wants_running {
                     self.wait_started(&m.id, &updated.instance_id, Some(&nonce))
@@ -348,6 +333,31 @@ impl Performer<'_> {
         }
         self.release_all(&held).await;
         result.map(|()| Outcome::Updated)
+    }
+
+    /// `POST …/machines/{id}` with `config` and the secrets version
+    /// flyplan last wrote, under the lease `nonce`.
+    pub(super) async fn post_update(
+        &self,
+        m: &Machine,
+        config: MachineConfig,
+        nonce: &str,
+    ) -> Result<Machine, ProviderError> {
+        let body = MachineRequest {
+            config,
+            region: m.region.clone(),
+            min_secrets_version: self.p.ledger(self.app).secrets()?.version,
+        };
+        self.client()
+            .request(
+                &self.label,
+                Method::POST,
+                &["apps", self.app, "machines", &m.id],
+            )
+            .json(&body)
+            .nonce(Some(nonce))
+            .send()
+            .await
     }
 
     /// The machine updates of this apply.
@@ -409,7 +419,7 @@ impl Performer<'_> {
     /// holds them all (flyctl `internal/command/postgres/failover.go:86-90`),
     /// then a switchover away from it when a standby qualifies. Returns the
     /// nonce and the other leases; on an error every lease is released.
-    async fn lease_for_change(
+    pub(super) async fn lease_for_change(
         &self,
         m: &Machine,
         handover: bool,
@@ -495,7 +505,7 @@ impl Performer<'_> {
         result
     }
 
-    async fn release_all(&self, held: &[(String, String)]) {
+    pub(super) async fn release_all(&self, held: &[(String, String)]) {
         for (id, nonce) in held {
             self.release_lease(id, nonce).await;
         }

@@ -4,6 +4,7 @@
 //! a failure creates only what is missing.
 
 mod app;
+mod backup;
 mod bootstrap;
 mod catalog;
 mod cluster;
@@ -79,11 +80,7 @@ pub async fn perform(
         Kind::Formation => s.formation().await,
         Kind::Endpoint => s.endpoint().await,
         Kind::SnapshotPolicy => s.snapshot_policy().await,
-        // S3_ARCHIVE_CONFIG and the barman settings API come with exec.
-        Kind::BackupPolicy => Err(ProviderError::Unsupported {
-            provider: "fly",
-            what: "keep backup_policy yet (continuous backups to an object store)".to_string(),
-        }),
+        Kind::BackupPolicy => s.backup_policy().await,
         Kind::User | Kind::Database | Kind::Attachment => s.sql().await,
         Kind::Parameter => s.parameter().await,
     }

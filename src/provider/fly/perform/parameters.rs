@@ -60,7 +60,7 @@ impl Performer<'_> {
     /// Restart every started node, one at a time and each waited for until
     /// its checks pass: standbys first, then the leader, which hands over
     /// to a standby first.
-    async fn rolling_restart(&self, leader: &Machine) -> Result<(), ProviderError> {
+    pub(super) async fn rolling_restart(&self, leader: &Machine) -> Result<(), ProviderError> {
         let (view, _) = self.read().await?;
         let mut order: Vec<&Machine> = view
             .machines

@@ -76,9 +76,11 @@ impl Performer<'_> {
             return Ok(Outcome::NotNeeded);
         }
         self.mirror_operator_password(&mut pending);
+        let backup_book = self.mirror_archive_secret(&mut pending);
         let names: Vec<String> = pending.keys().cloned().collect();
         let reply = self.post_secrets(pending).await?;
         self.record_secrets(&mut book, &digests, &reply).await?;
+        self.record_backup_book(backup_book, &reply)?;
         tracing::info!(count = names.len(), names = ?names, version = ?reply.version, "set secrets in one call");
         Ok(changed(self.step.action))
     }
