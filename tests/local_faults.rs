@@ -55,6 +55,29 @@ fn create_table(port: u16, table: &str) {
     });
 }
 
+/// Apply `c`, make `table` and start a writer into it through the
+/// endpoint: the status after apply, the endpoint's port and the writer.
+fn apply_and_write(c: &Cluster, table: &str) -> (Value, u16, Writer) {
+    c.apply();
+    let status = c.status();
+    let endpoint = port_of(&status["endpoint"]);
+    create_table(endpoint, table);
+    let writer = Writer::start(endpoint, table);
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(30)),
+        "the writer writes"
+    );
+    (status, endpoint, writer)
+}
+
+/// `iad-1` for `machine[iad:1]`: the node's name in file names.
+fn node_name(address: &str) -> String {
+    address
+        .trim_start_matches("machine[")
+        .trim_end_matches(']')
+        .replace(':', "-")
+}
+
 /// The keeper and postmaster pids of node `n` of `status --json`.
 fn node_pids(n: &Value) -> Vec<i32> {
     ["pid", "postgres_pid"]
@@ -102,10 +125,7 @@ fn is_running_standby(n: &Value) -> bool {
 #[test]
 fn a_frozen_leader_is_replaced_and_once_thawed_acknowledges_nothing_that_is_lost() {
     let c = Cluster::in_dir(&cluster_text("fp-frozen", 2, 0, "{}"), PASSWORD, "frozen");
-    c.apply();
-    let status = c.status();
-    let endpoint = port_of(&status["endpoint"]);
-    create_table(endpoint, "f");
+    let (status, endpoint, writer) = apply_and_write(&c, "f");
     // With sync_standbys = 0 a commit still waits for the one standby
     // while it runs (README, "What an acknowledged commit means").
     let names: String = current_thread().block_on(async {
@@ -116,11 +136,6 @@ fn a_frozen_leader_is_replaced_and_once_thawed_acknowledges_nothing_that_is_lost
             .get(0)
     });
     assert!(names.starts_with("ANY 1 ("), "{names}");
-    let writer = Writer::start(endpoint, "f");
-    assert!(
-        writer.wait_for_more(20, Duration::from_secs(30)),
-        "the writer writes"
-    );
 
     // Freeze the whole node, as a paused VM is: its keeper (pg_autoctl and
     // the services below it) and its postgres tree. Freezing postgres alone
@@ -132,7 +147,7 @@ fn a_frozen_leader_is_replaced_and_once_thawed_acknowledges_nothing_that_is_lost
     let at = Instant::now();
     procs::signal_all(&frozen, Signal::SIGSTOP);
     let promoted = writer.wait_for_more(20, Duration::from_secs(60));
-    let outage = writer.first_ack_after(at);
+    let outage = writer.longest_gap(at, Instant::now());
     let sleep = Duration::from_secs(20).saturating_sub(at.elapsed());
     std::thread::sleep(sleep);
 
@@ -142,8 +157,8 @@ fn a_frozen_leader_is_replaced_and_once_thawed_acknowledges_nothing_that_is_lost
     procs::signal_all(&frozen, Signal::SIGCONT);
     assert!(promoted, "no standby promoted while the leader was frozen");
     eprintln!(
-        "frozen leader: writes through the endpoint resumed after {:.1}s",
-        outage.unwrap().as_secs_f64()
+        "frozen leader: longest pause of writes through the endpoint {:.1}s",
+        outage.as_secs_f64()
     );
 
     // It rejoins as a standby by itself: no apply.
@@ -266,15 +281,7 @@ fn switch_wal(port: u16, n: usize) {
 #[test]
 fn a_full_standby_disk_lost_sync_standbys_and_two_leader_crashes_lose_no_commit() {
     let c = Cluster::in_dir(&cluster_text("fp-chain", 3, 1, "{}"), PASSWORD, "chain");
-    c.apply();
-    let status = c.status();
-    let endpoint = port_of(&status["endpoint"]);
-    create_table(endpoint, "c");
-    let writer = Writer::start(endpoint, "c");
-    assert!(
-        writer.wait_for_more(20, Duration::from_secs(30)),
-        "the writer writes"
-    );
+    let (status, endpoint, writer) = apply_and_write(&c, "c");
     let leader = leader_of(&status)["address"].as_str().unwrap().to_string();
     let standbys: Vec<Value> = status["nodes"]
         .as_array()
@@ -293,13 +300,7 @@ fn a_full_standby_disk_lost_sync_standbys_and_two_leader_crashes_lose_no_commit(
         .state
         .path()
         .join("state/apps/fp-chain/volumes")
-        .join(format!(
-            "pg_data-{}",
-            full_address
-                .trim_start_matches("machine[")
-                .trim_end_matches(']')
-                .replace(':', "-")
-        ));
+        .join(format!("pg_data-{}", node_name(&full_address)));
     procs::kill_trees(&node_pids(full));
     std::thread::sleep(Duration::from_secs(1));
     let moved = volume.with_extension("before-tmpfs");
@@ -640,4 +641,75 @@ fn watch_brings_back_killed_nodes_monitor_and_endpoint_and_names_stuck_nodes() {
     let acked = writer.finish();
     drop(watch);
     assert_none_lost(endpoint, "w", &acked);
+}
+
+#[test]
+fn a_monitor_killed_while_apply_waits_for_a_node_ends_that_apply_and_the_next_heals_all() {
+    let c = Cluster::in_dir(&cluster_text("fp-midway", 2, 0, "{}"), PASSWORD, "midway");
+    let (st, endpoint, writer) = apply_and_write(&c, "m");
+    let standby = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["role"] != "leader")
+        .cloned()
+        .expect("a standby");
+    let name = node_name(standby["address"].as_str().unwrap());
+    let app_dir = c.state.path().join("state/apps/fp-midway");
+    let pidfile = app_dir.join("machines").join(format!("{name}.pid"));
+    let old_pid = std::fs::read_to_string(&pidfile).unwrap();
+    procs::kill_trees(&node_pids(&standby));
+
+    // The repair starts the standby's keeper and waits for it to rejoin;
+    // the monitor is killed in that wait.
+    let apply = c.cmd(&["apply", "--auto-approve"]).output_in_background();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(&pidfile).unwrap_or_default() == old_pid {
+        assert!(
+            Instant::now() < deadline,
+            "the repair never started the node"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Instant::now();
+    procs::kill_trees(&pids_mentioning(&app_dir.join("monitor")));
+    let o = apply.join().unwrap();
+    let took = killed.elapsed();
+    eprintln!(
+        "monitor killed mid-repair: apply ended {:.1}s after the kill: {}",
+        took.as_secs_f64(),
+        text(&o)
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "the apply waited for a node with no monitor: {}",
+        text(&o)
+    );
+    // The next apply starts the monitor and finishes the repair.
+    c.apply();
+    assert!(
+        wait_for_status(&c, Duration::from_secs(60), |st| {
+            st["monitor_reachable"] == true
+                && is_running_standby(node(st, standby["address"].as_str().unwrap()))
+        })
+        .is_some(),
+        "{}",
+        c.status()
+    );
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(writer.wait_for_more(20, Duration::from_secs(30)), "writes");
+    let acked = writer.finish();
+    assert_none_lost(endpoint, "m", &acked);
+}
+
+/// A command's output, collected on a thread.
+trait Background {
+    fn output_in_background(self) -> std::thread::JoinHandle<std::process::Output>;
+}
+
+impl Background for std::process::Command {
+    fn output_in_background(mut self) -> std::thread::JoinHandle<std::process::Output> {
+        std::thread::spawn(move || self.output().expect("flyplan runs"))
+    }
 }

@@ -130,7 +130,10 @@ impl Writer {
                     match tokio::time::timeout(WRITE_WAIT, write.execute(&sql, &[&i])).await {
                         Ok(Ok(_)) => a.lock().unwrap().push((i, Instant::now())),
                         Ok(Err(err)) => {
-                            note(format!("write: {err}"));
+                            let why = err
+                                .as_db_error()
+                                .map_or_else(|| err.to_string(), |d| d.message().to_string());
+                            note(format!("write: {why}"));
                             client = None;
                         }
                         Err(_) => {

@@ -214,6 +214,15 @@ impl AppCtx<'_> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 }
+                // Nothing can settle without the monitor, and only the next
+                // apply starts it again: say so now rather than at the
+                // timeout, so a watch's next step brings it back.
+                Err(e) if !self.monitor_running() => {
+                    return Err(ProviderError::failed(
+                        what,
+                        format!("the monitor stopped ({e}); the next apply starts it again"),
+                    ));
+                }
                 Err(e) => e.to_string(),
             };
             if started.elapsed() > timeout {
@@ -456,6 +465,9 @@ impl AppCtx<'_> {
             self.start_keeper(rec)?;
             match self.wait_settled(rec, Duration::from_secs(180)) {
                 Ok(()) => return Ok(()),
+                // Without the monitor the node can neither rejoin nor be
+                // made again: it is left running for the next apply.
+                Err(e) if !self.monitor_running() => return Err(e),
                 Err(e) => {
                     tracing::warn!(node = %rec.node, error = %e, "node did not rejoin; rebuilding it");
                     self.stop_node(rec);
