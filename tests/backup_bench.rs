@@ -316,10 +316,10 @@ async fn run(want_mb: u64, load_secs: u64) {
     };
     let (tls, tls_port) = tls_front(place.dir.path(), place.store.port);
     place.tls = Some(tls);
-    let source = place.config(
-        APP,
-        "\n[postgres.backup]\n  secret = \"S3_URL\"\n  archive_timeout = \"10s\"\n",
-    );
+    // The cluster is loaded before backups are turned on, so that the
+    // base backups do not wait for the archiver to work off the load's WAL
+    // (`pg_backup_stop` waits until its last segment is archived).
+    let source = place.config(APP, "");
     let src = source.to_str().unwrap().to_string();
     place.flyplan(&["apply", "--auto-approve", "-c", &src]);
     let status = place.status(&source);
@@ -368,6 +368,12 @@ async fn run(want_mb: u64, load_secs: u64) {
         mib(size),
         t.elapsed().as_secs_f64()
     );
+    let with_backups = std::fs::read_to_string(&source).unwrap().replace(
+        "[secrets]",
+        "[postgres.backup]\n  secret = \"S3_URL\"\n  archive_timeout = \"10s\"\n\n[secrets]",
+    );
+    std::fs::write(&source, with_backups).unwrap();
+    place.flyplan(&["apply", "--auto-approve", "-c", &src]);
     let rate = |secs: f64| mib(size) / secs;
     let mut figures: Vec<String> = Vec::new();
 
