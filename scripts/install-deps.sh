@@ -4,12 +4,13 @@
 # barman-cloud (Debian's barman-cli-cloud) for backups to an object store,
 # prometheus-postgres-exporter for every node's metrics,
 # and what the tests use besides: psql and Python's psycopg2 as clients of
-# an attached app, and moto's S3 server (from PyPI, in a venv at
-# $FLYPLAN_MOTO_VENV, default /opt/flyplan-test/moto) as the object store.
+# an attached app, pgbackrest and openssl for the backup benchmark, and
+# moto's S3 server (from PyPI, in a venv at $FLYPLAN_MOTO_VENV, default
+# /opt/flyplan-test/moto) as the object store.
 # Idempotent: does nothing when everything is there. Needs root (or sudo).
 set -eu
 
-packages="postgresql-15 postgresql-client-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy prometheus-postgres-exporter pkg-config libssl-dev python3 python3-psycopg2 python3-venv barman-cli-cloud"
+packages="postgresql-15 postgresql-client-15 postgresql-15-auto-failover pg-auto-failover-cli haproxy prometheus-postgres-exporter pkg-config libssl-dev python3 python3-psycopg2 python3-venv barman-cli-cloud pgbackrest openssl"
 moto_venv="${FLYPLAN_MOTO_VENV:-/opt/flyplan-test/moto}"
 moto_version="5.2.5"
 

@@ -11,11 +11,16 @@
 //!   the archive command set on the nodes.
 //!
 //! Each node's `flyplan-backup.conf`, included from `postgresql.conf`,
-//! holds `archive_mode = on`, the archive command and `archive_timeout`;
+//! holds `archive_mode = always`, the archive command and `archive_timeout`;
 //! without a policy the command is `/bin/true` (no archiving), so turning
-//! backups on or off needs no restart.
+//! backups on or off needs no restart. `always`, not `on`: a standby then
+//! archives every segment it receives too, so a leader that dies before its
+//! archiver caught up leaves no gap in the store (a standby promoted with
+//! `on` archives only the WAL it writes itself, PostgreSQL 15 manual,
+//! "Continuous Archiving in Standby").
 
 mod base;
+mod catchup;
 mod commands;
 mod exec;
 mod restore;
@@ -42,6 +47,8 @@ use crate::provider::{Outcome, ProviderError, StepContext};
 const NODE_FILE: &str = "flyplan-backup.conf";
 /// The archive command of a node without a backup policy.
 const NO_ARCHIVE: &str = "/bin/true";
+/// The `archive_mode` of every node.
+const ARCHIVE_MODE: &str = "always";
 
 /// What `policy.json` records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,7 +103,7 @@ impl AppCtx<'_> {
         };
         Ok(format!(
             "# Written by flyplan: WAL archiving of [postgres.backup].\n\
-             archive_mode = on\n\
+             archive_mode = {ARCHIVE_MODE}\n\
              archive_command = '{}'\n\
              archive_timeout = '{timeout}'\n",
             command.replace('\'', "''")
@@ -128,7 +135,8 @@ impl AppCtx<'_> {
     }
 
     /// Write every running node's conf, reload it, and restart a node whose
-    /// `archive_mode` waits for one (a node made before backups existed).
+    /// `archive_mode` waits for one (a node made before backups existed, or
+    /// before `archive_mode` became `always`).
     fn configure_nodes(&self) -> Result<bool, ProviderError> {
         let mut changed = false;
         let mut running: Vec<MachineRecord> = Vec::new();
@@ -172,13 +180,13 @@ impl AppCtx<'_> {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             let row = c
                 .query_one(
-                    "SELECT setting <> 'off' OR NOT pending_restart FROM pg_settings WHERE name = 'archive_mode'",
+                    "SELECT NOT pending_restart FROM pg_settings WHERE name = 'archive_mode'",
                     &[],
                 )
                 .await
                 .map_err(|e| db::query_err("reading archive_mode", e))?;
-            let on_or_settled: bool = row.get(0);
-            Ok(!on_or_settled)
+            let settled: bool = row.get(0);
+            Ok(!settled)
         })
     }
 
@@ -221,8 +229,8 @@ impl AppCtx<'_> {
             });
             let Ok(settings) = got else { continue };
             let get = |k: &str| settings.get(k).map(String::as_str).unwrap_or("");
-            let state = if get("archive_mode") == "off" {
-                "archive_mode is off".to_string()
+            let state = if get("archive_mode") != ARCHIVE_MODE {
+                format!("archive_mode is {}", get("archive_mode"))
             } else if get("archive_command") != policy.archive_command {
                 "archive_command is not flyplan's".to_string()
             } else if get("archive_timeout").parse::<u64>().ok() != want_timeout {

@@ -111,6 +111,8 @@ impl AppCtx<'_> {
             0o600,
         )?;
         self.user().chown(&creds)?;
+        self.wait_source_archived(&url)
+            .map_err(|e| refused(e.to_string()))?;
         let out = self
             .run_barman_with(
                 &creds,
