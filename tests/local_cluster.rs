@@ -677,8 +677,8 @@ fn spread(xs: &mut [f64]) -> (f64, f64, f64) {
 /// The failover distribution for BENCHMARKS.md: `FLYPLAN_FAILOVER_RUNS`
 /// (default 20) kills of the leader's whole process tree on the example
 /// cluster, each under two writers, one through the leader endpoint and one
-/// through the multi-host URL; each outage is from the kill to that
-/// writer's first acknowledged commit after it. Every acknowledged commit
+/// through the multi-host URL; each outage is the longest time without an
+/// acknowledged commit on that writer from the kill on. Every acknowledged commit
 /// is checked, and apply repairs the killed node before the next run.
 #[test]
 #[ignore = "long: the failover distribution of BENCHMARKS.md"]
@@ -744,8 +744,8 @@ fn failover_distribution() {
             .iter()
             .map(|k| leader["checks"][k].as_i64().unwrap() as i32)
             .collect();
-        procs::kill_trees(&pids);
         let killed = Instant::now();
+        procs::kill_trees(&pids);
         assert!(
             e.wait_for_more(20, Duration::from_secs(120)),
             "run {run}: no failover"
@@ -754,10 +754,11 @@ fn failover_distribution() {
             m.wait_for_more(20, Duration::from_secs(60)),
             "run {run}: multi-host"
         );
-        let (te, tm) = (
-            e.first_ack_after(killed).unwrap(),
-            m.first_ack_after(killed).unwrap(),
-        );
+        // The longest time without an acknowledgement from the kill on: a
+        // commit whose answer was already on its way when the leader died
+        // does not end the outage.
+        let until = Instant::now();
+        let (te, tm) = (e.longest_gap(killed, until), m.longest_gap(killed, until));
         eprintln!(
             "run {run}: endpoint {:.2}s, multi-host {:.2}s",
             te.as_secs_f64(),

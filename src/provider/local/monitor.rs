@@ -33,7 +33,11 @@ pub const FORMATION: &str = "default";
 /// `keeper::NETWORK_PARTITION_TIMEOUT` (1 s) without the monitor and
 /// without a standby, so an isolated old primary stops accepting writes
 /// before the new one accepts any; with `sync_standbys` ≥ 1 it cannot
-/// acknowledge a commit at all once its standbys are gone. (With
+/// acknowledge a commit at all once its standbys are gone. The standbys
+/// left it at `report_lsn`, so it has been alone for the demote timeout
+/// plus the election by the time a standby is promoted. At 1.2 s the
+/// timeout usually ends while the candidate is still promoting itself
+/// (`stop_replication`), so it adds nothing to the failover. (With
 /// pg_autoctl's defaults, 20 s against a 30 s demote timeout, a failover
 /// takes about 50 s here.)
 const MONITOR_CONF: &str = "\
@@ -52,7 +56,7 @@ pgautofailover.node_considered_unhealthy_timeout = 1000
 ";
 
 /// `pgautofailover.primary_demote_timeout`, in ms; see [`MONITOR_CONF`].
-pub const PRIMARY_DEMOTE_TIMEOUT_MS: u32 = 1500;
+pub const PRIMARY_DEMOTE_TIMEOUT_MS: u32 = 1200;
 
 /// The monitor's settings: [`MONITOR_CONF`] and a demote timeout that
 /// keeps the rule below.
@@ -413,8 +417,8 @@ mod tests {
 
     #[test]
     fn an_isolated_primary_demotes_itself_before_the_monitor_promotes_another() {
-        assert!(check_failover_timeouts(1, 1500).is_ok());
-        for (partition_s, demote_ms) in [(2, 1500), (3, 3000), (20, 5000)] {
+        assert!(check_failover_timeouts(1, 1200).is_ok());
+        for (partition_s, demote_ms) in [(2, 1200), (3, 3000), (20, 5000)] {
             let e = check_failover_timeouts(partition_s, demote_ms).unwrap_err();
             assert!(
                 e.to_string().contains("must be shorter than"),
@@ -422,7 +426,7 @@ mod tests {
             );
         }
         let conf = monitor_conf().expect("the shipped settings keep the rule");
-        assert!(conf.contains("pgautofailover.primary_demote_timeout = 1500\n"));
+        assert!(conf.contains("pgautofailover.primary_demote_timeout = 1200\n"));
         assert_eq!(conf.matches("primary_demote_timeout").count(), 1);
     }
 }
