@@ -226,6 +226,12 @@ async fn exporters_health_checks_and_metrics_after_a_failover() {
     let o = c.run(&["status", "--exit-code"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let out = text(&o);
+    assert!(
+        out.contains(&format!(
+            "Endpoint metrics (haproxy, Prometheus): http://127.0.0.1:{endpoint_metrics}/metrics"
+        )),
+        "{out}"
+    );
     let dead = leader["address"].as_str().unwrap();
     // haproxy's server of node `machine[iad:0]` is `iad-0`.
     assert_eq!(

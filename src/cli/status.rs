@@ -141,6 +141,9 @@ pub(super) fn status(cli: &Cli, a: &StatusArgs) -> Result<ExitCode> {
                 "\nLeader endpoint ({}): postgres://{user}:********@{host}:{port}/postgres",
                 e.state().unwrap_or("unknown")
             );
+            if let Some(m) = e.checks.metrics_port {
+                println!("Endpoint metrics (haproxy, Prometheus): http://{host}:{m}/metrics");
+            }
         }
     }
     if let Some(url) = multi_host_url(&live, &config.postgres.operator_user) {
