@@ -48,6 +48,18 @@ impl<'a> AppCtx<'a> {
             .map(|n| n.port)
     }
 
+    /// Connect as the superuser to database `postgres` of the node on `port`.
+    pub async fn node_client(&self, port: u16, timeout: Duration) -> Result<Client, ProviderError> {
+        db::connect(
+            &self.paths.sock(),
+            port,
+            &self.user().name,
+            "postgres",
+            timeout,
+        )
+        .await
+    }
+
     /// Connect to the primary as the superuser, waiting up to `wait` for
     /// one (a failover may be under way).
     pub async fn primary_client(

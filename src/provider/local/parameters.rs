@@ -57,15 +57,8 @@ fn literal(text: &str) -> String {
 }
 
 impl AppCtx<'_> {
-    async fn node_client(&self, m: &MachineRecord) -> Result<Client, ProviderError> {
-        db::connect(
-            &self.paths.sock(),
-            m.port,
-            &self.user().name,
-            "postgres",
-            Duration::from_secs(2),
-        )
-        .await
+    async fn machine_client(&self, m: &MachineRecord) -> Result<Client, ProviderError> {
+        self.node_client(m.port, Duration::from_secs(2)).await
     }
 
     /// The settings of every running node, by node name.
@@ -179,7 +172,7 @@ impl AppCtx<'_> {
         let changed = db::block_on(async {
             let mut changed = false;
             for m in &machines {
-                let c = self.node_client(m).await?;
+                let c = self.machine_client(m).await?;
                 let before = read_settings(&c).await?;
                 let had = before
                     .iter()
@@ -213,7 +206,7 @@ impl AppCtx<'_> {
         let pending: BTreeSet<String> = db::block_on(async {
             let mut out = BTreeSet::new();
             for m in self.machines() {
-                let c = self.node_client(&m).await?;
+                let c = self.machine_client(&m).await?;
                 let row = c
                     .query_one(
                         "select coalesce(bool_or(pending_restart), false) from pg_settings",

@@ -134,17 +134,10 @@ impl AppCtx<'_> {
             .ok()
             .and_then(|ns| ns.into_iter().find(|n| n.is_leader()));
         if let Some(leader) = leader {
-            let user = self.user().name.clone();
-            let sock = self.paths.sock();
             let row = db::block_on(async {
-                let c = db::connect(
-                    &sock,
-                    leader.port,
-                    &user,
-                    "postgres",
-                    Duration::from_secs(10),
-                )
-                .await?;
+                let c = self
+                    .node_client(leader.port, Duration::from_secs(10))
+                    .await?;
                 c.query_one(
                     "SELECT last_archived_wal, \
                             to_char(last_archived_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \

@@ -74,19 +74,12 @@ impl AppCtx<'_> {
             );
             return Ok(());
         };
-        let user = source.user().name.clone();
-        let sock = source.paths.sock();
         let what = format!("waiting for app {app} to archive its WAL to {url}");
         let deadline = Instant::now() + Duration::from_secs(timeout * 5) + MARGIN;
         db::block_on(async {
-            let c = db::connect(
-                &sock,
-                leader.port,
-                &user,
-                "postgres",
-                Duration::from_secs(10),
-            )
-            .await?;
+            let c = source
+                .node_client(leader.port, Duration::from_secs(10))
+                .await?;
             let segment: String = c
                 .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
                 .await
