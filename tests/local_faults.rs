@@ -128,14 +128,25 @@ fn a_frozen_leader_is_replaced_and_once_thawed_acknowledges_nothing_that_is_lost
     let (status, endpoint, writer) = apply_and_write(&c, "f");
     // With sync_standbys = 0 a commit still waits for the one standby
     // while it runs (README, "What an acknowledged commit means").
+    // The leader names its standby once it has moved from `wait_primary`
+    // to `primary`, which may come just after apply has seen the standby
+    // settle.
     let names: String = current_thread().block_on(async {
         let db = connect(endpoint, "postgres", "postgres").await.unwrap();
-        db.query_one("SHOW synchronous_standby_names", &[])
-            .await
-            .unwrap()
-            .get(0)
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let names: String = db
+                .query_one("SHOW synchronous_standby_names", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if names.starts_with("ANY 1 (") || Instant::now() > deadline {
+                return names;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     });
-    assert!(names.starts_with("ANY 1 ("), "{names}");
+    assert!(names.starts_with("ANY 1 ("), "{names:?}");
 
     // Freeze the whole node, as a paused VM is: its keeper (pg_autoctl and
     // the services below it) and its postgres tree. Freezing postgres alone
