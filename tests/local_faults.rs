@@ -547,7 +547,7 @@ fn watch_brings_back_killed_nodes_monitor_and_endpoint_and_names_stuck_nodes() {
     let o = c.run(&["apply", "--auto-approve"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("another apply"), "{}", text(&o));
-    let st = wait_for_status(&c, Duration::from_secs(240), |st| {
+    let st = wait_for_status(&c, Duration::from_secs(420), |st| {
         st["nodes"].as_array().is_some_and(|n| {
             n.len() == 3
                 && n.iter().filter(|n| n["state"] == "running").count() == 3
