@@ -15,6 +15,14 @@
 //! - turning backups off needs `--allow-destroy`, unsets the secret in one
 //!   call and updates the nodes, which boot without archiving
 //!   (`internal/flypg/pg.go:190-193`);
+//! - `backups list` and `backups create` run `flexctl backup list --json`
+//!   and `flexctl backup create` in the leader through `exec`, as `fly pg
+//!   backup list|create` do (flyctl `internal/command/postgres/backup.go:209-263,
+//!   393-429`), answered as postgres-flex's flexctl answers
+//!   (`support/fly_api/flexctl.rs`); `backups run` leaves the schedule to
+//!   postgres-flex; `backups verify` is refused, saying why;
+//! - the store is checked where flyplan runs (a real moto store here)
+//!   before a plan that sets the policy is shown;
 //! - a restore into a new app sets `S3_ARCHIVE_REMOTE_RESTORE_CONFIG` as
 //!   `fly pg backup restore` does (flyctl
 //!   `internal/command/postgres/backup.go:127-143, 431-447`), and an existing
@@ -343,6 +351,12 @@ async fn backups_are_set_at_bootstrap_kept_across_an_image_update_and_turned_off
         serde_json::from_str(&p.ok(&["backups", "list", "-c", &on, "--json"])).unwrap();
     assert_eq!(listed[0]["backup_id"], json!(id));
     assert_eq!(listed[0]["status"], json!("DONE"));
+    // Verify restores where flyplan runs, which the fly provider does not:
+    // refused, saying what checks a backup instead.
+    let o = p.run(&["backups", "verify", &id, "-c", &on]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not verified"), "{}", text(&o));
+    assert!(text(&o).contains(&format!("--target {id}")), "{}", text(&o));
     // The schedule is postgres-flex's own: `run` says so and takes nothing.
     let out = p.ok(&["backups", "run", "-c", &on]);
     assert!(
@@ -637,4 +651,64 @@ primary_region = "iad"
     let (code, out) = p.plan(&off);
     assert_eq!(code, Some(0), "{out}");
     p.api.assert_conformant();
+}
+
+/// The store is checked where flyplan runs before a plan that sets the
+/// policy is shown, as on the local provider: a store that does not answer,
+/// a malformed URL (located at the key naming the secret) and a secret
+/// without a value are errors of `plan` and `apply`, and nothing is sent
+/// to Fly but reads.
+#[test]
+fn an_unreachable_or_malformed_store_is_an_error_at_plan_time_and_changes_nothing() {
+    let api = FlyApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fly.toml");
+    std::fs::write(&config, toml(APP, BACKUP)).unwrap();
+    let cfg = config.to_str().unwrap();
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!(
+        "http://{}:{STORE_KEY}@127.0.0.1:{closed}/{BUCKET}/pg-bk",
+        s3::ACCESS_KEY
+    );
+    let malformed = format!("https://{}:{STORE_KEY}@127.0.0.1/{BUCKET}", s3::ACCESS_KEY);
+    for (url, why) in [
+        (
+            Some(unreachable.as_str()),
+            format!("127.0.0.1:{closed}/{BUCKET}/pg-bk (secret BACKUP_URL)"),
+        ),
+        (
+            Some(malformed.as_str()),
+            "fly.toml:16:12: secret BACKUP_URL is not a store URL".to_string(),
+        ),
+        (
+            None,
+            "fly.toml:13:16: secret BACKUP_URL: environment variable BACKUP_URL is not set"
+                .to_string(),
+        ),
+    ] {
+        for args in [
+            vec!["plan", "-c", cfg],
+            vec!["apply", "-c", cfg, "--auto-approve"],
+        ] {
+            let mut cmd = api.cli(&dir.path().join("state"));
+            cmd.args(&args)
+                .env("PG_PASSWORD", OPERATOR)
+                .env("NO_COLOR", "1")
+                .env_remove("BACKUP_URL");
+            if let Some(url) = url {
+                cmd.env("BACKUP_URL", url);
+            }
+            let o = cmd.output().unwrap();
+            let t = text(&o);
+            assert!(!o.status.success(), "{args:?}: {t}");
+            assert!(t.contains(&why), "{args:?}: {t}");
+            assert!(!t.contains(STORE_KEY), "{t}");
+        }
+    }
+    assert!(api.changes().is_empty(), "{:?}", api.changes());
 }

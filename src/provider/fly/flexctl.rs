@@ -149,7 +149,11 @@ impl backup::Backups for FlyProvider {
     fn verify(&self, app: &str, id: &str) -> Result<backup::Verified, ProviderError> {
         Err(ProviderError::failed(
             format!("backup {id} of app {app}"),
-            "verify runs on the local provider only",
+            format!(
+                "not verified: the fly provider does not restore a backup where flyplan runs; \
+                 restore it into a new app to check it (`flyplan backups restore --target {id} \
+                 -c OTHER.toml`, whose `app` is new)"
+            ),
         ))
     }
 }
