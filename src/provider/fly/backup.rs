@@ -391,6 +391,29 @@ mod tests {
     }
 
     #[test]
+    fn the_digest_script_computes_flyplans_digest_in_bash_and_fails_when_unset() {
+        let url = "https://AK:S K'$x@fly.storage.tigris.dev/bkt/dir";
+        let c = digest_command("pg-x", ARCHIVE_SECRET);
+        let run = |value: Option<&str>| {
+            let mut cmd = std::process::Command::new(&c[0]);
+            cmd.args(&c[1..]).env_remove(ARCHIVE_SECRET);
+            if let Some(v) = value {
+                cmd.env(ARCHIVE_SECRET, v);
+            }
+            cmd.output().unwrap()
+        };
+        let o = run(Some(url));
+        assert!(o.status.success(), "{o:?}");
+        let out = String::from_utf8(o.stdout).unwrap();
+        let hex = out.split_whitespace().next().unwrap();
+        assert_eq!(
+            format!("sha256:{hex}"),
+            crate::secrets::digest("pg-x", ARCHIVE_SECRET, url)
+        );
+        assert!(!run(None).status.success());
+    }
+
+    #[test]
     fn restore_targets_are_written_as_flyctl_writes_them() {
         assert_eq!(
             restore_parts("SRC?targetTime=2026-11-30T10:15:00Z"),

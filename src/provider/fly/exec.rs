@@ -63,14 +63,15 @@ pub async fn exec(
     command: Vec<String>,
     stdin: Option<String>,
 ) -> Result<ExecResponse, ProviderError> {
+    let shown = command.first().cloned().unwrap_or_default();
     let call = client
         .request(label, Method::POST, &["apps", app, "machines", id, "exec"])
         .json(&ExecRequest {
             timeout: EXEC_TIMEOUT_SECS,
-            command: command.clone(),
+            command,
             stdin,
         });
-    checked(call.send().await?, &command, id, label)
+    checked(call.send().await?, &shown, id, label)
 }
 
 /// [`exec`] of a command that may run for up to `timeout`, sent once
@@ -86,26 +87,26 @@ pub async fn exec_long(
     command: Vec<String>,
     timeout: std::time::Duration,
 ) -> Result<ExecResponse, ProviderError> {
+    let shown = command.first().cloned().unwrap_or_default();
     let call = client
         .request(label, Method::POST, &["apps", app, "machines", id, "exec"])
         .json(&ExecRequest {
             timeout: timeout.as_secs(),
-            command: command.clone(),
+            command,
             stdin: None,
         })
         .timeout(timeout + std::time::Duration::from_secs(30))
         .once();
-    checked(call.send().await?, &command, id, label)
+    checked(call.send().await?, &shown, id, label)
 }
 
 /// An exec's reply, or the error its non-zero exit code is.
 fn checked(
     reply: ExecResponse,
-    command: &[String],
+    shown: &str,
     id: &str,
     label: &str,
 ) -> Result<ExecResponse, ProviderError> {
-    let shown = command.first().cloned().unwrap_or_default();
     if reply.exit_code != 0 {
         return Err(ProviderError::failed(
             label,
