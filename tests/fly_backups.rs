@@ -15,6 +15,14 @@
 //! - turning backups off needs `--allow-destroy`, unsets the secret in one
 //!   call and updates the nodes, which boot without archiving
 //!   (`internal/flypg/pg.go:190-193`);
+//! - `backups list` and `backups create` run `flexctl backup list --json`
+//!   and `flexctl backup create` in the leader through `exec`, as `fly pg
+//!   backup list|create` do (flyctl `internal/command/postgres/backup.go:209-263,
+//!   393-429`), answered as postgres-flex's flexctl answers
+//!   (`support/fly_api/flexctl.rs`); `backups run` leaves the schedule to
+//!   postgres-flex; `backups verify` is refused, saying why;
+//! - the store is checked where flyplan runs (a real moto store here)
+//!   before a plan that sets the policy is shown;
 //! - a restore into a new app sets `S3_ARCHIVE_REMOTE_RESTORE_CONFIG` as
 //!   `fly pg backup restore` does (flyctl
 //!   `internal/command/postgres/backup.go:127-143, 431-447`), and an existing
@@ -22,6 +30,8 @@
 
 #[path = "support/fly_api/mod.rs"]
 mod fly_api;
+#[path = "support/s3.rs"]
+mod s3;
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -33,11 +43,8 @@ use serde_json::{json, Value};
 
 const APP: &str = "pg-bk";
 const OPERATOR: &str = "backup-Operator-pass-41";
-const STORE_KEY: &str = "store-Secret-key-77";
-
-fn store_url(dir: &str) -> String {
-    format!("https://tid_access:{STORE_KEY}@fly.storage.tigris.dev/pg-backups/{dir}")
-}
+const STORE_KEY: &str = s3::SECRET_KEY;
+const BUCKET: &str = "pg-backups";
 
 fn toml(app: &str, extra: &str) -> String {
     format!(
@@ -67,10 +74,13 @@ const BACKUP: &str = r#"
   minimum_redundancy = 2
 "#;
 
+/// The scripted Fly API, a PostgreSQL behind its `exec`, and a real
+/// object store (moto) that the plan-time store check reaches.
 struct Place {
     api: FlyApi,
     dir: tempfile::TempDir,
     _server: Arc<Server>,
+    store: s3::ObjectStore,
 }
 
 impl Place {
@@ -78,11 +88,19 @@ impl Place {
         let server = Arc::new(Server::start("initial-not-the-operator"));
         let api = FlyApi::start();
         api.state().model.postgres = Some(server.clone());
+        let store = s3::ObjectStore::start();
+        store.create_bucket(BUCKET);
         Place {
             api,
             dir: tempfile::tempdir().unwrap(),
             _server: server,
+            store,
         }
+    }
+
+    /// A store URL in postgres-flex's form for `directory` of the bucket.
+    fn store_url(&self, directory: &str) -> String {
+        self.store.url(BUCKET, directory)
     }
 
     fn config(&self, name: &str, text: &str) -> String {
@@ -97,8 +115,8 @@ impl Place {
             .cli(&self.dir.path().join("state"))
             .args(args)
             .env("PG_PASSWORD", OPERATOR)
-            .env("BACKUP_URL", store_url("pg-bk"))
-            .env("SOURCE_URL", store_url("pg-source"))
+            .env("BACKUP_URL", self.store_url("pg-bk"))
+            .env("SOURCE_URL", self.store_url("pg-source"))
             .env("NO_COLOR", "1")
             .output()
             .unwrap();
@@ -114,7 +132,7 @@ impl Place {
             .cli(&self.dir.path().join("state"))
             .args(["apply", "-c", config, "--auto-approve"])
             .env("PG_PASSWORD", OPERATOR)
-            .env("BACKUP_URL", store_url(dir))
+            .env("BACKUP_URL", self.store_url(dir))
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", text(&o));
@@ -215,8 +233,8 @@ async fn backups_are_set_at_bootstrap_kept_across_an_image_update_and_turned_off
     let calls = p.secrets_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     let v = values(&calls[0]);
-    assert_eq!(v["S3_ARCHIVE_CONFIG"], json!(store_url("pg-bk")));
-    assert_eq!(v["BACKUP_URL"], json!(store_url("pg-bk")));
+    assert_eq!(v["S3_ARCHIVE_CONFIG"], json!(p.store_url("pg-bk")));
+    assert_eq!(v["BACKUP_URL"], json!(p.store_url("pg-bk")));
     for n in [
         "SU_PASSWORD",
         "REPL_PASSWORD",
@@ -271,6 +289,83 @@ async fn backups_are_set_at_bootstrap_kept_across_an_image_update_and_turned_off
         p.api.changes().iter().map(|r| r.op()).collect::<Vec<_>>()
     );
 
+    // Base backups through flexctl in the leader, as flyctl runs it: none
+    // yet, one taken, then listed with the same columns as on the local
+    // provider.
+    let out = p.ok(&["backups", "list", "-c", &on]);
+    assert!(out.contains("No base backups of app pg-bk."), "{out}");
+    p.api.clear_requests();
+    let out = p.ok(&["backups", "create", "-c", &on, "--json"]);
+    let made: Value = serde_json::from_str(out.trim()).unwrap();
+    let id = made["backup_id"].as_str().unwrap().to_string();
+    let leader = {
+        let st = p.api.state();
+        let a = st.model.app(APP);
+        let leader = a
+            .live_machines()
+            .find(|m| {
+                m.json["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["name"] == "role" && c["output"] == "primary")
+            })
+            .unwrap()
+            .id()
+            .to_string();
+        let creates: Vec<_> = a
+            .execs
+            .iter()
+            .filter(|(_, c)| c[0] == "flexctl" && c[2] == "create")
+            .collect();
+        assert_eq!(
+            creates,
+            [&(
+                leader.clone(),
+                vec!["flexctl".into(), "backup".into(), "create".into()]
+            )],
+            "flexctl backup create ran once, on the leader"
+        );
+        leader
+    };
+    assert_eq!(made["node"], json!(leader));
+    let execs: Vec<Value> = p
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.op() == "POST /apps/{app_name}/machines/{machine_id}/exec")
+        .filter_map(|r| r.body)
+        .filter(|b| b["command"][0] == "flexctl")
+        .collect();
+    assert!(
+        execs
+            .iter()
+            .any(|b| b["command"][2] == "create" && b["timeout"] == 3600),
+        "{execs:?}"
+    );
+    assert!(p.api.changes().iter().all(|r| r.op().ends_with("/exec")));
+    let out = p.ok(&["backups", "list", "-c", &on]);
+    assert!(out.contains("ID ") && out.contains("BEGIN WAL"), "{out}");
+    assert!(out.contains(&id) && out.contains("DONE"), "{out}");
+    let listed: Value =
+        serde_json::from_str(&p.ok(&["backups", "list", "-c", &on, "--json"])).unwrap();
+    assert_eq!(listed[0]["backup_id"], json!(id));
+    assert_eq!(listed[0]["status"], json!("DONE"));
+    // Verify restores where flyplan runs, which the fly provider does not:
+    // refused, saying what checks a backup instead.
+    let o = p.run(&["backups", "verify", &id, "-c", &on]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not verified"), "{}", text(&o));
+    assert!(text(&o).contains(&format!("--target {id}")), "{}", text(&o));
+    // The schedule is postgres-flex's own: `run` says so and takes nothing.
+    let out = p.ok(&["backups", "run", "-c", &on]);
+    assert!(
+        out.contains("no base backup taken: postgres-flex takes base backups in the cluster"),
+        "{out}"
+    );
+    assert_eq!(p.api.state().model.app(APP).backups.backups.len(), 1);
+    p.api.assert_conformant();
+
     // `fly image update` outside flyplan (to the latest release of the same
     // tag) puts the settings back to postgres-flex's defaults: drift.
     p.api
@@ -313,7 +408,7 @@ async fn backups_are_set_at_bootstrap_kept_across_an_image_update_and_turned_off
     let calls = p.secrets_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     let v = values(&calls[0]);
-    assert_eq!(v["S3_ARCHIVE_CONFIG"], json!(store_url("pg-bk-2")));
+    assert_eq!(v["S3_ARCHIVE_CONFIG"], json!(p.store_url("pg-bk-2")));
     let updates: Vec<_> = p
         .api
         .requests()
@@ -415,21 +510,23 @@ async fn a_restore_into_a_new_app_sets_the_restore_secret_as_flyctl_does() {
         v["S3_ARCHIVE_REMOTE_RESTORE_CONFIG"],
         json!(format!(
             "{}?targetTime=2026-11-30T10:15:00Z&targetInclusive=true",
-            store_url("pg-source")
+            p.store_url("pg-source")
         ))
     );
     assert!(!v.contains_key("S3_ARCHIVE_CONFIG"));
     let (code, out) = p.plan(&restore);
     assert_eq!(code, Some(0), "{out}");
 
-    // Listing and taking backups is postgres-flex's: the error says what to run.
+    // Without S3_ARCHIVE_CONFIG there is nothing to list, said before any exec.
+    p.api.clear_requests();
     let o = p.run(&["backups", "list", "-c", &restore]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains("fly pg backup list -a pg-restored"),
+        text(&o).contains("backups are not enabled: the app has no S3_ARCHIVE_CONFIG"),
         "{}",
         text(&o)
     );
+    assert!(p.api.changes().is_empty());
 
     // The same app again: refused before anything is planned.
     p.api.clear_requests();
@@ -472,7 +569,7 @@ async fn a_restore_into_a_new_app_sets_the_restore_secret_as_flyctl_does() {
         values(&calls[0])["S3_ARCHIVE_REMOTE_RESTORE_CONFIG"],
         json!(format!(
             "{}?targetName=20261130T101500&targetInclusive=true",
-            store_url("pg-source")
+            p.store_url("pg-source")
         ))
     );
     p.api.assert_conformant();
@@ -511,7 +608,7 @@ primary_region = "iad"
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(
         values(&calls[0])["S3_ARCHIVE_CONFIG"],
-        json!(store_url("pg-bk"))
+        json!(p.store_url("pg-bk"))
     );
     assert!(
         !p.barman_execs("pg-def")
@@ -528,7 +625,7 @@ primary_region = "iad"
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(
         values(&calls[0])["S3_ARCHIVE_CONFIG"],
-        json!(store_url("pg-def-2"))
+        json!(p.store_url("pg-def-2"))
     );
     let updates = |p: &Place| {
         p.api
@@ -554,4 +651,64 @@ primary_region = "iad"
     let (code, out) = p.plan(&off);
     assert_eq!(code, Some(0), "{out}");
     p.api.assert_conformant();
+}
+
+/// The store is checked where flyplan runs before a plan that sets the
+/// policy is shown, as on the local provider: a store that does not answer,
+/// a malformed URL (located at the key naming the secret) and a secret
+/// without a value are errors of `plan` and `apply`, and nothing is sent
+/// to Fly but reads.
+#[test]
+fn an_unreachable_or_malformed_store_is_an_error_at_plan_time_and_changes_nothing() {
+    let api = FlyApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fly.toml");
+    std::fs::write(&config, toml(APP, BACKUP)).unwrap();
+    let cfg = config.to_str().unwrap();
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!(
+        "http://{}:{STORE_KEY}@127.0.0.1:{closed}/{BUCKET}/pg-bk",
+        s3::ACCESS_KEY
+    );
+    let malformed = format!("https://{}:{STORE_KEY}@127.0.0.1/{BUCKET}", s3::ACCESS_KEY);
+    for (url, why) in [
+        (
+            Some(unreachable.as_str()),
+            format!("127.0.0.1:{closed}/{BUCKET}/pg-bk (secret BACKUP_URL)"),
+        ),
+        (
+            Some(malformed.as_str()),
+            "fly.toml:16:12: secret BACKUP_URL is not a store URL".to_string(),
+        ),
+        (
+            None,
+            "fly.toml:13:16: secret BACKUP_URL: environment variable BACKUP_URL is not set"
+                .to_string(),
+        ),
+    ] {
+        for args in [
+            vec!["plan", "-c", cfg],
+            vec!["apply", "-c", cfg, "--auto-approve"],
+        ] {
+            let mut cmd = api.cli(&dir.path().join("state"));
+            cmd.args(&args)
+                .env("PG_PASSWORD", OPERATOR)
+                .env("NO_COLOR", "1")
+                .env_remove("BACKUP_URL");
+            if let Some(url) = url {
+                cmd.env("BACKUP_URL", url);
+            }
+            let o = cmd.output().unwrap();
+            let t = text(&o);
+            assert!(!o.status.success(), "{args:?}: {t}");
+            assert!(t.contains(&why), "{args:?}: {t}");
+            assert!(!t.contains(STORE_KEY), "{t}");
+        }
+    }
+    assert!(api.changes().is_empty(), "{:?}", api.changes());
 }

@@ -259,3 +259,48 @@ async fn a_cluster_made_by_fly_pg_create_and_attach_imports_and_plans_no_changes
 
     api.assert_read_roles_and_changed_nothing();
 }
+
+/// A cluster whose backups were turned on outside flyplan (`fly pg backup
+/// enable` sets `S3_ARCHIVE_CONFIG`, flyctl
+/// `internal/command/postgres/backup.go:320-366`), imported with no ledger:
+/// given the value the nodes run with, the plan of the imported file leaves
+/// the secret and the backup policy alone; given another, it sets them.
+#[test]
+fn a_cluster_with_backups_made_outside_flyplan_imports_and_plans_no_change_to_its_secret() {
+    let url = "https://tid_access:imported-Store-key-31@fly.storage.tigris.dev/pg-backups/pg-test";
+    let api = FlyApi::start();
+    let made_by = tempfile::tempdir().unwrap();
+    let cluster = Cluster::example(APP);
+    converge(&api, &provider(&api, made_by.path()), &cluster);
+    api.state()
+        .model
+        .set_secret_outside(APP, "S3_ARCHIVE_CONFIG", url);
+    api.clear_requests();
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(&api, dir.path());
+
+    let live = flyplan::pipeline::observe(&p, APP).unwrap();
+    let text = fly_toml(APP, &live, ImportOptions::default()).unwrap();
+    assert!(!text.contains("imported-Store-key-31"), "{text}");
+    assert!(text.contains("[postgres.backup]"), "{text}");
+    assert!(api.requests().iter().all(Recorded::is_get));
+
+    let config = flyplan::config::parse(Path::new("fly.toml"), &text).unwrap();
+    let steps = |value: &str| {
+        let mut env: BTreeMap<String, String> = cluster.secrets.clone();
+        env.insert("S3_ARCHIVE_CONFIG".into(), value.into());
+        let desired = Desired::from_config(&config, &env).unwrap();
+        plan(&desired, &live, PlanOptions::default())
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.action.as_str(), s.address))
+            .collect::<Vec<_>>()
+    };
+    // Roles are not observed here (see the top of this file).
+    assert_eq!(steps(url), ["create user.postgres"], "{text}");
+    let other = steps(&url.replace("imported-Store-key-31", "another-key"));
+    assert!(
+        other.contains(&"update secret.S3_ARCHIVE_CONFIG".to_string()),
+        "{other:?}"
+    );
+}

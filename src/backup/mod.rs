@@ -5,6 +5,7 @@
 //! their retention policy. Provider-neutral: providers run the commands.
 
 pub mod barman;
+pub mod check;
 
 use std::fmt;
 
@@ -194,19 +195,24 @@ pub struct RunReport {
     pub app: String,
     /// The base backup taken because one was due.
     pub taken: Option<String>,
+    /// Why the schedule is not run from here at all (the platform runs it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_run: Option<String>,
 }
 
 impl RunReport {
     pub fn summary(&self) -> String {
-        match &self.taken {
-            Some(id) => format!("took base backup {id}"),
-            None => "no base backup due".to_string(),
+        match (&self.taken, &self.not_run) {
+            (Some(id), _) => format!("took base backup {id}"),
+            (None, Some(why)) => format!("no base backup taken: {why}"),
+            (None, None) => "no base backup due".to_string(),
         }
     }
 }
 
-/// A provider that runs barman-cloud itself against the policy's store
-/// (the local provider).
+/// A provider's base backups of the policy's store: barman-cloud run by
+/// flyplan (the local provider), or by postgres-flex's `flexctl` in a
+/// machine (the fly provider).
 pub trait Backups: Send + Sync {
     /// The backups in the store of `app`'s policy, oldest first.
     ///

@@ -127,9 +127,7 @@ fn with_runner(
     let provider = open_provider(cli)?;
     let Some(runner) = provider.backups() else {
         bail!(
-            "the {} provider does not run barman-cloud itself: postgres-flex runs it inside the \
-             cluster's machines; run `fly pg backup list -a {app}` or `fly pg backup create -a {app}` \
-             (flexctl backup list|create in a machine); flyplan keeps only the policy",
+            "the {} provider has no base backups to run for app {app}",
             provider.name()
         );
     };

@@ -2,6 +2,8 @@
 //! server (`moto_server`, installed by `scripts/install-deps.sh` into a venv)
 //! as a real process on loopback, on a free port, stopped on drop.
 
+#![allow(dead_code)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -210,12 +210,66 @@ pub fn restore_parts(input: &str) -> (&str, String) {
     (name, query)
 }
 
+/// The shell line that prints flyplan's digest ([`crate::secrets::digest`])
+/// of the machine's `S3_ARCHIVE_CONFIG` under app `$1` and name `$2`, as
+/// `sha256sum` prints it: the value stays in the machine, and an unset
+/// variable is an error.
+pub const DIGEST_SCRIPT: &str = "set -o pipefail; printf 'flyplan-secret-v1\\0%s\\0%s\\0%s' \
+     \"$1\" \"$2\" \"${S3_ARCHIVE_CONFIG:?is not set}\" | sha256sum";
+
+/// The `exec` command for [`DIGEST_SCRIPT`].
+pub fn digest_command(app: &str, name: &str) -> Vec<String> {
+    ["bash", "-c", DIGEST_SCRIPT, "digest", app, name]
+        .map(str::to_string)
+        .to_vec()
+}
+
+/// flyplan's digest of the store URL machine `machine` runs with, under
+/// the declared name `name`.
+///
+/// # Errors
+/// When `exec` fails, the variable is unset, or the answer is no digest.
+pub async fn machine_digest(
+    client: &FlyClient,
+    app: &str,
+    machine: &str,
+    name: &str,
+) -> Result<String, ProviderError> {
+    let label = format!("digest of the store URL machine {machine} runs with");
+    let reply = exec(
+        client,
+        &label,
+        app,
+        machine,
+        digest_command(app, name),
+        None,
+    )
+    .await?;
+    let hex = reply.stdout.split_whitespace().next().unwrap_or("");
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ProviderError::failed(
+            label,
+            "sha256sum answered something else",
+        ));
+    }
+    Ok(format!("sha256:{hex}"))
+}
+
 /// The leader, or failing that any started machine.
-fn asked(machines: &[Machine]) -> Option<&Machine> {
+pub(super) fn asked(machines: &[Machine]) -> Option<&Machine> {
     let started = || machines.iter().filter(|m| m.state == "started");
     started()
         .find(|m| role_check(m) == Some("primary"))
         .or_else(|| started().next())
+}
+
+/// What observe found of the backups of an app.
+pub struct Observed {
+    pub policy: Resource,
+    /// flyplan's digest of `S3_ARCHIVE_CONFIG` as the leader runs with it,
+    /// when flyplan never set it (a cluster backed up outside flyplan):
+    /// the secret's digest too.
+    pub adopted_digest: Option<String>,
 }
 
 /// `backup_policy.<app>` as the app shows it, when `S3_ARCHIVE_CONFIG` is
@@ -224,6 +278,12 @@ fn asked(machines: &[Machine]) -> Option<&Machine> {
 /// `archiving` is `on` when the leader answers: postgres-flex refuses the
 /// view on a node booted without `S3_ARCHIVE_CONFIG`.
 ///
+/// When flyplan never set the secret (`fly pg backup enable`, or `fly pg
+/// create --enable-backups`, then `flyplan import`), the store is the value
+/// the leader runs with, as flyplan's digest computed in the machine
+/// ([`DIGEST_SCRIPT`]): the first plan of an imported cluster given that
+/// value is empty, another value is a change.
+///
 /// # Errors
 /// When the ledger cannot be read.
 pub async fn observe(
@@ -231,13 +291,28 @@ pub async fn observe(
     app: &str,
     view: &AppView,
     ledger: &Ledger,
-) -> Result<Option<Resource>, ProviderError> {
+) -> Result<Option<Observed>, ProviderError> {
     let Some(live) = view.secrets.iter().find(|s| s.name == ARCHIVE_SECRET) else {
         return Ok(None);
     };
     let book = ledger.backup()?;
-    let store = match (&book.fly_digest, &book.flyplan_digest) {
-        (Some(fly), Some(ours)) if *fly == live.digest && book.deployed => ours.clone(),
+    let name = book
+        .secret
+        .clone()
+        .unwrap_or_else(|| ARCHIVE_SECRET.to_string());
+    let adopted_digest = match (&book.fly_digest, asked(&view.machines)) {
+        (None, Some(m)) => match machine_digest(client, app, &m.id, &name).await {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(app, error = %e, "the store the nodes run with was not observed");
+                None
+            }
+        },
+        _ => None,
+    };
+    let store = match (&book.fly_digest, &book.flyplan_digest, &adopted_digest) {
+        (Some(fly), Some(ours), _) if *fly == live.digest && book.deployed => ours.clone(),
+        (None, _, Some(adopted)) => adopted.clone(),
         _ => CHANGED_OUTSIDE.to_string(),
     };
     let label = format!("observe the backup settings of app {app}");
@@ -256,7 +331,7 @@ pub async fn observe(
     };
     let (archive_timeout, full_backup_frequency, recovery_window, minimum_redundancy) =
         canonical(&answer);
-    Ok(Some(Resource::new(
+    let policy = Resource::new(
         Address::backup_policy(app),
         Spec::BackupPolicy(BackupPolicySpec {
             archive_timeout,
@@ -264,10 +339,14 @@ pub async fn observe(
             full_backup_frequency,
             minimum_redundancy,
             recovery_window,
-            secret: book.secret.unwrap_or_else(|| ARCHIVE_SECRET.to_string()),
+            secret: name,
             store: Some(Digest(store)),
         }),
-    )))
+    );
+    Ok(Some(Observed {
+        policy,
+        adopted_digest: adopted_digest.filter(|_| book.secret.is_none()),
+    }))
 }
 
 #[cfg(test)]
@@ -309,6 +388,29 @@ mod tests {
         spec.recovery_window = "2w".into();
         spec.full_backup_frequency = "30m".into();
         assert!(refused(&spec).unwrap().contains("one hour or more"));
+    }
+
+    #[test]
+    fn the_digest_script_computes_flyplans_digest_in_bash_and_fails_when_unset() {
+        let url = "https://AK:S K'$x@fly.storage.tigris.dev/bkt/dir";
+        let c = digest_command("pg-x", ARCHIVE_SECRET);
+        let run = |value: Option<&str>| {
+            let mut cmd = std::process::Command::new(&c[0]);
+            cmd.args(&c[1..]).env_remove(ARCHIVE_SECRET);
+            if let Some(v) = value {
+                cmd.env(ARCHIVE_SECRET, v);
+            }
+            cmd.output().unwrap()
+        };
+        let o = run(Some(url));
+        assert!(o.status.success(), "{o:?}");
+        let out = String::from_utf8(o.stdout).unwrap();
+        let hex = out.split_whitespace().next().unwrap();
+        assert_eq!(
+            format!("sha256:{hex}"),
+            crate::secrets::digest("pg-x", ARCHIVE_SECRET, url)
+        );
+        assert!(!run(None).status.success());
     }
 
     #[test]

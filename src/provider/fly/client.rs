@@ -236,6 +236,13 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// Sent once, never retried: for a command whose retry could run it
+    /// twice.
+    pub fn once(mut self) -> Self {
+        self.max_attempts = Some(1);
+        self
+    }
+
     /// A timeout for this request instead of the client's (long polls).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);

@@ -64,15 +64,49 @@ pub async fn exec(
     stdin: Option<String>,
 ) -> Result<ExecResponse, ProviderError> {
     let shown = command.first().cloned().unwrap_or_default();
-    let reply: ExecResponse = client
+    let call = client
         .request(label, Method::POST, &["apps", app, "machines", id, "exec"])
         .json(&ExecRequest {
+            timeout: EXEC_TIMEOUT_SECS,
             command,
             stdin,
-            timeout: EXEC_TIMEOUT_SECS,
+        });
+    checked(call.send().await?, &shown, id, label)
+}
+
+/// [`exec`] of a command that may run for up to `timeout`, sent once
+/// (a retry after a lost answer would run it twice).
+///
+/// # Errors
+/// As [`exec`].
+pub async fn exec_long(
+    client: &FlyClient,
+    label: &str,
+    app: &str,
+    id: &str,
+    command: Vec<String>,
+    timeout: std::time::Duration,
+) -> Result<ExecResponse, ProviderError> {
+    let shown = command.first().cloned().unwrap_or_default();
+    let call = client
+        .request(label, Method::POST, &["apps", app, "machines", id, "exec"])
+        .json(&ExecRequest {
+            timeout: timeout.as_secs(),
+            command,
+            stdin: None,
         })
-        .send()
-        .await?;
+        .timeout(timeout + std::time::Duration::from_secs(30))
+        .once();
+    checked(call.send().await?, &shown, id, label)
+}
+
+/// An exec's reply, or the error its non-zero exit code is.
+fn checked(
+    reply: ExecResponse,
+    shown: &str,
+    id: &str,
+    label: &str,
+) -> Result<ExecResponse, ProviderError> {
     if reply.exit_code != 0 {
         return Err(ProviderError::failed(
             label,

@@ -8,6 +8,7 @@ mod api;
 mod backup;
 mod client;
 mod exec;
+mod flexctl;
 pub mod graphql;
 mod ledger;
 mod observe;
@@ -273,6 +274,26 @@ impl Provider for FlyProvider {
         ledger.ensure_dir()?;
         super::lock::lock_file(&ledger.dir().join("apply.lock"), app)
     }
+
+    fn backups(&self) -> Option<&dyn crate::backup::Backups> {
+        Some(self)
+    }
+
+    /// The same check as the local provider's, from where flyplan runs: a
+    /// store the machines archive to (Tigris, S3) is a public endpoint, so
+    /// one that does not answer here is taken as one that does not answer
+    /// them. Without barman-cloud here the store is not checked, said as a
+    /// warning.
+    fn check_backup_store(&self, secret: &str, url: &str) -> Result<(), ProviderError> {
+        use crate::backup::check::{check_store, Checked};
+        if check_store(secret, url)? == Checked::NoBarman {
+            tracing::warn!(
+                secret,
+                "the object store was not checked: barman-cloud-backup-list is not installed here"
+            );
+        }
+        Ok(())
+    }
 }
 
 impl FlyProvider {
@@ -302,10 +323,22 @@ impl FlyProvider {
         for r in crate::runtime::block_on(self.observe_sql(app, &snap.machines))? {
             live.insert(r);
         }
-        if let Some(r) =
+        if let Some(seen) =
             crate::runtime::block_on(backup::observe(&self.client, app, &snap, &ledger))?
         {
-            live.insert(r);
+            live.insert(seen.policy);
+            // A secret flyplan never set, whose value the leader runs with.
+            let secret = crate::model::Address::secret(backup::ARCHIVE_SECRET);
+            if let (Some(d), false) = (
+                seen.adopted_digest,
+                secrets_ledger.secrets.contains_key(backup::ARCHIVE_SECRET),
+            ) {
+                if let Some(crate::model::Spec::Secret(s)) =
+                    live.resources.get_mut(&secret).map(|r| &mut r.spec)
+                {
+                    s.digest = Some(crate::model::Digest(d));
+                }
+            }
         }
         Ok(live)
     }

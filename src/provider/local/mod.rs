@@ -335,6 +335,12 @@ impl Provider for LocalProvider {
     }
 
     fn check_backup_store(&self, secret: &str, url: &str) -> Result<(), ProviderError> {
-        backup::check_store_now(secret, url)
+        match crate::backup::check::check_store(secret, url)? {
+            crate::backup::check::Checked::Answered => Ok(()),
+            crate::backup::check::Checked::NoBarman => Err(ProviderError::failed(
+                format!("secret {secret}"),
+                "barman-cloud-backup-list is not installed: the local provider runs barman-cloud itself",
+            )),
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod barman;
 pub mod cluster;
+pub mod flexctl;
 pub mod flycheck;
 pub mod graphql;
 pub mod model;

@@ -105,6 +105,8 @@ pub struct AppRec {
     pub pg_applied: BTreeMap<String, BTreeMap<String, String>>,
     /// postgres-flex's barman settings (see [`super::barman`]).
     pub barman: super::barman::BarmanStore,
+    /// The base backups `flexctl backup list` shows (see [`super::flexctl`]).
+    pub backups: super::flexctl::BackupStore,
 }
 
 impl AppRec {
@@ -146,6 +148,13 @@ pub struct Model {
 /// `postgres` with `OPERATOR_PASSWORD` from the machine's environment.
 pub const PSQL_SCRIPT: &str = "PGPASSWORD=\"$OPERATOR_PASSWORD\" exec psql -h 127.0.0.1 -p 5433 \
      -U postgres -d \"$1\" -X -q -A -t -v ON_ERROR_STOP=1 -v VERBOSITY=terse \"${@:2}\"";
+
+/// The shell line flyplan runs to learn its digest of the machine's
+/// `S3_ARCHIVE_CONFIG` (its `src/provider/fly/backup.rs`), written out
+/// here so a change to it is seen. Answered with the app's current value:
+/// the scripted machines run with the app's latest secrets.
+pub const DIGEST_SCRIPT: &str = "set -o pipefail; printf 'flyplan-secret-v1\\0%s\\0%s\\0%s' \
+     \"$1\" \"$2\" \"${S3_ARCHIVE_CONFIG:?is not set}\" | sha256sum";
 
 /// Fly's own digest of a secret value (not flyplan's).
 pub fn fly_digest(value: &str) -> String {
@@ -625,6 +634,14 @@ impl Model {
                 };
                 out(0, msg.to_string(), "")
             }
+            Some("flexctl") => {
+                let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+                let enabled = a.secrets.contains_key("S3_ARCHIVE_CONFIG");
+                let (code, stdout, stderr) =
+                    super::flexctl::handle(&mut a.backups, enabled, is_primary, &args);
+                self.last_exec_read_only = args.get(1) == Some(&"list");
+                out(code, stdout, &stderr)
+            }
             Some("curl") => {
                 let id = id.to_string();
                 self.admin_api(app, &id, &command)
@@ -635,6 +652,30 @@ impl Model {
                 let ssh = a.secrets.contains_key("SSH_KEY") && a.secrets.contains_key("SSH_CERT");
                 let id = id.to_string();
                 self.repmgr_switchover(app, &id, &command, region_ok, ssh)
+            }
+            Some("bash") if command.get(2).map(String::as_str) == Some(DIGEST_SCRIPT) => {
+                self.last_exec_read_only = true;
+                let a = self.app(app);
+                match (
+                    a.secrets.get("S3_ARCHIVE_CONFIG"),
+                    command.get(4),
+                    command.get(5),
+                ) {
+                    (Some(v), Some(app_arg), Some(name)) => {
+                        let mut h = Sha256::new();
+                        for part in ["flyplan-secret-v1", app_arg, name] {
+                            h.update(part.as_bytes());
+                            h.update(b"\0");
+                        }
+                        h.update(v.value.as_bytes());
+                        out(0, format!("{}  -\n", hex::encode(h.finalize())), "")
+                    }
+                    _ => out(
+                        1,
+                        String::new(),
+                        "digest: line 1: S3_ARCHIVE_CONFIG: is not set",
+                    ),
+                }
             }
             Some("bash") => {
                 let stdin = body["stdin"].as_str().unwrap_or("").to_string();

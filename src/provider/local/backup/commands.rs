@@ -46,6 +46,7 @@ impl backup::Backups for LocalProvider {
         let mut report = backup::RunReport {
             app: app.to_string(),
             taken: None,
+            not_run: None,
         };
         // Without a policy there is nothing to run, and nothing to lock.
         if self.app(app).backup_policy()?.is_none() {

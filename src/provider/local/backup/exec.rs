@@ -1,12 +1,11 @@
 //! Running barman-cloud: as the service user with a credentials file named
 //! by `AWS_SHARED_CREDENTIALS_FILE` (keys never on a command line), its
-//! stderr in `logs/backup.log`; and the check that a store answers.
+//! stderr in `logs/backup.log`.
 
 use std::path::Path;
 
 use super::super::app::AppCtx;
 use super::super::state;
-use crate::backup::{self, barman, StoreUrl};
 use crate::provider::ProviderError;
 
 impl AppCtx<'_> {
@@ -94,46 +93,4 @@ fn run_with_stdout(
             Err(e) => return Err(ProviderError::io(what.to_string(), e)),
         }
     }
-}
-
-/// List the store of `url` with barman-cloud as the user running flyplan,
-/// its keys in a private temporary credentials file: whether it answers.
-pub(in crate::provider::local) fn check_store_now(
-    secret: &str,
-    url: &str,
-) -> Result<(), ProviderError> {
-    let what = format!("secret {secret}");
-    let url =
-        StoreUrl::parse(url, true).map_err(|e| ProviderError::failed(&what, e.to_string()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("flyplan-store-")
-        .tempdir()
-        .map_err(|e| ProviderError::io("creating a temporary directory", e))?;
-    let creds = dir.path().join("credentials");
-    state::write_file(
-        &creds,
-        url.credentials_section(backup::PROFILE).as_bytes(),
-        0o600,
-    )?;
-    let out = std::process::Command::new("barman-cloud-backup-list")
-        .args(barman::list_args(&url, backup::PROFILE))
-        .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
-        .env("AWS_CONFIG_FILE", dir.path().join("config"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| ProviderError::io("running barman-cloud-backup-list", e))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no message")
-        .replace(&url.secret_key, "********");
-    Err(ProviderError::failed(
-        format!("object store {url} (secret {secret})"),
-        format!("cannot be read: {last}"),
-    ))
 }

@@ -26,8 +26,6 @@ mod exec;
 mod restore;
 mod verify;
 
-pub(super) use exec::check_store_now;
-
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
