@@ -678,7 +678,7 @@ impl Performer<'_> {
                     self.delete_volume(v).await?;
                 }
                 let (view, _) = self.read().await?;
-                self.create_volume(&view).await?;
+                self.create_volume(&view, &self.step.address).await?;
             }
             _ => {
                 if let Some(m) = topo.machine_at(&view, &self.step.address) {

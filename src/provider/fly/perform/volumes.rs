@@ -1,19 +1,17 @@
 //! Volumes: created with flyctl's placement, extended, destroyed.
 
 use super::*;
+use crate::model::Address;
 
 impl Performer<'_> {
     pub(super) async fn volume(&self, action: Action) -> Result<Outcome, ProviderError> {
+        if action == Action::Create {
+            return self.create_volume_at_address().await;
+        }
         let (view, topo) = self.read().await?;
         let existing = topo.volume_at(&view, &self.step.address);
         match action {
-            Action::Create => {
-                if existing.is_some() {
-                    return Ok(Outcome::NotNeeded);
-                }
-                self.create_volume(&view).await?;
-                Ok(Outcome::Created)
-            }
+            Action::Create => unreachable!("handled above"),
             Action::Update => {
                 let vol = existing.ok_or_else(|| {
                     self.fail(format!("{} does not exist; plan again", self.step.address))
@@ -62,7 +60,58 @@ impl Performer<'_> {
         }
     }
 
-    pub(super) async fn create_volume(&self, view: &AppView) -> Result<Volume, ProviderError> {
+    /// Make volumes until one is at the step's address. A volume nobody
+    /// mounts takes the lowest free index of its region
+    /// (`observe::topology`), so one made for index 2 while index 1 has
+    /// none yet is seen at index 1, and the step for index 1, run beside
+    /// it, would then find "its" volume and make none. Creates therefore
+    /// run one at a time, each on a fresh read, and go on until the
+    /// address exists: however the steps interleave, each index gets one
+    /// volume.
+    async fn create_volume_at_address(&self) -> Result<Outcome, ProviderError> {
+        let _placing = self.p.placement.lock().await;
+        let (name, region, index) = match self.step.address.target() {
+            Target::Volume {
+                name,
+                region,
+                index,
+            } => (name, region, *index),
+            _ => return Err(self.fail("not a volume address")),
+        };
+        let mut made = 0;
+        loop {
+            let (view, topo) = self.read().await?;
+            // The lowest address up to this one that has no volume: where
+            // the next one made will be seen (the snapshot of a restore
+            // goes to its own address only).
+            let Some(next) = (0..=index)
+                .map(|i| Address::volume(name, region, i))
+                .find(|a| topo.volume_at(&view, a).is_none())
+            else {
+                return Ok(if made == 0 {
+                    Outcome::NotNeeded
+                } else {
+                    Outcome::Created
+                });
+            };
+            if made > index {
+                return Err(self.fail(format!(
+                    "made {made} volume(s) and none is at {next}; plan again"
+                )));
+            }
+            self.create_volume(&view, &next).await?;
+            made += 1;
+        }
+    }
+
+    /// Make one volume of the step's desired shape; `at` is the address it
+    /// will be seen at, which decides whether it starts from the restore's
+    /// snapshot.
+    pub(super) async fn create_volume(
+        &self,
+        view: &AppView,
+        at: &Address,
+    ) -> Result<Volume, ProviderError> {
         let after = self.after_volume()?;
         let name = after.name.clone();
         let region = after.region.clone();
@@ -119,7 +168,7 @@ impl Performer<'_> {
             snapshot_id: self
                 .ctx
                 .restore
-                .filter(|r| r.volume == &self.step.address)
+                .filter(|r| r.volume == at)
                 .map(|r| r.snapshot.to_string()),
         };
         let before: Vec<String> = view.volumes.iter().map(|v| v.id.clone()).collect();
