@@ -35,14 +35,14 @@ enum Rejoin {
     HoldsUpFailover(String),
 }
 
-/// `rec`'s node holds up a failover: the formation has no leader, the
+/// `node` holds up a failover: the formation has no leader, the
 /// monitor wants the node in `report_lsn` and it is still in a former
 /// leader's state. That state, if so.
-fn holding_up(rec: &MachineRecord, nodes: &[MonitorNode]) -> Option<String> {
+fn holding_up(node: &str, nodes: &[MonitorNode]) -> Option<String> {
     if nodes.iter().any(MonitorNode::is_leader) {
         return None;
     }
-    let me = nodes.iter().find(|n| n.name == rec.node)?;
+    let me = nodes.iter().find(|n| n.name == node)?;
     (me.goal == "report_lsn" && FORMER_LEADER_STATES.contains(&me.reported.as_str()))
         .then(|| me.reported.clone())
 }
@@ -107,7 +107,7 @@ impl AppCtx<'_> {
             if self.settled_in(rec, nodes) {
                 return true;
             }
-            match holding_up(rec, nodes) {
+            match holding_up(&rec.node, nodes) {
                 Some(state) if self.keeper_running(rec) => {
                     let from = since.get().unwrap_or_else(Instant::now);
                     since.set(Some(from));
@@ -124,5 +124,52 @@ impl AppCtx<'_> {
             Some(state) => Rejoin::HoldsUpFailover(state),
             None => Rejoin::Settled,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, reported: &str, goal: &str) -> MonitorNode {
+        MonitorNode {
+            id: 0,
+            name: name.into(),
+            port: 0,
+            reported: reported.into(),
+            goal: goal.into(),
+            health: 1,
+            pg_running: false,
+            candidate_priority: 50,
+            replication_quorum: true,
+            lsn: 0,
+            rep_state: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_former_leader_short_of_report_lsn_with_no_leader_holds_up_a_failover() {
+        let me = "iad-1";
+        let stuck = [
+            node("iad-0", "report_lsn", "report_lsn"),
+            node("iad-1", "draining", "report_lsn"),
+            node("iad-2", "report_lsn", "report_lsn"),
+        ];
+        assert_eq!(holding_up(me, &stuck).as_deref(), Some("draining"));
+        // A standby that has not reported may hold the only copy of a
+        // commit: it is never dropped.
+        let standby = [
+            node("iad-1", "secondary", "report_lsn"),
+            node("iad-2", "report_lsn", "report_lsn"),
+        ];
+        assert_eq!(holding_up(me, &standby), None);
+        // Once a leader is elected the node just rejoins.
+        let led = [
+            node("iad-1", "demoted", "report_lsn"),
+            node("iad-2", "primary", "primary"),
+        ];
+        assert_eq!(holding_up(me, &led), None);
+        let reported = [node("iad-1", "report_lsn", "report_lsn")];
+        assert_eq!(holding_up(me, &reported), None);
     }
 }
