@@ -1,10 +1,12 @@
 //! Bringing a stopped node back into its formation: its keeper is started
 //! on its data dir and waited for; a node that cannot rejoin is made again
-//! from the leader. When the formation has no leader because a failover
-//! waits for this node to report its LSN, and the node cannot (its
-//! postgres does not start, e.g. on a full disk), the failover would wait
-//! for ever: the node is dropped from the monitor, so the others elect a
-//! leader, then made again as a standby.
+//! from the leader. Two stalls are not waited out: when the formation has
+//! no leader because a failover waits for this node, a former leader, to
+//! report its LSN and it cannot (its postgres does not start, e.g. on a
+//! full disk), the failover would wait for ever, so the node is dropped
+//! from the monitor and the others elect a leader; and a node that stays
+//! in `join_secondary` (it cannot follow the new leader, e.g. `pg_rewind`
+//! fails) is made again from the leader.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -22,38 +24,80 @@ const REJOIN: Duration = Duration::from_secs(180);
 /// it takes a postgres restart: a few seconds.
 const ELECTION_STALL: Duration = Duration::from_secs(30);
 
+/// How long a node may stay in `join_secondary` (stopped, to follow the new
+/// leader, with `pg_rewind` when it was a leader) while a leader runs
+/// before it is made again from that leader.
+const FOLLOW_STALL: Duration = Duration::from_secs(60);
+
 /// States of a node that was the leader and is being demoted or was: its
 /// WAL beyond what the standbys received was never acknowledged while a
 /// standby was required (`sync_standbys` ≥ 1), so the election may go on
 /// without it.
 const FORMER_LEADER_STATES: &[&str] = &["primary", "draining", "demote_timeout", "demoted"];
 
-/// How the wait for a restarted node ended.
-enum Rejoin {
-    Settled,
-    /// The node holds up the failover, stuck in this state.
-    HoldsUpFailover(String),
+/// A restarted node that will not settle by itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stall {
+    /// No leader; the monitor wants the node in `report_lsn` to elect one
+    /// and it is still in a former leader's state.
+    HoldsUpFailover,
+    /// A leader runs; the node cannot follow it (`join_secondary`).
+    CannotFollow,
 }
 
-/// `node` holds up a failover: the formation has no leader, the
-/// monitor wants the node in `report_lsn` and it is still in a former
-/// leader's state. That state, if so.
-fn holding_up(node: &str, nodes: &[MonitorNode]) -> Option<String> {
-    if nodes.iter().any(MonitorNode::is_leader) {
-        return None;
+impl Stall {
+    fn after(self) -> Duration {
+        match self {
+            Stall::HoldsUpFailover => ELECTION_STALL,
+            Stall::CannotFollow => FOLLOW_STALL,
+        }
     }
+
+    fn what(self) -> &'static str {
+        match self {
+            Stall::HoldsUpFailover => {
+                "it cannot report its LSN and the failover waits for it; dropping it from the \
+                 monitor so the other nodes elect a leader, then making it again as a standby"
+            }
+            Stall::CannotFollow => {
+                "it cannot follow the new leader; making it again as a standby from the leader"
+            }
+        }
+    }
+}
+
+/// How `node` is stalled by the monitor's `nodes`, if it is: with its
+/// reported and goal states.
+fn stall_of(node: &str, nodes: &[MonitorNode]) -> Option<(Stall, String, String)> {
     let me = nodes.iter().find(|n| n.name == node)?;
-    (me.goal == "report_lsn" && FORMER_LEADER_STATES.contains(&me.reported.as_str()))
-        .then(|| me.reported.clone())
+    let led = nodes.iter().any(MonitorNode::is_leader);
+    let stall = if !led
+        && me.goal == "report_lsn"
+        && FORMER_LEADER_STATES.contains(&me.reported.as_str())
+    {
+        Stall::HoldsUpFailover
+    } else if led && me.reported == "join_secondary" && me.goal == "secondary" {
+        Stall::CannotFollow
+    } else {
+        return None;
+    };
+    Some((stall, me.reported.clone(), me.goal.clone()))
+}
+
+/// The last error line of a keeper's log, for the message of a stall.
+fn last_error(log: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|l| l.contains("ERROR"))?;
+    Some(line.trim().to_string())
 }
 
 impl AppCtx<'_> {
     /// Start a stopped node from its data dir; when the data dir is unusable
     /// or the monitor forgot the node, make it again as a standby. A node
-    /// that holds up a failover is dropped from it first (see the module
-    /// doc), and said so. Every wait is bounded; a node that cannot rejoin
-    /// while the formation has no leader to make it again from ends the
-    /// apply with the monitor's states.
+    /// that holds up a failover or cannot follow the new leader is made
+    /// again too (see the module doc), and apply says so. Every wait is
+    /// bounded; a node that cannot rejoin while the formation has no leader
+    /// to make it again from ends the apply with the monitor's states.
     pub(super) fn restart_or_rebuild(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
         self.stop_node(rec);
         let usable = rec.pgdata.join("PG_VERSION").exists()
@@ -62,15 +106,18 @@ impl AppCtx<'_> {
         if usable && self.registered(rec)?.is_some() {
             self.start_keeper(rec)?;
             match self.wait_rejoined(rec) {
-                Ok(Rejoin::Settled) => return Ok(()),
-                Ok(Rejoin::HoldsUpFailover(state)) => {
+                Ok(None) => return Ok(()),
+                Ok(Some((stall, reported, goal))) => {
+                    let log = self.paths.logs().join(format!("{}.log", rec.node));
+                    let error = last_error(&log)
+                        .map(|l| format!(" (its keeper's last error: {l})"))
+                        .unwrap_or_default();
                     tracing::warn!(
-                        "machine {}: stuck in {state} for {}s while the monitor wants \
-                         report_lsn: it cannot report its LSN and the failover waits for it; \
-                         dropping it from the monitor so the other nodes elect a leader, then \
-                         making it again as a standby",
+                        "machine {}: stuck in {reported} for {}s while the monitor wants \
+                         {goal}{error}: {}",
                         rec.node,
-                        ELECTION_STALL.as_secs()
+                        stall.after().as_secs(),
+                        stall.what()
                     );
                     self.stop_node(rec);
                 }
@@ -98,21 +145,28 @@ impl AppCtx<'_> {
         self.formation_after_removal()
     }
 
-    /// Wait until `rec` settles, at most [`REJOIN`], or until it has held
-    /// up a failover for [`ELECTION_STALL`].
-    fn wait_rejoined(&self, rec: &MachineRecord) -> Result<Rejoin, ProviderError> {
-        let since: Cell<Option<Instant>> = Cell::new(None);
-        let stalled: Cell<Option<String>> = Cell::new(None);
+    /// Wait until `rec` settles (`None`), at most [`REJOIN`], or until it
+    /// has been stalled the same way for that stall's time: the stall,
+    /// with the node's reported and goal states.
+    fn wait_rejoined(
+        &self,
+        rec: &MachineRecord,
+    ) -> Result<Option<(Stall, String, String)>, ProviderError> {
+        let since: Cell<Option<(Stall, Instant)>> = Cell::new(None);
+        let stalled: Cell<Option<(Stall, String, String)>> = Cell::new(None);
         self.wait_nodes(&format!("waiting for node {}", rec.node), REJOIN, |nodes| {
             if self.settled_in(rec, nodes) {
                 return true;
             }
-            match holding_up(&rec.node, nodes) {
-                Some(state) if self.keeper_running(rec) => {
-                    let from = since.get().unwrap_or_else(Instant::now);
-                    since.set(Some(from));
-                    if from.elapsed() >= ELECTION_STALL {
-                        stalled.set(Some(state));
+            match stall_of(&rec.node, nodes) {
+                Some((stall, reported, goal)) if self.keeper_running(rec) => {
+                    let from = match since.get() {
+                        Some((s, at)) if s == stall => at,
+                        _ => Instant::now(),
+                    };
+                    since.set(Some((stall, from)));
+                    if from.elapsed() >= stall.after() {
+                        stalled.set(Some((stall, reported, goal)));
                         return true;
                     }
                 }
@@ -120,10 +174,7 @@ impl AppCtx<'_> {
             }
             false
         })?;
-        Ok(match stalled.take() {
-            Some(state) => Rejoin::HoldsUpFailover(state),
-            None => Rejoin::Settled,
-        })
+        Ok(stalled.take())
     }
 }
 
@@ -148,28 +199,39 @@ mod tests {
     }
 
     #[test]
-    fn only_a_former_leader_short_of_report_lsn_with_no_leader_holds_up_a_failover() {
+    fn a_former_leader_short_of_report_lsn_holds_up_a_failover_and_join_secondary_cannot_follow() {
         let me = "iad-1";
+        let of = |nodes: &[MonitorNode]| stall_of(me, nodes).map(|s| s.0);
         let stuck = [
             node("iad-0", "report_lsn", "report_lsn"),
             node("iad-1", "draining", "report_lsn"),
             node("iad-2", "report_lsn", "report_lsn"),
         ];
-        assert_eq!(holding_up(me, &stuck).as_deref(), Some("draining"));
+        assert_eq!(of(&stuck), Some(Stall::HoldsUpFailover));
         // A standby that has not reported may hold the only copy of a
         // commit: it is never dropped.
         let standby = [
             node("iad-1", "secondary", "report_lsn"),
             node("iad-2", "report_lsn", "report_lsn"),
         ];
-        assert_eq!(holding_up(me, &standby), None);
+        assert_eq!(of(&standby), None);
         // Once a leader is elected the node just rejoins.
         let led = [
             node("iad-1", "demoted", "report_lsn"),
             node("iad-2", "primary", "primary"),
         ];
-        assert_eq!(holding_up(me, &led), None);
+        assert_eq!(of(&led), None);
         let reported = [node("iad-1", "report_lsn", "report_lsn")];
-        assert_eq!(holding_up(me, &reported), None);
+        assert_eq!(of(&reported), None);
+        let following = [
+            node("iad-1", "join_secondary", "secondary"),
+            node("iad-2", "primary", "primary"),
+        ];
+        assert_eq!(of(&following), Some(Stall::CannotFollow));
+        let catching_up = [
+            node("iad-1", "catchingup", "secondary"),
+            node("iad-2", "primary", "primary"),
+        ];
+        assert_eq!(of(&catching_up), None);
     }
 }
