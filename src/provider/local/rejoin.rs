@@ -84,10 +84,14 @@ fn stall_of(node: &str, nodes: &[MonitorNode]) -> Option<(Stall, String, String)
     Some((stall, me.reported.clone(), me.goal.clone()))
 }
 
-/// The last error line of a keeper's log, for the message of a stall.
+/// The last error line of a keeper's log that says more than that a
+/// transition is retried, for the message of a stall.
 fn last_error(log: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().rev().find(|l| l.contains("ERROR"))?;
+    let errors = || text.lines().rev().filter(|l| l.contains("ERROR"));
+    let line = errors()
+        .find(|l| !l.contains("Failed to transition"))
+        .or_else(|| errors().next())?;
     Some(line.trim().to_string())
 }
 
