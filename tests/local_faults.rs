@@ -573,8 +573,11 @@ fn two_leader_crashes_in_a_row_are_repaired_by_one_apply() {
 /// reports, but cannot restart postgres to report its LSN, so the failover
 /// would wait for it for ever. Apply drops it from the election, the other
 /// two elect a leader, and apply ends naming the node; once the disk has
-/// room the next apply makes it again as a standby.
+/// room the next apply makes it again as a standby. Ignored in the default
+/// run for its length (about 150 s on a loaded machine); the decision is
+/// unit-tested in `provider::local::rejoin`.
 #[test]
+#[ignore = "long: run with --run-ignored only"]
 fn after_two_leader_crashes_a_node_that_cannot_report_is_dropped_from_the_election() {
     let c = Cluster::in_dir(&cluster_text("fp-full2", 3, 1, "{}"), PASSWORD, "full2");
     let (_, endpoint, writer) = apply_and_write(&c, "u");
