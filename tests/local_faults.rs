@@ -1,9 +1,10 @@
 //! The fault suite on local clusters, each fault under a writer that
 //! records every acknowledged commit, checked against what the cluster
-//! holds afterwards: a frozen leader; a full disk on a standby's volume,
-//! every sync standby lost and two leader crashes in a row on one
-//! three-node cluster; `flyplan watch` as the supervisor that brings back
-//! killed nodes, monitor and endpoint. docs/faults.md has the results.
+//! holds afterwards: a frozen leader; a full disk on a standby's volume and
+//! every sync standby lost on one three-node cluster; two leader crashes in
+//! a row, also with the second leader back on a full disk; `flyplan watch`
+//! as the supervisor that brings back killed nodes, monitor and endpoint.
+//! docs/faults.md has the results.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -236,6 +237,31 @@ impl Drop for Mount {
     }
 }
 
+/// Move the volume of stopped node `address` of `app` onto a tmpfs with
+/// `room_mb` MiB free beyond its files: the volume's path and the mount.
+fn volume_on_tmpfs(c: &Cluster, app: &str, address: &str, room_mb: u64) -> (PathBuf, Mount) {
+    let volume = c
+        .state
+        .path()
+        .join("state/apps")
+        .join(app)
+        .join("volumes")
+        .join(format!("pg_data-{}", node_name(address)));
+    let moved = volume.with_extension("before-tmpfs");
+    std::fs::rename(&volume, &moved).unwrap();
+    std::fs::create_dir(&volume).unwrap();
+    let owner = moved.to_string_lossy().to_string();
+    let mount = Mount::tmpfs(&volume, du(&moved) + room_mb * 1024 * 1024, &owner);
+    let o = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", moved.display()))
+        .arg(&volume)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cp: {}", text(&o));
+    (volume, mount)
+}
+
 /// Uid and gid of the owner of `path`.
 fn owner_ids(path: &str) -> (u32, u32) {
     use std::os::unix::fs::MetadataExt;
@@ -289,12 +315,8 @@ fn switch_wal(port: u16, n: usize) {
     });
 }
 
-/// Ignored in the default run: once in a few runs, after the second leader
-/// crash, the monitor waits in `report_lsn` for a node that never reports
-/// and the repairing apply does not end (seen at 540 s and more).
 #[test]
-#[ignore = "can hang after the second leader crash: the monitor waits in report_lsn"]
-fn a_full_standby_disk_lost_sync_standbys_and_two_leader_crashes_lose_no_commit() {
+fn a_full_standby_disk_and_lost_sync_standbys_lose_no_commit() {
     let c = Cluster::in_dir(&cluster_text("fp-chain", 3, 1, "{}"), PASSWORD, "chain");
     let (status, endpoint, writer) = apply_and_write(&c, "c");
     let leader = leader_of(&status)["address"].as_str().unwrap().to_string();
@@ -311,29 +333,9 @@ fn a_full_standby_disk_lost_sync_standbys_and_two_leader_crashes_lose_no_commit(
     // tmpfs (the node stopped meanwhile), then the tmpfs is filled.
     let full = &standbys[0];
     let full_address = full["address"].as_str().unwrap().to_string();
-    let volume = c
-        .state
-        .path()
-        .join("state/apps/fp-chain/volumes")
-        .join(format!("pg_data-{}", node_name(&full_address)));
     procs::kill_trees(&node_pids(full));
     std::thread::sleep(Duration::from_secs(1));
-    let moved = volume.with_extension("before-tmpfs");
-    std::fs::rename(&volume, &moved).unwrap();
-    std::fs::create_dir(&volume).unwrap();
-    let owner = moved.to_string_lossy().to_string();
-    let _mount = Mount::tmpfs(&volume, du(&moved) + 128 * 1024 * 1024, &owner);
-    let o = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", moved.display()))
-        .arg(&volume)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "cp: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (volume, _mount) = volume_on_tmpfs(&c, "fp-chain", &full_address, 128);
     c.apply();
     assert!(
         wait_for_status(&c, Duration::from_secs(60), |st| is_running_standby(node(
@@ -404,51 +406,208 @@ fn a_full_standby_disk_lost_sync_standbys_and_two_leader_crashes_lose_no_commit(
     );
     let o = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let acked = writer.finish();
+    assert_none_lost(endpoint, "c", &acked);
+}
 
-    // 3. Two leader crashes in a row: the new leader is killed as soon as
-    // it takes writes.
-    let st = c.status();
-    let first = leader_of(&st);
+/// How long the repairing apply after two leader crashes may take before
+/// the test calls it hung; apply's own waits end well before.
+const REPAIR_WAIT: Duration = Duration::from_secs(300);
+
+/// What the monitor says (nodes, then its latest events) and the end of
+/// each keeper's log: the story of a stuck failover.
+fn failover_story(c: &Cluster, app: &str) -> String {
+    let dir = c.state.path().join("state/apps").join(app);
+    let ports: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ports.json")).unwrap_or_default())
+            .unwrap_or_default();
+    let mut out = String::new();
+    for sql in [
+        "select nodename, reportedstate, goalstate, health, reportedpgisrunning, reportedlsn, \
+         reporttime from pgautofailover.node order by nodeid",
+        "select * from (select eventtime, nodename, reportedstate, goalstate, description \
+         from pgautofailover.event order by eventid desc limit 40) e order by eventtime",
+    ] {
+        let o = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-X", "-h"])
+            .arg(dir.join("sock"))
+            .args([
+                "-p",
+                &ports["monitor"].to_string(),
+                "-d",
+                "pg_auto_failover",
+            ])
+            .args(["-c", sql])
+            .output()
+            .expect("psql runs");
+        out += &text(&o);
+    }
+    for e in std::fs::read_dir(dir.join("logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let log = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(25).collect();
+        out += &format!("\n== {}\n", e.path().display());
+        for l in tail.iter().rev() {
+            out += l;
+            out += "\n";
+        }
+    }
+    out
+}
+
+/// Two leader crashes in a row on a running 3-node cluster with
+/// `sync_standbys = 1` and a writer: the leader is killed, then the new
+/// leader once it is `primary` (its standby caught up) and takes writes.
+/// The last node then stays in `report_lsn`, a failover that waits for
+/// another quorum node to report, until apply brings one back. (Killed
+/// while still `wait_primary`, the last node is promoted at once.) The
+/// status of the two dead nodes, the first leader first.
+fn crash_two_leaders(c: &Cluster, writer: &Writer) -> (Value, Value) {
+    let first = leader_of(&c.status());
     let killed = Instant::now();
     procs::kill_trees(&node_pids(&first));
     assert!(
         writer.wait_for_more(20, Duration::from_secs(90)),
         "no failover after the first crash"
     );
-    let second = wait_for_status(&c, Duration::from_secs(30), |st| {
-        st["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["role"] == "leader" && n["address"] != first["address"])
+    let second = wait_for_status(c, Duration::from_secs(60), |st| {
+        st["nodes"].as_array().unwrap().iter().any(|n| {
+            n["role"] == "leader"
+                && n["address"] != first["address"]
+                && n["checks"]["pg_state"] == "primary"
+        })
     })
     .map(|st| leader_of(&st))
-    .expect("a new leader");
+    .expect("a new leader in primary");
+    assert!(
+        writer.wait_for_more(5, Duration::from_secs(30)),
+        "the new leader takes writes"
+    );
     eprintln!(
         "two crashes: first failover, longest write pause {:.1}s",
         writer.longest_gap(killed, Instant::now()).as_secs_f64()
     );
     let killed = Instant::now();
     procs::kill_trees(&node_pids(&second));
-    // pg_auto_failover may promote the last node (it then takes writes
-    // alone, in wait_primary) or wait for apply: either way nothing
-    // acknowledged may be lost.
-    let survived = writer.wait_for_more(20, Duration::from_secs(60));
+    let survived = writer.wait_for_more(20, Duration::from_secs(20));
     eprintln!(
         "two crashes: writes after the second crash without apply: {survived}, longest \
-         pause {:.1}s",
-        writer.longest_gap(killed, Instant::now()).as_secs_f64()
+         pause {:.1}s\n{}",
+        writer.longest_gap(killed, Instant::now()).as_secs_f64(),
+        text(&c.run(&["status"]))
     );
-    eprintln!("{}", text(&c.run(&["status"])));
-    c.apply();
+    (first, second)
+}
+
+/// `apply --auto-approve` of `c` (app `app`), which must end within
+/// [`REPAIR_WAIT`]: its output, and how long it took.
+fn bounded_apply(c: &Cluster, app: &str) -> (std::process::Output, Duration) {
+    let mut apply = c
+        .cmd(&["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("flyplan runs");
+    let started = Instant::now();
+    while apply.try_wait().unwrap().is_none() {
+        if started.elapsed() > REPAIR_WAIT {
+            let story = failover_story(c, app);
+            let _ = apply.kill();
+            let o = apply.wait_with_output().unwrap();
+            panic!(
+                "the repairing apply did not end in {REPAIR_WAIT:?}: {}\n{story}",
+                text(&o)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = apply.wait_with_output().unwrap();
+    let took = started.elapsed();
+    eprintln!(
+        "two crashes: apply took {:.1}s: {}",
+        took.as_secs_f64(),
+        text(&o)
+    );
+    (o, took)
+}
+
+/// All nodes run, one leader and two standbys, writes go on, no
+/// acknowledged commit is lost and the next plan is empty.
+fn assert_repaired(c: &Cluster, endpoint: u16, writer: Writer, table: &str) {
+    wait_for_status(c, Duration::from_secs(60), |st| {
+        let nodes = st["nodes"].as_array().unwrap();
+        nodes.iter().filter(|n| n["role"] == "leader").count() == 1
+            && nodes.iter().filter(|n| is_running_standby(n)).count() == 2
+    })
+    .unwrap_or_else(|| panic!("one leader and two standbys: {}", c.status()));
     assert!(
         writer.wait_for_more(20, Duration::from_secs(90)),
-        "writes after apply repaired both nodes"
+        "writes after apply repaired both nodes: {:?}",
+        writer.errors()
     );
     let acked = writer.finish();
-    assert_none_lost(endpoint, "c", &acked);
+    assert_none_lost(endpoint, table, &acked);
     let o = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn two_leader_crashes_in_a_row_are_repaired_by_one_apply() {
+    let c = Cluster::in_dir(&cluster_text("fp-twice", 3, 1, "{}"), PASSWORD, "twice");
+    let (_, endpoint, writer) = apply_and_write(&c, "t");
+    crash_two_leaders(&c, &writer);
+    let (o, _) = bounded_apply(&c, "fp-twice");
+    assert!(
+        o.status.success(),
+        "apply: {}\n{}",
+        text(&o),
+        failover_story(&c, "fp-twice")
+    );
+    assert_repaired(&c, endpoint, writer, "t");
+}
+
+/// The second dead leader comes back on a full disk: its keeper runs and
+/// reports, but cannot restart postgres to report its LSN, so the failover
+/// would wait for it for ever. Apply drops it from the election, the other
+/// two elect a leader, and apply ends naming the node; once the disk has
+/// room the next apply makes it again as a standby. Ignored in the default
+/// run for its length (about 150 s on a loaded machine); the decision is
+/// unit-tested in `provider::local::rejoin`.
+#[test]
+#[ignore = "long: run with --run-ignored only"]
+fn after_two_leader_crashes_a_node_that_cannot_report_is_dropped_from_the_election() {
+    let c = Cluster::in_dir(&cluster_text("fp-full2", 3, 1, "{}"), PASSWORD, "full2");
+    let (_, endpoint, writer) = apply_and_write(&c, "u");
+    let (_, second) = crash_two_leaders(&c, &writer);
+    let address = second["address"].as_str().unwrap().to_string();
+    let (volume, _mount) = volume_on_tmpfs(&c, "fp-full2", &address, 16);
+    let filler = fill(&volume);
+    let before = writer.acked();
+    let (o, _) = bounded_apply(&c, "fp-full2");
+    let said = text(&o);
+    let dropped = format!("machine {}: stuck in ", node_name(&address));
+    assert!(
+        said.contains(&dropped) && said.contains("cannot report its LSN"),
+        "apply names the node that held up the failover and what it did: {said}"
+    );
+    assert!(
+        !said.contains("timed out"),
+        "apply waited for a node out its whole time: {said}"
+    );
+    assert!(
+        writer.wait_for_more(20, Duration::from_secs(60)),
+        "the other two elect a leader: {}\n{}",
+        c.status()["nodes"],
+        failover_story(&c, "fp-full2")
+    );
+    assert!(writer.acked() > before);
+    std::fs::remove_file(&filler).unwrap();
+    let (o, _) = bounded_apply(&c, "fp-full2");
+    assert!(o.status.success(), "apply with room again: {}", text(&o));
+    assert_repaired(&c, endpoint, writer, "u");
 }
 
 /// `flyplan watch` of a repository on the cluster's state dir, its standard

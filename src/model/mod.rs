@@ -12,7 +12,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use address::{Address, AddressError, Target};
-pub use checks::{Checks, PlatformCheck, TakenSnapshot};
+pub use checks::{way_out, Checks, PlatformCheck, TakenSnapshot};
 pub use spec::{
     Agreed, AppSpec, AttachmentSpec, BackupPolicySpec, DatabaseSpec, Digest, EndpointSpec, Field,
     Fields, FormationSpec, MachineSpec, ParameterSpec, Role, SecretSpec, SnapshotPolicySpec, Spec,

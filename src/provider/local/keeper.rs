@@ -114,7 +114,7 @@ fn labels_of(m: &MachineSpec) -> MachineLabels {
     }
 }
 
-fn node_failed(node: &str, message: impl Into<String>) -> ProviderError {
+pub(super) fn node_failed(node: &str, message: impl Into<String>) -> ProviderError {
     ProviderError::failed(format!("machine {node}"), message)
 }
 
@@ -187,7 +187,10 @@ impl AppCtx<'_> {
         })
     }
 
-    fn registered(&self, rec: &MachineRecord) -> Result<Option<MonitorNode>, ProviderError> {
+    pub(super) fn registered(
+        &self,
+        rec: &MachineRecord,
+    ) -> Result<Option<MonitorNode>, ProviderError> {
         Ok(self
             .monitor_nodes()?
             .into_iter()
@@ -195,7 +198,7 @@ impl AppCtx<'_> {
     }
 
     /// Poll the monitor until `done` says so.
-    fn wait_nodes(
+    pub(super) fn wait_nodes(
         &self,
         what: &str,
         timeout: Duration,
@@ -248,21 +251,27 @@ impl AppCtx<'_> {
         rec: &MachineRecord,
         timeout: Duration,
     ) -> Result<(), ProviderError> {
-        let name = rec.node.clone();
-        // The monitor's row may still show the state from before a restart:
-        // the local processes must run too.
-        self.wait_nodes(&format!("waiting for node {name}"), timeout, |nodes| {
-            self.node_running(rec)
-                && nodes.iter().any(|n| {
-                    n.name == name
-                        && n.pg_running
-                        && n.settled()
-                        && matches!(
-                            n.reported.as_str(),
-                            "single" | "primary" | "wait_primary" | "secondary"
-                        )
-                })
-        })
+        self.wait_nodes(
+            &format!("waiting for node {}", rec.node),
+            timeout,
+            |nodes| self.settled_in(rec, nodes),
+        )
+    }
+
+    /// Whether `rec` runs and has settled in a serving state, by the
+    /// monitor's `nodes`. The monitor's row may still show the state from
+    /// before a restart: the local processes must run too.
+    pub(super) fn settled_in(&self, rec: &MachineRecord, nodes: &[MonitorNode]) -> bool {
+        self.node_running(rec)
+            && nodes.iter().any(|n| {
+                n.name == rec.node
+                    && n.pg_running
+                    && n.settled()
+                    && matches!(
+                        n.reported.as_str(),
+                        "single" | "primary" | "wait_primary" | "secondary"
+                    )
+            })
     }
 
     fn autoctl_files_removed(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
@@ -343,7 +352,7 @@ impl AppCtx<'_> {
     /// Make a fresh node from `rec` (the data dir and pg_autoctl's files are
     /// wiped first) and start it. The first node of a formation becomes its
     /// primary; later ones clone the primary as standbys.
-    fn create_node(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
+    pub(super) fn create_node(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
         let volume_dir = rec.pgdata.parent().expect("pgdata is in a volume dir");
         self.user().mkdir(volume_dir, 0o700)?;
         // Nodes join one at a time: pg_auto_failover 2.0 refuses (and can
@@ -452,29 +461,6 @@ impl AppCtx<'_> {
         }
         drop(boot);
         Ok(())
-    }
-
-    /// Start a stopped node from its data dir; when the data dir is unusable
-    /// or the monitor forgot the node, make it again as a standby.
-    fn restart_or_rebuild(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
-        self.stop_node(rec);
-        let usable = rec.pgdata.join("PG_VERSION").exists()
-            && rec.pgdata.join("global/pg_control").exists()
-            && rec.pgdata.join("flyplan.conf").exists();
-        if usable && self.registered(rec)?.is_some() {
-            self.start_keeper(rec)?;
-            match self.wait_settled(rec, Duration::from_secs(180)) {
-                Ok(()) => return Ok(()),
-                // Without the monitor the node can neither rejoin nor be
-                // made again: it is left running for the next apply.
-                Err(e) if !self.monitor_running() => return Err(e),
-                Err(e) => {
-                    tracing::warn!(node = %rec.node, error = %e, "node did not rejoin; rebuilding it");
-                    self.stop_node(rec);
-                }
-            }
-        }
-        self.create_node(rec)
     }
 
     /// Move the leader role away from `rec` to another candidate.
@@ -635,7 +621,7 @@ impl AppCtx<'_> {
     /// formation again, so the monitor and `formation.json` agree on what
     /// was declared and the next plan is empty. When the declared number
     /// cannot be held any more, the plan says so: that is left to it.
-    fn formation_after_removal(&self) -> Result<(), ProviderError> {
+    pub(super) fn formation_after_removal(&self) -> Result<(), ProviderError> {
         let Some(rec) = state::read_json::<super::FormationRecord>(&self.paths.formation())? else {
             return Ok(());
         };

@@ -33,6 +33,7 @@ mod observe;
 mod parameters;
 mod perform;
 mod process;
+mod rejoin;
 mod restore;
 mod rolling;
 mod secrets;
