@@ -29,10 +29,12 @@ const ELECTION_STALL: Duration = Duration::from_secs(30);
 /// before it is made again from that leader.
 const FOLLOW_STALL: Duration = Duration::from_secs(60);
 
-/// States of a node that was the leader and is being demoted or was: its
-/// WAL beyond what the standbys received was never acknowledged while a
-/// standby was required (`sync_standbys` ≥ 1), so the election may go on
-/// without it.
+/// States of a node that was the leader and is being demoted or was. In
+/// `primary` its commits waited for a standby (pg_auto_failover names the
+/// quorum standbys in `synchronous_standby_names` there, also with
+/// `sync_standbys = 0`), so its WAL beyond what the standbys received was
+/// never acknowledged and the election may go on without it. A leader
+/// last seen in `wait_primary`, where it commits alone, is never dropped.
 const FORMER_LEADER_STATES: &[&str] = &["primary", "draining", "demote_timeout", "demoted"];
 
 /// A restarted node that will not settle by itself.
