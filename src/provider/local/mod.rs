@@ -38,6 +38,7 @@ mod rolling;
 mod secrets;
 mod snapshot;
 mod state;
+mod switchover;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
