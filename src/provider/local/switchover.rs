@@ -114,6 +114,7 @@ impl AppCtx<'_> {
             }
             let res = db::block_on(async {
                 let c = self.monitor_client(Duration::from_secs(5)).await?;
+                after_leader_report(&c, &rec.node).await?;
                 c.execute(
                     "select pgautofailover.perform_failover($1, 0)",
                     &[&FORMATION],
@@ -140,4 +141,39 @@ impl AppCtx<'_> {
                     .any(|n| n.name == name && n.settled() && n.reported == "secondary")
         })
     }
+}
+
+/// Wait (at most 2.5 s) until the leader's keeper has just reported to the
+/// monitor. pg_auto_failover 2.0's monitor can set the old leader to
+/// `wait_primary` right after `perform_failover` (most likely when it
+/// answers a report of the leader read before its goal changed, and sees
+/// the candidate no longer `secondary`); the old leader then acknowledges
+/// commits without a standby while the candidate is being promoted, and
+/// those commits are lost. Seen once in six two-node switchovers. A keeper
+/// reports about once a second, so right after a report the next one is
+/// far off.
+async fn after_leader_report(
+    c: &tokio_postgres::Client,
+    leader: &str,
+) -> Result<(), ProviderError> {
+    let started = Instant::now();
+    let mut last: Option<f64> = None;
+    while started.elapsed() < Duration::from_millis(2500) {
+        let row = c
+            .query_one(
+                "select extract(epoch from reporttime)::float8, \
+                        extract(epoch from now() - reporttime)::float8 \
+                 from pgautofailover.node where formationid = $1 and nodename = $2",
+                &[&FORMATION, &leader],
+            )
+            .await
+            .map_err(|e| db::query_err("reading the leader's last report", e))?;
+        let (at, age): (Option<f64>, Option<f64>) = (row.get(0), row.get(1));
+        if last.is_some_and(|l| Some(l) != at) && age.is_some_and(|a| a < 0.3) {
+            return Ok(());
+        }
+        last = at;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    Ok(())
 }
