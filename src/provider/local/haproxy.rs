@@ -1,6 +1,6 @@
 //! The leader endpoint of an app: haproxy on one stable port, TCP mode,
 //! with an external health check that marks exactly the current primary UP
-//! (the monitor must have settled on it and it must accept writes), so
+//! (the monitor must have chosen it as primary and it must accept writes), so
 //! clients without multi-host support always reach the leader.
 
 use std::fs;
@@ -69,16 +69,22 @@ impl AppCtx<'_> {
             .map(|s| format!("'{s}'"))
             .collect::<Vec<_>>()
             .join(",");
+        // The monitor's goal, not the node's report: the monitor assigns a
+        // primary goal to one node at a time, and only once the old leader
+        // was told to stop (`draining`, `demote_timeout`, `demoted`), while
+        // the node's report of it comes a keeper round trip later. The node
+        // itself must still accept writes, which pg_autoctl allows only once
+        // it is promoted and its writes are unblocked.
         // The SQL goes inside double quotes in the script.
         let monitor_sql = format!(
             "select 1 from pgautofailover.node where nodeport = $port \
-             and reportedstate in ({states}) and goalstate in ({states})"
+             and goalstate in ({states})"
         );
         format!(
             "#!/bin/sh\n\
              # Written by flyplan: haproxy's check for the leader endpoint of app {app}.\n\
              # haproxy passes: proxy_address proxy_port server_address server_port.\n\
-             # Exits 0 only when the monitor has settled on this node as primary\n\
+             # Exits 0 only when the monitor has chosen this node as primary\n\
              # and the node itself accepts writes.\n\
              PGCONNECT_TIMEOUT=1; export PGCONNECT_TIMEOUT\n\
              port=\"$4\"\n\
@@ -95,8 +101,8 @@ impl AppCtx<'_> {
 
     /// A server that is down (every standby, and a new leader until its
     /// first good check) is checked every 250 ms and is up after one good
-    /// check, so a promoted node takes writes about 250 ms after the monitor
-    /// settles on it. The leader, while up, is checked every 2 s: haproxy
+    /// check, so a promoted node takes writes at most about 250 ms after the
+    /// monitor assigns it the primary role and it accepts writes. The leader, while up, is checked every 2 s: haproxy
     /// kills an external check that runs longer than `inter` (not `timeout
     /// check`), and two psql runs on a loaded machine can take more than
     /// 500 ms. After one failed check the leader is checked every 250 ms

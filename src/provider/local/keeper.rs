@@ -463,65 +463,6 @@ impl AppCtx<'_> {
         Ok(())
     }
 
-    /// Move the leader role away from `rec` to another candidate.
-    pub(super) fn switchover_from(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
-        let nodes = self.monitor_nodes()?;
-        let me = nodes.iter().find(|n| n.name == rec.node);
-        if !me.is_some_and(|n| n.is_leader()) {
-            return Ok(());
-        }
-        let others = nodes
-            .iter()
-            .any(|n| n.name != rec.node && n.candidate_priority > 0 && n.reported == "secondary");
-        if !others {
-            tracing::warn!(node = %rec.node, "no other candidate to take over; restarting the leader in place");
-            return Ok(());
-        }
-        tracing::info!(app = self.name, node = %rec.node, "switchover before restarting the leader");
-        // The monitor accepts a switchover only from a settled formation
-        // whose leader is `primary` (not `wait_primary` while a standby
-        // catches up).
-        let started = Instant::now();
-        loop {
-            self.wait_nodes(
-                "waiting for a settled formation",
-                Duration::from_secs(180),
-                |nodes| {
-                    nodes.iter().all(|n| n.settled())
-                        && nodes
-                            .iter()
-                            .any(|n| n.is_leader() && n.reported == "primary")
-                },
-            )?;
-            let res = db::block_on(async {
-                let c = self.monitor_client(Duration::from_secs(5)).await?;
-                c.execute(
-                    "select pgautofailover.perform_failover($1, 0)",
-                    &[&FORMATION],
-                )
-                .await
-                .map_err(|e| db::query_err("switchover", e))
-            });
-            match res {
-                Ok(_) => break,
-                Err(e) if started.elapsed() > Duration::from_secs(120) => return Err(e),
-                Err(e) => {
-                    tracing::debug!(error = %e, "switchover refused; retrying");
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            }
-        }
-        let name = rec.node.clone();
-        self.wait_nodes("switchover", Duration::from_secs(180), |nodes| {
-            nodes
-                .iter()
-                .any(|n| n.name != name && n.is_leader() && n.settled() && n.reported == "primary")
-                && nodes
-                    .iter()
-                    .any(|n| n.name == name && n.settled() && n.reported == "secondary")
-        })
-    }
-
     fn set_node_role(&self, rec: &MachineRecord) -> Result<bool, ProviderError> {
         let Some(node) = self.registered(rec)? else {
             return Ok(false);

@@ -39,6 +39,7 @@ mod rolling;
 mod secrets;
 mod snapshot;
 mod state;
+mod switchover;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

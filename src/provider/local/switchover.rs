@@ -1,0 +1,183 @@
+//! Planned switchovers: the leader role moves to another candidate through
+//! the monitor (`pgautofailover.perform_failover`), the only one that
+//! promotes, after the nodes are made ready for the shortest write pause
+//! pg_auto_failover allows.
+
+use std::time::{Duration, Instant};
+
+use super::db;
+use super::keeper::MachineRecord;
+use super::monitor::{MonitorNode, FORMATION};
+use super::AppCtx;
+use crate::provider::ProviderError;
+
+impl AppCtx<'_> {
+    /// Get the nodes ready for a switchover away from `leader`, so writes
+    /// pause as briefly as pg_auto_failover allows:
+    ///
+    /// - a `CHECKPOINT` on the leader, then on every standby: the leader's
+    ///   shutdown checkpoint (`draining`), the standbys' restartpoints when
+    ///   they restart without it (`report_lsn`) and the new leader's
+    ///   checkpoint after its promotion have little left to write;
+    /// - an empty `synchronous_standby_names` on every failover candidate.
+    ///   A standby cloned from the leader carries the leader's value, which
+    ///   means nothing while it replays; but once promoted, its commits wait
+    ///   for standbys that follow it only later, until its keeper clears the
+    ///   setting after the promotion (pg_autoctl polls the promotion once a
+    ///   second). The monitor assigns `wait_primary`, in which pg_autoctl
+    ///   itself acknowledges commits without a synchronous standby, before
+    ///   the keeper promotes, so this changes only when those commits are
+    ///   acknowledged, not which ones; pg_autoctl sets the value again when
+    ///   the node becomes `primary`. A node promoted by a failover instead
+    ///   blocks writes with `default_transaction_read_only` until the
+    ///   monitor confirms it, whatever this setting says.
+    ///
+    /// Both are only shortcuts: a node that cannot be reached is left as it
+    /// is, and one that is no longer in recovery is not touched.
+    fn prepare_switchover(&self, leader: &MonitorNode, nodes: &[MonitorNode]) {
+        let standbys = nodes
+            .iter()
+            .filter(|n| n.id != leader.id && n.pg_running && n.reported == "secondary");
+        for n in std::iter::once(leader).chain(standbys) {
+            let candidate = n.id != leader.id && n.candidate_priority > 0;
+            let done = db::block_on(async {
+                let what = format!("preparing node {} for the switchover", n.name);
+                let c = self.node_client(n.port, Duration::from_secs(2)).await?;
+                c.batch_execute("CHECKPOINT")
+                    .await
+                    .map_err(|e| db::query_err(&what, e))?;
+                if !candidate {
+                    return Ok(());
+                }
+                let standby: bool = c
+                    .query_one("select pg_is_in_recovery()", &[])
+                    .await
+                    .map_err(|e| db::query_err(&what, e))?
+                    .get(0);
+                if standby {
+                    // Two statements: ALTER SYSTEM refuses to run in a
+                    // transaction block, which one query of two would be.
+                    for sql in [
+                        "ALTER SYSTEM SET synchronous_standby_names = ''",
+                        "SELECT pg_reload_conf()",
+                    ] {
+                        c.batch_execute(sql)
+                            .await
+                            .map_err(|e| db::query_err(&what, e))?;
+                    }
+                }
+                Ok::<_, ProviderError>(())
+            });
+            if let Err(e) = done {
+                tracing::warn!(node = %n.name, error = %e, "node not prepared for the switchover");
+            }
+        }
+    }
+
+    /// Move the leader role away from `rec` to another candidate.
+    pub(super) fn switchover_from(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
+        let nodes = self.monitor_nodes()?;
+        let me = nodes.iter().find(|n| n.name == rec.node);
+        if !me.is_some_and(|n| n.is_leader()) {
+            return Ok(());
+        }
+        let others = nodes
+            .iter()
+            .any(|n| n.name != rec.node && n.candidate_priority > 0 && n.reported == "secondary");
+        if !others {
+            tracing::warn!(node = %rec.node, "no other candidate to take over; restarting the leader in place");
+            return Ok(());
+        }
+        tracing::info!(app = self.name, node = %rec.node, "switchover before restarting the leader");
+        // The monitor accepts a switchover only from a settled formation
+        // whose leader is `primary` (not `wait_primary` while a standby
+        // catches up). Every node must also pass the monitor's own health
+        // check again: a standby restarted a moment ago (the rolling update
+        // restarts standbys first) can still count as unhealthy, and a
+        // leader that reports while a standby is unhealthy is moved to
+        // `wait_primary`, where it commits alone.
+        let started = Instant::now();
+        let mut prepared = false;
+        loop {
+            self.wait_nodes(
+                "waiting for a settled formation",
+                Duration::from_secs(180),
+                |nodes| {
+                    nodes.iter().all(|n| n.settled() && n.health == 1)
+                        && nodes
+                            .iter()
+                            .any(|n| n.is_leader() && n.reported == "primary")
+                },
+            )?;
+            if !prepared {
+                let nodes = self.monitor_nodes()?;
+                if let Some(leader) = nodes.iter().find(|n| n.is_leader()) {
+                    self.prepare_switchover(leader, &nodes);
+                }
+                prepared = true;
+            }
+            let res = db::block_on(async {
+                let c = self.monitor_client(Duration::from_secs(5)).await?;
+                after_leader_report(&c, &rec.node).await?;
+                c.execute(
+                    "select pgautofailover.perform_failover($1, 0)",
+                    &[&FORMATION],
+                )
+                .await
+                .map_err(|e| db::query_err("switchover", e))
+            });
+            match res {
+                Ok(_) => break,
+                Err(e) if started.elapsed() > Duration::from_secs(120) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "switchover refused; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+        let name = rec.node.clone();
+        self.wait_nodes("switchover", Duration::from_secs(180), |nodes| {
+            nodes
+                .iter()
+                .any(|n| n.name != name && n.is_leader() && n.settled() && n.reported == "primary")
+                && nodes
+                    .iter()
+                    .any(|n| n.name == name && n.settled() && n.reported == "secondary")
+        })
+    }
+}
+
+/// Wait (at most 2.5 s) until the leader's keeper has just reported to the
+/// monitor. pg_auto_failover 2.0's monitor can set the old leader to
+/// `wait_primary` right after `perform_failover` (most likely when it
+/// answers a report of the leader read before its goal changed, and sees
+/// the candidate no longer `secondary`); the old leader then acknowledges
+/// commits without a standby while the candidate is being promoted, and
+/// those commits are lost. Seen once in six two-node switchovers. A keeper
+/// reports about once a second, so right after a report the next one is
+/// far off.
+async fn after_leader_report(
+    c: &tokio_postgres::Client,
+    leader: &str,
+) -> Result<(), ProviderError> {
+    let started = Instant::now();
+    let mut last: Option<f64> = None;
+    while started.elapsed() < Duration::from_millis(2500) {
+        let row = c
+            .query_one(
+                "select extract(epoch from reporttime)::float8, \
+                        extract(epoch from now() - reporttime)::float8 \
+                 from pgautofailover.node where formationid = $1 and nodename = $2",
+                &[&FORMATION, &leader],
+            )
+            .await
+            .map_err(|e| db::query_err("reading the leader's last report", e))?;
+        let (at, age): (Option<f64>, Option<f64>) = (row.get(0), row.get(1));
+        if last.is_some_and(|l| Some(l) != at) && age.is_some_and(|a| a < 0.3) {
+            return Ok(());
+        }
+        last = at;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    Ok(())
+}
