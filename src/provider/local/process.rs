@@ -331,6 +331,24 @@ pub fn with_descendants(roots: &[i32]) -> BTreeSet<i32> {
     }
 }
 
+/// A process stopped with SIGSTOP until this is dropped (SIGCONT), so it
+/// goes on also when the caller returns early or panics.
+pub struct Paused(i32);
+
+impl Paused {
+    /// Stop `pid`; `None` when it cannot be signalled.
+    pub fn stop(pid: i32) -> Option<Self> {
+        kill(Pid::from_raw(pid), Signal::SIGSTOP).ok()?;
+        Some(Paused(pid))
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
+    }
+}
+
 /// True when the environment of `pid` holds exactly `entry` (`KEY=value`).
 fn has_env(pid: i32, entry: &[u8]) -> bool {
     fs::read(format!("/proc/{pid}/environ"))

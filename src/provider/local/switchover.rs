@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::db;
 use super::keeper::MachineRecord;
 use super::monitor::{MonitorNode, FORMATION};
+use super::process;
 use super::AppCtx;
 use crate::provider::ProviderError;
 
@@ -119,6 +120,14 @@ impl AppCtx<'_> {
             let res = db::block_on(async {
                 let c = self.monitor_client(Duration::from_secs(5)).await?;
                 after_leader_report(&c, &rec.node).await?;
+                // The leader's keeper must not report while the monitor
+                // switches over: pg_auto_failover 2.0's `node_active` that
+                // read the leader's goal before `perform_failover` and the
+                // standby's after it moves the leader to `wait_primary`
+                // (below). Its reporting process is held for the few
+                // milliseconds it takes, after any report in flight ends.
+                let _paused = self.pause_reports(&rec.node);
+                no_report_in_flight(&c).await?;
                 c.execute(
                     "select pgautofailover.perform_failover($1, 0)",
                     &[&FORMATION],
@@ -145,6 +154,43 @@ impl AppCtx<'_> {
                     .any(|n| n.name == name && n.settled() && n.reported == "secondary")
         })
     }
+}
+
+impl AppCtx<'_> {
+    /// Stop the process of `node`'s keeper that reports to the monitor
+    /// (pg_autoctl's `node active` service) until the guard is dropped.
+    fn pause_reports(&self, node: &str) -> Option<process::Paused> {
+        let keeper = process::read_pid(&self.paths.keeper_pid(node))?;
+        let pid = process::with_descendants(&[keeper])
+            .into_iter()
+            .find(|p| process::cmdline(*p).is_some_and(|c| c.contains("node active")));
+        if pid.is_none() {
+            tracing::warn!(node, "the keeper's reporting process was not found");
+        }
+        process::Paused::stop(pid?)
+    }
+}
+
+/// Wait (at most 1 s) until no keeper's report is being handled by the
+/// monitor.
+async fn no_report_in_flight(c: &tokio_postgres::Client) -> Result<(), ProviderError> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        let busy: i64 = c
+            .query_one(
+                "select count(*) from pg_stat_activity where state = 'active' \
+                 and pid <> pg_backend_pid() and query ilike '%node_active%'",
+                &[],
+            )
+            .await
+            .map_err(|e| db::query_err("reading the monitor's sessions", e))?
+            .get(0);
+        if busy == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
 }
 
 /// Wait (at most 2.5 s) until the leader's keeper has just reported to the
