@@ -335,9 +335,25 @@ pub fn with_descendants(roots: &[i32]) -> BTreeSet<i32> {
 /// goes on also when the caller returns early or panics.
 pub struct Paused(i32);
 
+/// How long a paused process waits at most when flyplan dies before it
+/// lets it go on.
+const PAUSE_LIMIT_SECS: u32 = 2;
+
 impl Paused {
-    /// Stop `pid`; `None` when it cannot be signalled.
+    /// Stop `pid`; `None` when it cannot be signalled. A detached shell,
+    /// started first, sends SIGCONT after [`PAUSE_LIMIT_SECS`] whatever
+    /// happens to flyplan, so a killed apply never leaves it stopped.
     pub fn stop(pid: i32) -> Option<Self> {
+        let resume = format!("sleep {PAUSE_LIMIT_SECS}; kill -CONT {pid}");
+        let watchdog = Command::new("setsid")
+            .args(["-f", "sh", "-c", &resume])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !watchdog.is_ok_and(|s| s.success()) {
+            return None;
+        }
         kill(Pid::from_raw(pid), Signal::SIGSTOP).ok()?;
         Some(Paused(pid))
     }
@@ -448,4 +464,48 @@ pub fn stop_trees(roots: &[i32], grace: Duration) {
 /// Stop a process and everything it started.
 pub fn kill_tree(root: i32, grace: Duration) {
     stop_trees(&[root], grace);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `pid` is stopped, once signals have been delivered (within
+    /// `within`).
+    fn stopped_within(pid: i32, want: bool, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let stopped = proc_stat(pid).is_some_and(|(s, _)| s == 'T');
+            if stopped == want || Instant::now() > deadline {
+                return stopped;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    struct Sleeper(std::process::Child);
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_paused_process_goes_on_when_dropped_and_when_flyplan_forgets_it() {
+        let child = Sleeper(Command::new("sleep").arg("30").spawn().unwrap());
+        let pid = child.0.id() as i32;
+        let paused = Paused::stop(pid).expect("paused");
+        assert!(stopped_within(pid, true, Duration::from_secs(1)));
+        drop(paused);
+        assert!(!stopped_within(pid, false, Duration::from_secs(1)));
+
+        // As if flyplan died while it held the process: the watchdog
+        // lets it go on.
+        std::mem::forget(Paused::stop(pid).expect("paused again"));
+        assert!(stopped_within(pid, true, Duration::from_secs(1)));
+        let limit = Duration::from_secs(u64::from(PAUSE_LIMIT_SECS) + 3);
+        assert!(!stopped_within(pid, false, limit), "still stopped");
+    }
 }
