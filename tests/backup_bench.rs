@@ -233,6 +233,21 @@ async fn connect(port: u16) -> tokio_postgres::Client {
     c
 }
 
+/// Append the segment `pg_stat_archiver` last archived to `archived_at`,
+/// with the time it was first seen, when it is new.
+async fn note_archived(poll: &tokio_postgres::Client, archived_at: &mut Vec<(Instant, String)>) {
+    let last: Option<String> = poll
+        .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if let Some(last) = last.filter(|l| l.len() == 24) {
+        if archived_at.last().is_none_or(|(_, l)| *l != last) {
+            archived_at.push((Instant::now(), last));
+        }
+    }
+}
+
 /// The restored server's log line `redo done at ... elapsed: S s` and
 /// `redo starts at`: bytes replayed and seconds.
 fn replay_from_logs(app_dir: &Path) -> Option<(u64, f64)> {
@@ -548,16 +563,7 @@ async fn run(want_mb: u64, load_secs: u64) {
     let poll = connect(endpoint).await;
     let deadline = Instant::now() + Duration::from_secs(load_secs + 180);
     let marks = loop {
-        let last: Option<String> = poll
-            .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if let Some(last) = last.filter(|l| l.len() == 24) {
-            if archived_at.last().is_none_or(|(_, l)| *l != last) {
-                archived_at.push((Instant::now(), last));
-            }
-        }
+        note_archived(&poll, &mut archived_at).await;
         if writer.is_finished() {
             break writer.await.unwrap();
         }
@@ -583,16 +589,7 @@ async fn run(want_mb: u64, load_secs: u64) {
             "the load's WAL was never archived"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let last: Option<String> = poll
-            .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if let Some(last) = last.filter(|l| l.len() == 24) {
-            if archived_at.last().is_none_or(|(_, l)| *l != last) {
-                archived_at.push((Instant::now(), last));
-            }
-        }
+        note_archived(&poll, &mut archived_at).await;
     }
     let mut lags: Vec<f64> = marks
         .iter()
