@@ -123,6 +123,67 @@ async fn events_since(monitor: u16, since: SystemTime) -> Vec<String> {
     out
 }
 
+/// Poll haproxy's runtime API every 50 ms until `stop`, noting each change
+/// of a server's operational state (`show servers state`).
+type Changes = Arc<Mutex<Vec<(Instant, String, String)>>>;
+fn haproxy_watcher(socket: std::path::PathBuf, stop: Arc<AtomicBool>) -> Changes {
+    use std::io::{Read, Write};
+    let changes: Changes = Arc::default();
+    let out = changes.clone();
+    std::thread::spawn(move || {
+        let mut last = std::collections::HashMap::new();
+        while !stop.load(Ordering::Relaxed) {
+            let mut answer = String::new();
+            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) {
+                let _ = s.write_all(b"show servers state leader\n");
+                let _ = s.read_to_string(&mut answer);
+            }
+            for line in answer.lines().filter(|l| !l.starts_with('#')) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() < 7 {
+                    continue;
+                }
+                let state = match f[5] {
+                    "0" => "down",
+                    "1" => "starting",
+                    "2" => "up",
+                    "3" => "stopping",
+                    other => other,
+                }
+                .to_string();
+                if last.get(f[3]) != Some(&state) {
+                    last.insert(f[3].to_string(), state.clone());
+                    out.lock()
+                        .unwrap()
+                        .push((Instant::now(), f[3].to_string(), state));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    changes
+}
+
+/// A writer's error in one line: the server's message when it sent one.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => db.message().to_string(),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
+}
+
+/// Note among the writer's errors a step that took over 300 ms.
+fn slow(errors: &Mutex<Vec<(Instant, String)>>, what: &str, at: Instant) {
+    let took = at.elapsed();
+    if took > Duration::from_millis(300) {
+        errors.lock().unwrap().push((
+            Instant::now(),
+            format!("{what} took {:.2}s", took.as_secs_f64()),
+        ));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: about 30 s a round; run with --run-ignored only"]
 async fn switchover_pause_over_rolling_updates() {
@@ -142,27 +203,53 @@ async fn switchover_pause_over_rolling_updates() {
     // The writer: ids it got an acknowledgement for, and when.
     let stop = Arc::new(AtomicBool::new(false));
     let acks: Arc<Mutex<Vec<(i32, Instant)>>> = Arc::default();
+    // What the writer was told instead, and when.
+    let errors: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
     let writer = {
-        let (stop, acks) = (stop.clone(), acks.clone());
+        let (stop, acks, errors) = (stop.clone(), acks.clone(), errors.clone());
         tokio::spawn(async move {
             let mut client: Option<tokio_postgres::Client> = None;
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 if client.is_none() {
-                    client = connect(endpoint, PASSWORD).await.ok();
+                    let at = Instant::now();
+                    client = match connect(endpoint, PASSWORD).await {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            errors.lock().unwrap().push((Instant::now(), describe(&e)));
+                            None
+                        }
+                    };
+                    slow(&errors, "connect", at);
                 }
                 let Some(cl) = &client else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
                 i += 1;
-                match cl.execute("INSERT INTO w VALUES ($1)", &[&i]).await {
+                let at = Instant::now();
+                let res = cl.execute("INSERT INTO w VALUES ($1)", &[&i]).await;
+                slow(&errors, "insert", at);
+                match res {
                     Ok(_) => acks.lock().unwrap().push((i, Instant::now())),
-                    Err(_) => client = None,
+                    Err(e) => {
+                        errors.lock().unwrap().push((Instant::now(), describe(&e)));
+                        client = None;
+                    }
                 }
             }
         })
     };
+
+    // The endpoint's view: each change of a server's state in haproxy.
+    let servers = haproxy_watcher(
+        c.state
+            .path()
+            .join("state/apps")
+            .join(APP)
+            .join("run/haproxy.sock"),
+        stop.clone(),
+    );
 
     let mut pauses = Vec::new();
     for round in 0..rounds {
@@ -190,12 +277,45 @@ async fn switchover_pause_over_rolling_updates() {
             .map(|w| w[1] - w[0])
             .max()
             .unwrap_or_default();
+        // Every pause over 300 ms, as seconds since the apply started (the
+        // events' clock), to tell a switchover's pause from a standby's
+        // restart.
+        let gaps: Vec<String> = times
+            .windows(2)
+            .filter(|w| w[1] - w[0] > Duration::from_millis(300))
+            .map(|w| {
+                let at = |t: Instant| (t - start).as_secs_f64();
+                format!("+{:.2}s..+{:.2}s", at(w[0]), at(w[1]))
+            })
+            .collect();
         eprintln!(
-            "round {}: apply {:.1}s, longest write pause {:.2}s",
+            "round {}: apply {:.1}s, longest write pause {:.2}s; pauses {}",
             round + 1,
             took.as_secs_f64(),
-            pause.as_secs_f64()
+            pause.as_secs_f64(),
+            gaps.join(" ")
         );
+        // The writer's errors during the round, consecutive repeats
+        // counted once.
+        let mut said: Vec<(f64, String, usize)> = Vec::new();
+        for (t, e) in errors.lock().unwrap().iter() {
+            if *t < start || *t > end {
+                continue;
+            }
+            match said.last_mut() {
+                Some(last) if last.1 == *e => last.2 += 1,
+                _ => said.push(((*t - start).as_secs_f64(), e.clone(), 1)),
+            }
+        }
+        for (at, e, n) in &said {
+            eprintln!("    +{at:.2}s writer: {e} (x{n})");
+        }
+        for (t, server, state) in servers.lock().unwrap().iter() {
+            if *t >= start && *t <= end {
+                let at = (*t - start).as_secs_f64();
+                eprintln!("    +{at:.2}s endpoint: {server} {state}");
+            }
+        }
         let events = events_since(monitor, wall).await;
         let first = events
             .iter()

@@ -25,6 +25,11 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// The longest path a Unix socket can have (`sun_path` holds 108 bytes,
+/// one of them the final NUL), with room to spare for haproxy's own
+/// temporary name beside it (`<path>.<pid>.tmp`).
+const MAX_SOCKET_PATH: usize = 90;
+
 /// The key of the endpoint's Prometheus port in the app's port list.
 const METRICS_KEY: &str = "endpoint.metrics";
 
@@ -54,6 +59,57 @@ impl AppCtx<'_> {
 
     fn haproxy_pidfile(&self) -> std::path::PathBuf {
         self.paths.run().join("haproxy.pid")
+    }
+
+    /// haproxy's runtime API, for flyplan only (mode 0600, owned by the
+    /// user haproxy runs as); `None` when the app's path is too long for a
+    /// Unix socket, and the endpoint then relies on its checks alone.
+    fn haproxy_admin_socket(&self) -> Option<std::path::PathBuf> {
+        let path = self.paths.run().join("haproxy.sock");
+        (path.as_os_str().len() <= MAX_SOCKET_PATH).then_some(path)
+    }
+
+    /// Set `node`'s health in the endpoint now rather than at its next
+    /// check. Down: no new connection goes there from now on; the leader,
+    /// while up, is checked every 2 s, and until haproxy marks it down it
+    /// sends clients there and, once its PostgreSQL has stopped, holds each
+    /// for a retry a second later. Its sessions go on until PostgreSQL ends
+    /// them. Up: a new leader takes clients before its next check (every
+    /// 250 ms while down). Either way the checks go on and have the last
+    /// word. Best effort: returns whether haproxy took the command.
+    pub(super) fn endpoint_set_health(&self, node: &str, up: bool) -> bool {
+        use std::io::{Read, Write};
+        let Some(path) = self.haproxy_admin_socket() else {
+            return false;
+        };
+        let health = if up { "up" } else { "down" };
+        let commands = format!("set server leader/{node} health {health}\n");
+        let answer = (|| -> std::io::Result<String> {
+            let mut s = std::os::unix::net::UnixStream::connect(&path)?;
+            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+            s.set_write_timeout(Some(Duration::from_secs(1)))?;
+            s.write_all(commands.as_bytes())?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer)?;
+            Ok(answer)
+        })();
+        match answer {
+            // haproxy answers a command that worked with an empty line.
+            Ok(a) if a.trim().is_empty() => true,
+            Ok(a) => {
+                tracing::debug!(
+                    node,
+                    health,
+                    answer = a.trim(),
+                    "haproxy refused the health"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::debug!(node, error = %e, "haproxy's runtime API did not answer");
+                false
+            }
+        }
     }
 
     pub fn haproxy_pid(&self) -> Option<i32> {
@@ -116,6 +172,7 @@ impl AppCtx<'_> {
              \x20   maxconn 1000\n\
              \x20   external-check\n\
              \x20   insecure-fork-wanted\n\
+             {admin}\
              \n\
              defaults\n\
              \x20   mode tcp\n\
@@ -132,6 +189,10 @@ impl AppCtx<'_> {
              \x20   default-server inter 2s fastinter 250ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions\n",
             app = self.name,
             script = script.display(),
+            admin = self
+                .haproxy_admin_socket()
+                .map(|p| format!("    stats socket {} mode 600 level admin\n", p.display()))
+                .unwrap_or_default(),
         );
         for m in self.machines() {
             cfg.push_str(&format!(

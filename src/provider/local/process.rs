@@ -365,6 +365,11 @@ impl Drop for Paused {
     }
 }
 
+/// Send SIGHUP to `pid`; best effort.
+pub fn hang_up(pid: i32) {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+}
+
 /// True when the environment of `pid` holds exactly `entry` (`KEY=value`).
 fn has_env(pid: i32, entry: &[u8]) -> bool {
     fs::read(format!("/proc/{pid}/environ"))

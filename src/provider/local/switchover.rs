@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::db;
 use super::keeper::MachineRecord;
-use super::monitor::{MonitorNode, FORMATION};
+use super::monitor::{MonitorNode, FORMATION, PRIMARY_STATES};
 use super::process;
 use super::AppCtx;
 use crate::provider::ProviderError;
@@ -144,6 +144,7 @@ impl AppCtx<'_> {
                 }
             }
         }
+        self.follow_switchover(&rec.node);
         let name = rec.node.clone();
         self.wait_nodes("switchover", Duration::from_secs(180), |nodes| {
             nodes
@@ -156,18 +157,162 @@ impl AppCtx<'_> {
     }
 }
 
+/// The (reported, goal) states of a node whose keeper is sent SIGHUP while
+/// a switchover runs, to wake it from a sleep: pg_autoctl 2.0 waits for the
+/// monitor's notification of a new goal only while its connection for
+/// them is open (it closes it after each quiet second and misses what
+/// comes before it listens again), and it polls a promotion once a second
+/// (`standby_promote`, `AWAIT_PROMOTION_SLEEP_TIME_MS`). Both sleeps end
+/// at a signal that has a handler, and SIGHUP's only sets a flag that
+/// makes the keeper read its unchanged configuration at its next round.
+///
+/// Only states in which that reading cannot touch replication: in
+/// `secondary`, `catchingup` or `maintenance` it also rewrites the
+/// standby's upstream from the monitor's current primary and restarts
+/// PostgreSQL when it changed, which in the middle of a switchover it must
+/// not do by itself. Neither the reported nor the goal state of a node
+/// nudged is one of those, so the keeper's own state is not either.
+///
+/// The old leader is nudged twice at most, 300 ms apart, only to catch a
+/// missed notification: once it has begun to stop PostgreSQL, reading its
+/// configuration fails (harmlessly, but its log says so). The candidate's
+/// PostgreSQL runs throughout, and it is nudged every 50 ms: each nudge
+/// ends one second of its promotion poll.
+const NUDGED: &[Nudge] = &[
+    // The old leader, to stop taking writes.
+    nudge("primary", "draining", 2, 300),
+    nudge("primary", "demote_timeout", 2, 300),
+    // The candidate, through its promotion.
+    nudge("report_lsn", "prepare_promotion", u32::MAX, 50),
+    nudge("prepare_promotion", "stop_replication", u32::MAX, 50),
+    nudge("prepare_promotion", "wait_primary", u32::MAX, 50),
+    nudge("stop_replication", "wait_primary", u32::MAX, 50),
+];
+
+/// Which keeper to wake while a switchover runs, how often and how many
+/// times at most.
+struct Nudge {
+    reported: &'static str,
+    goal: &'static str,
+    times: u32,
+    every: Duration,
+}
+
+const fn nudge(reported: &'static str, goal: &'static str, times: u32, every_ms: u64) -> Nudge {
+    Nudge {
+        reported,
+        goal,
+        times,
+        every: Duration::from_millis(every_ms),
+    }
+}
+
+/// The nudges sent to one node so far.
+struct Nudged {
+    pid: i32,
+    times: u32,
+    last: Instant,
+}
+
 impl AppCtx<'_> {
-    /// Stop the process of `node`'s keeper that reports to the monitor
-    /// (pg_autoctl's `node active` service) until the guard is dropped.
-    fn pause_reports(&self, node: &str) -> Option<process::Paused> {
+    /// The process of `node`'s keeper that reports to the monitor and
+    /// drives its state changes (pg_autoctl's `node active` service).
+    fn reporting_process(&self, node: &str) -> Option<i32> {
         let keeper = process::read_pid(&self.paths.keeper_pid(node))?;
-        let pid = process::with_descendants(&[keeper])
+        process::with_descendants(&[keeper])
             .into_iter()
-            .find(|p| process::cmdline(*p).is_some_and(|c| c.contains("node active")));
+            .find(|p| process::cmdline(*p).is_some_and(|c| c.contains("node active")))
+    }
+
+    /// Stop `node`'s reporting process until the guard is dropped.
+    fn pause_reports(&self, node: &str) -> Option<process::Paused> {
+        let pid = self.reporting_process(node);
         if pid.is_none() {
             tracing::warn!(node, "the keeper's reporting process was not found");
         }
         process::Paused::stop(pid?)
+    }
+
+    /// From `perform_failover` until a new leader takes writes (at most
+    /// 10 s): send no new client to the old leader, which is about to stop
+    /// PostgreSQL (`draining`), and wake the keepers on the switchover's
+    /// path as soon as the monitor gives them a new goal ([`NUDGED`]).
+    /// Shortcuts only: pg_auto_failover makes every decision, and the
+    /// switchover goes on the same way without them.
+    fn follow_switchover(&self, old: &str) {
+        let started = Instant::now();
+        let mut nudged: std::collections::HashMap<String, Nudged> = Default::default();
+        let res = db::block_on(async {
+            let c = self.monitor_client(Duration::from_secs(5)).await?;
+            while started.elapsed() < Duration::from_secs(10) {
+                // Again each round: a check of the old leader that started
+                // before `perform_failover` and passes after this would
+                // bring it back up.
+                let marked_down = self.endpoint_set_health(old, false);
+                tracing::trace!(node = old, marked_down, "old leader out of the endpoint");
+                let nodes = super::monitor::read_nodes(&c).await?;
+                let new = nodes
+                    .iter()
+                    .find(|n| n.name != old && PRIMARY_STATES.contains(&n.goal.as_str()));
+                if let Some(n) = new {
+                    if self.takes_writes(n.port).await {
+                        let up = self.endpoint_set_health(&n.name, true);
+                        tracing::debug!(node = %n.name, up, "new leader in the endpoint");
+                        break;
+                    }
+                }
+                for n in &nodes {
+                    let Some(rule) = NUDGED
+                        .iter()
+                        .find(|r| r.reported == n.reported && r.goal == n.goal)
+                    else {
+                        continue;
+                    };
+                    let sent = match nudged.get_mut(&n.name) {
+                        Some(s) if s.times >= rule.times || s.last.elapsed() < rule.every => {
+                            continue
+                        }
+                        Some(s) => s,
+                        None => {
+                            let Some(pid) = self.reporting_process(&n.name) else {
+                                continue;
+                            };
+                            nudged.entry(n.name.clone()).or_insert(Nudged {
+                                pid,
+                                times: 0,
+                                last: Instant::now(),
+                            })
+                        }
+                    };
+                    process::hang_up(sent.pid);
+                    sent.times += 1;
+                    sent.last = Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok::<_, ProviderError>(())
+        });
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "following the switchover");
+        }
+    }
+}
+
+impl AppCtx<'_> {
+    /// The node on `port` accepts writes: promoted, and its keeper has
+    /// lifted `default_transaction_read_only`. What the endpoint's check
+    /// asks of the node itself, and more.
+    async fn takes_writes(&self, port: u16) -> bool {
+        let Ok(c) = self.node_client(port, Duration::from_millis(500)).await else {
+            return false;
+        };
+        c.query_one(
+            "select not pg_is_in_recovery() \
+             and current_setting('default_transaction_read_only') = 'off'",
+            &[],
+        )
+        .await
+        .is_ok_and(|r| r.get::<_, bool>(0))
     }
 }
 
