@@ -166,22 +166,33 @@ impl AppCtx<'_> {
 /// at a signal that has a handler, and SIGHUP's only sets a flag that
 /// makes the keeper read its unchanged configuration at its next round.
 ///
-/// Only states in which that reading cannot touch replication: in
-/// `secondary`, `catchingup` or `maintenance` it also rewrites the
-/// standby's upstream from the monitor's current primary and restarts
-/// PostgreSQL when it changed, which in the middle of a switchover it must
-/// not do by itself. Neither the reported nor the goal state of a node
-/// nudged is one of those, so the keeper's own state is not either.
+/// In `secondary`, `catchingup` or `maintenance` that reading also
+/// rewrites the standby's upstream from the monitor's current primary
+/// (`pgautofailover.get_primary`, which names the old leader until another
+/// is elected) and restarts PostgreSQL when it changed, which in the middle
+/// of a switchover it must not do by itself; only the one case below where
+/// it cannot have changed is nudged.
 ///
-/// The old leader is nudged twice at most, 300 ms apart, only to catch a
-/// missed notification: once it has begun to stop PostgreSQL, reading its
-/// configuration fails (harmlessly, but its log says so). The candidate's
-/// PostgreSQL runs throughout, and it is nudged every 50 ms: each nudge
-/// ends one second of its promotion poll.
+/// A SIGHUP also cuts pg_autoctl's shorter waits short: for the postgres
+/// service to stop or start PostgreSQL (100 ms polls) and for it to
+/// accept connections (250 and 350 ms), which `report_lsn` goes through on
+/// every node.
+///
+/// The configuration is read at the keeper's next round, after the state
+/// change in progress. A node whose PostgreSQL is stopped by then (the old
+/// leader once it has drained) fails to read it, harmlessly but loudly in
+/// its log, so the old leader is nudged once in `primary`, when it most
+/// likely waits for a notification it missed, and again only once it is
+/// starting PostgreSQL for `report_lsn`. The others are nudged every 50 ms.
 const NUDGED: &[Nudge] = &[
-    // The old leader, to stop taking writes.
-    nudge("primary", "draining", 2, 300),
-    nudge("primary", "demote_timeout", 2, 300),
+    // The old leader, to stop taking writes, then to report its LSN.
+    nudge("primary", "draining", 1, 0),
+    nudge("primary", "demote_timeout", 1, 0),
+    nudge("draining", "report_lsn", u32::MAX, 50),
+    // The standbys, to report their LSN. Safe in `secondary`: no node can
+    // have been elected before this one reports, so the monitor still
+    // names the old leader as its upstream and nothing changes.
+    nudge("secondary", "report_lsn", u32::MAX, 50),
     // The candidate, through its promotion.
     nudge("report_lsn", "prepare_promotion", u32::MAX, 50),
     nudge("prepare_promotion", "stop_replication", u32::MAX, 50),
