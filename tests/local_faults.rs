@@ -417,30 +417,24 @@ const REPAIR_WAIT: Duration = Duration::from_secs(300);
 /// What the monitor says (nodes, then its latest events) and the end of
 /// each keeper's log: the story of a stuck failover.
 fn failover_story(c: &Cluster, app: &str) -> String {
+    failover_story_of(c, app, 40)
+}
+
+/// [`failover_story`] with the monitor's latest `events` events.
+fn failover_story_of(c: &Cluster, app: &str, events: usize) -> String {
     let dir = c.state.path().join("state/apps").join(app);
-    let ports: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("ports.json")).unwrap_or_default())
-            .unwrap_or_default();
     let mut out = String::new();
     for sql in [
         "select nodename, reportedstate, goalstate, health, reportedpgisrunning, reportedlsn, \
-         reporttime from pgautofailover.node order by nodeid",
-        "select * from (select eventtime, nodename, reportedstate, goalstate, description \
-         from pgautofailover.event order by eventid desc limit 40) e order by eventtime",
+         reporttime from pgautofailover.node order by nodeid"
+            .to_string(),
+        format!(
+            "select * from (select eventtime, nodename, reportedstate, goalstate, reportedlsn, \
+             description from pgautofailover.event order by eventid desc limit {events}) e \
+             order by eventtime"
+        ),
     ] {
-        let o = std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--", "psql", "-X", "-h"])
-            .arg(dir.join("sock"))
-            .args([
-                "-p",
-                &ports["monitor"].to_string(),
-                "-d",
-                "pg_auto_failover",
-            ])
-            .args(["-c", sql])
-            .output()
-            .expect("psql runs");
-        out += &text(&o);
+        out += &text(&monitor_psql(c, app, &[], &sql));
     }
     for e in std::fs::read_dir(dir.join("logs"))
         .into_iter()
@@ -456,6 +450,45 @@ fn failover_story(c: &Cluster, app: &str) -> String {
         }
     }
     out
+}
+
+/// `psql` with `args` on the monitor of `app` (as the service user, over
+/// its socket) running `sql`.
+fn monitor_psql(c: &Cluster, app: &str, args: &[&str], sql: &str) -> std::process::Output {
+    let dir = c.state.path().join("state/apps").join(app);
+    let ports: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ports.json")).unwrap_or_default())
+            .unwrap_or_default();
+    std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--", "psql", "-X", "-h"])
+        .arg(dir.join("sock"))
+        .args([
+            "-p",
+            &ports["monitor"].to_string(),
+            "-d",
+            "pg_auto_failover",
+        ])
+        .args(args)
+        .args(["-c", sql])
+        .output()
+        .expect("psql runs")
+}
+
+/// Each node of `app` as the monitor has it: name, reported state, goal.
+fn monitor_states(c: &Cluster, app: &str) -> Vec<[String; 3]> {
+    let o = monitor_psql(
+        c,
+        app,
+        &["-A", "-t", "-F", " "],
+        "select nodename, reportedstate, goalstate from pgautofailover.node order by nodeid",
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split(' ').map(str::to_string);
+            Some([w.next()?, w.next()?, w.next()?])
+        })
+        .collect()
 }
 
 /// Two leader crashes in a row on a running 3-node cluster with
@@ -534,9 +567,8 @@ fn bounded_apply(c: &Cluster, app: &str) -> (std::process::Output, Duration) {
     (o, took)
 }
 
-/// All nodes run, one leader and two standbys, writes go on, no
-/// acknowledged commit is lost and the next plan is empty.
-fn assert_repaired(c: &Cluster, endpoint: u16, writer: Writer, table: &str) {
+/// All nodes run, one leader and two standbys, and writes go on.
+fn wait_repaired(c: &Cluster, writer: &Writer) {
     wait_for_status(c, Duration::from_secs(60), |st| {
         let nodes = st["nodes"].as_array().unwrap();
         nodes.iter().filter(|n| n["role"] == "leader").count() == 1
@@ -548,6 +580,12 @@ fn assert_repaired(c: &Cluster, endpoint: u16, writer: Writer, table: &str) {
         "writes after apply repaired both nodes: {:?}",
         writer.errors()
     );
+}
+
+/// All nodes run, one leader and two standbys, writes go on, no
+/// acknowledged commit is lost and the next plan is empty.
+fn assert_repaired(c: &Cluster, endpoint: u16, writer: Writer, table: &str) {
+    wait_repaired(c, &writer);
     let acked = writer.finish();
     assert_none_lost(endpoint, table, &acked);
     let o = c.run(&["plan", "--detailed-exitcode"]);
@@ -567,6 +605,158 @@ fn two_leader_crashes_in_a_row_are_repaired_by_one_apply() {
         failover_story(&c, "fp-twice")
     );
     assert_repaired(&c, endpoint, writer, "t");
+}
+
+/// Whether a monitor state is one in which the node takes writes.
+fn takes_writes(state: &str) -> bool {
+    [
+        "wait_primary",
+        "primary",
+        "join_primary",
+        "apply_settings",
+        "single",
+    ]
+    .contains(&state)
+}
+
+/// The node of `status` whose name (`iad-1`) is `name`.
+fn node_named<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| node_name(n["address"].as_str().unwrap_or_default()) == name)
+        .unwrap_or_else(|| panic!("no node {name} in {status}"))
+}
+
+/// Two leader crashes in a row, the second while the new leader is still
+/// `wait_primary` (it has been promoted and takes writes, but no standby
+/// follows it yet, so its commits wait for nobody).
+#[test]
+fn a_second_leader_killed_while_wait_primary() {
+    const APP: &str = "fp-waitp";
+    let c = Cluster::in_dir(&cluster_text(APP, 3, 1, "{}"), PASSWORD, "waitp");
+    let (status, endpoint, writer) = apply_and_write(&c, "w");
+    let first = leader_of(&status);
+    let first_name = node_name(first["address"].as_str().unwrap());
+    let n1 = writer.acked();
+    let killed = Instant::now();
+    procs::kill_trees(&node_pids(&first));
+    let mut seen_wait_primary = false;
+    let (second_name, at_kill) = loop {
+        let states = monitor_states(&c, APP);
+        let leader = states
+            .iter()
+            .find(|[n, r, _]| *n != first_name && takes_writes(r));
+        if let Some([n, r, _]) = leader {
+            seen_wait_primary |= r == "wait_primary";
+            if writer.acked() > n1 {
+                break (n.clone(), states);
+            }
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "no new leader taking writes: {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    procs::kill_trees(&node_pids(node_named(&status, &second_name)));
+    let n2 = writer.acked();
+    let second_killed = Instant::now();
+    let first_wait = second_killed - killed;
+    let third_name = at_kill
+        .iter()
+        .map(|[n, _, _]| n.clone())
+        .find(|n| *n != first_name && *n != second_name)
+        .expect("a third node");
+    let mut promoted = None;
+    let mut third_states = Vec::new();
+    while second_killed.elapsed() < Duration::from_secs(20) {
+        for [n, r, g] in monitor_states(&c, APP) {
+            if n != third_name {
+                continue;
+            }
+            if promoted.is_none() && takes_writes(&g) {
+                promoted = Some(second_killed.elapsed());
+            }
+            let st = format!("{r}/{g}");
+            if third_states.last() != Some(&st) {
+                third_states.push(st);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let n3 = writer.acked();
+    eprintln!(
+        "wait_primary: monitor at the second kill ({:.1}s after the first): {at_kill:?}; \
+         third node {third_name} since: {third_states:?}\n{}",
+        first_wait.as_secs_f64(),
+        failover_story_of(&c, APP, 60)
+    );
+    let (o, _) = bounded_apply(&c, APP);
+    assert!(
+        o.status.success(),
+        "apply: {}\n{}",
+        text(&o),
+        failover_story(&c, APP)
+    );
+    wait_repaired(&c, &writer);
+    let acked = writer.finish();
+    let rows = faults::rows_of(endpoint, "w");
+    let lost = |range: std::ops::Range<usize>| -> Vec<i32> {
+        acked[range]
+            .iter()
+            .copied()
+            .filter(|i| !rows.contains(i))
+            .collect()
+    };
+    let (before, by_second, alone, after) = (
+        lost(0..n1),
+        lost(n1..n2),
+        lost(n2..n3),
+        lost(n3..acked.len()),
+    );
+    eprintln!(
+        "wait_primary: outcome: second leader {second_name} seen in wait_primary: \
+         {seen_wait_primary}, killed {:.1}s after the first; third node promoted without \
+         apply: {:?}; writes without apply: {} ({} acknowledged); acknowledged by the second \
+         leader: {}, of them lost: {}; lost before the first crash: {}, while the third node \
+         led alone: {}, after apply: {}",
+        first_wait.as_secs_f64(),
+        promoted.map(|d| format!("{:.1}s", d.as_secs_f64())),
+        n3 > n2,
+        n3 - n2,
+        n2 - n1,
+        by_second.len(),
+        before.len(),
+        alone.len(),
+        after.len()
+    );
+    assert!(
+        seen_wait_primary,
+        "the second leader was killed in wait_primary: {at_kill:?}"
+    );
+    assert_eq!(
+        promoted, None,
+        "the third node is not promoted while it lacks the second leader's commits"
+    );
+    assert_eq!(n3, n2, "no write is acknowledged until apply");
+    let said = text(&o);
+    assert!(
+        said.contains(&format!(
+            "machine {second_name}: the monitor's leader is stopped; starting it before"
+        )),
+        "apply brings back the dead leader first: {said}"
+    );
+    assert!(
+        [&before, &by_second, &alone, &after]
+            .iter()
+            .all(|l| l.is_empty()),
+        "acknowledged commits lost: before the first crash {before:?}, by the wait_primary \
+         leader {by_second:?}, by the third node {alone:?}, after apply {after:?}"
+    );
+    let o = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
 /// The second dead leader comes back on a full disk: its keeper runs and
