@@ -629,13 +629,37 @@ fn node_named<'a>(status: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no node {name} in {status}"))
 }
 
-/// Two leader crashes in a row, the second while the new leader is still
-/// `wait_primary` (it has been promoted and takes writes, but no standby
-/// follows it yet, so its commits wait for nobody).
-#[test]
-fn a_second_leader_killed_while_wait_primary() {
-    const APP: &str = "fp-waitp";
-    let c = Cluster::in_dir(&cluster_text(APP, 3, 1, "{}"), PASSWORD, "waitp");
+/// What became of a second leader killed while still `wait_primary`.
+struct WaitPrimaryRun {
+    second: String,
+    /// The monitor's nodes (name, reported state, goal) at the second kill.
+    at_kill: Vec<[String; 3]>,
+    /// The second leader was seen reporting `wait_primary`.
+    seen_wait_primary: bool,
+    /// When the monitor gave the third node a leader's goal, after the
+    /// second kill, within the 20 s watched without apply.
+    promoted: Option<Duration>,
+    /// Commits acknowledged by the second leader, and in the 20 s without
+    /// apply after its crash.
+    by_second: usize,
+    without_apply: usize,
+    /// Acknowledged commits lost: before the first crash, acknowledged by
+    /// the second leader, after its crash before apply, after apply.
+    lost: [Vec<i32>; 4],
+    /// What the repairing apply said.
+    apply: String,
+}
+
+/// On 3 nodes with `sync_standbys = 1` and a writer through the endpoint:
+/// kill the leader, then the new leader once it reports `wait_primary`
+/// (promoted, no standby follows it yet, so it commits alone) and has
+/// acknowledged a commit. `late`: only once the third node also reports
+/// `secondary` (it follows the new leader, asynchronously) while the new
+/// leader is still `wait_primary`, the monitor's goal too. Then 20 s
+/// without apply, apply, and every acknowledged commit checked; the next
+/// plan must be empty.
+fn second_leader_killed_in_wait_primary(app: &str, late: bool) -> WaitPrimaryRun {
+    let c = Cluster::in_dir(&cluster_text(app, 3, 1, "{}"), PASSWORD, app);
     let (status, endpoint, writer) = apply_and_write(&c, "w");
     let first = leader_of(&status);
     let first_name = node_name(first["address"].as_str().unwrap());
@@ -643,14 +667,22 @@ fn a_second_leader_killed_while_wait_primary() {
     let killed = Instant::now();
     procs::kill_trees(&node_pids(&first));
     let mut seen_wait_primary = false;
-    let (second_name, at_kill) = loop {
-        let states = monitor_states(&c, APP);
+    let (second, at_kill) = loop {
+        let states = monitor_states(&c, app);
         let leader = states
             .iter()
             .find(|[n, r, _]| *n != first_name && takes_writes(r));
-        if let Some([n, r, _]) = leader {
+        if let Some([n, r, g]) = leader {
             seen_wait_primary |= r == "wait_primary";
-            if writer.acked() > n1 {
+            let third_follows = states.iter().any(|[o, r, g]| {
+                o != n && *o != first_name && r == "secondary" && g == "secondary"
+            });
+            assert!(
+                !late || (r == "wait_primary" && g == "wait_primary"),
+                "the new leader left wait_primary before the third node reported secondary: \
+                 {states:?}"
+            );
+            if writer.acked() > n1 && (!late || third_follows) {
                 break (n.clone(), states);
             }
         }
@@ -658,22 +690,21 @@ fn a_second_leader_killed_while_wait_primary() {
             killed.elapsed() < Duration::from_secs(60),
             "no new leader taking writes: {states:?}"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     };
-    procs::kill_trees(&node_pids(node_named(&status, &second_name)));
+    procs::kill_trees(&node_pids(node_named(&status, &second)));
     let n2 = writer.acked();
     let second_killed = Instant::now();
-    let first_wait = second_killed - killed;
-    let third_name = at_kill
+    let third = at_kill
         .iter()
         .map(|[n, _, _]| n.clone())
-        .find(|n| *n != first_name && *n != second_name)
+        .find(|n| *n != first_name && *n != second)
         .expect("a third node");
     let mut promoted = None;
     let mut third_states = Vec::new();
     while second_killed.elapsed() < Duration::from_secs(20) {
-        for [n, r, g] in monitor_states(&c, APP) {
-            if n != third_name {
+        for [n, r, g] in monitor_states(&c, app) {
+            if n != third {
                 continue;
             }
             if promoted.is_none() && takes_writes(&g) {
@@ -689,16 +720,16 @@ fn a_second_leader_killed_while_wait_primary() {
     let n3 = writer.acked();
     eprintln!(
         "wait_primary: monitor at the second kill ({:.1}s after the first): {at_kill:?}; \
-         third node {third_name} since: {third_states:?}\n{}",
-        first_wait.as_secs_f64(),
-        failover_story_of(&c, APP, 60)
+         third node {third} since: {third_states:?}\n{}",
+        (second_killed - killed).as_secs_f64(),
+        failover_story_of(&c, app, 60)
     );
-    let (o, _) = bounded_apply(&c, APP);
+    let (o, _) = bounded_apply(&c, app);
     assert!(
         o.status.success(),
         "apply: {}\n{}",
         text(&o),
-        failover_story(&c, APP)
+        failover_story(&c, app)
     );
     wait_repaired(&c, &writer);
     let acked = writer.finish();
@@ -710,53 +741,100 @@ fn a_second_leader_killed_while_wait_primary() {
             .filter(|i| !rows.contains(i))
             .collect()
     };
-    let (before, by_second, alone, after) = (
-        lost(0..n1),
-        lost(n1..n2),
-        lost(n2..n3),
-        lost(n3..acked.len()),
-    );
-    eprintln!(
-        "wait_primary: outcome: second leader {second_name} seen in wait_primary: \
-         {seen_wait_primary}, killed {:.1}s after the first; third node promoted without \
-         apply: {:?}; writes without apply: {} ({} acknowledged); acknowledged by the second \
-         leader: {}, of them lost: {}; lost before the first crash: {}, while the third node \
-         led alone: {}, after apply: {}",
-        first_wait.as_secs_f64(),
-        promoted.map(|d| format!("{:.1}s", d.as_secs_f64())),
-        n3 > n2,
-        n3 - n2,
-        n2 - n1,
-        by_second.len(),
-        before.len(),
-        alone.len(),
-        after.len()
-    );
-    assert!(
+    let run = WaitPrimaryRun {
+        second,
+        at_kill,
         seen_wait_primary,
-        "the second leader was killed in wait_primary: {at_kill:?}"
-    );
-    assert_eq!(
-        promoted, None,
-        "the third node is not promoted while it lacks the second leader's commits"
-    );
-    assert_eq!(n3, n2, "no write is acknowledged until apply");
-    let said = text(&o);
-    assert!(
-        said.contains(&format!(
-            "machine {second_name}: the monitor's leader is stopped; starting it before"
-        )),
-        "apply brings back the dead leader first: {said}"
-    );
-    assert!(
-        [&before, &by_second, &alone, &after]
-            .iter()
-            .all(|l| l.is_empty()),
-        "acknowledged commits lost: before the first crash {before:?}, by the wait_primary \
-         leader {by_second:?}, by the third node {alone:?}, after apply {after:?}"
+        promoted,
+        by_second: n2 - n1,
+        without_apply: n3 - n2,
+        lost: [
+            lost(0..n1),
+            lost(n1..n2),
+            lost(n2..n3),
+            lost(n3..acked.len()),
+        ],
+        apply: text(&o),
+    };
+    eprintln!(
+        "wait_primary: outcome (late {late}): second leader {} seen in wait_primary: {}, \
+         killed {:.1}s after the first; third node promoted without apply: {:?}; commits \
+         without apply: {}; acknowledged by the second leader: {}; lost (before the first \
+         crash, by the second leader, without apply, after apply): {:?}",
+        run.second,
+        run.seen_wait_primary,
+        (second_killed - killed).as_secs_f64(),
+        run.promoted.map(|d| format!("{:.1}s", d.as_secs_f64())),
+        run.without_apply,
+        run.by_second,
+        run.lost.each_ref().map(Vec::len),
     );
     let o = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    run
+}
+
+/// Two leader crashes in a row, the second as soon as the new leader
+/// reports `wait_primary` and has acknowledged a commit. Mostly the third
+/// node is still on its way to follow the new leader (`join_secondary`)
+/// and is not promoted: writes stop until apply, which starts the dead
+/// leader first (the monitor still holds it as the leader); it comes back
+/// as the leader with every commit it acknowledged alone and the others
+/// follow it. When the third node reports `secondary` before the monitor
+/// notices the crash, pg_auto_failover 2.0 promotes it at once (its
+/// two-node rule: the dead leader is `wait_primary`, so it is not drained
+/// for an election) and writes resume without apply; then only commits
+/// the dead leader acknowledged alone can be lost (those the third node
+/// had not received), never others.
+#[test]
+fn a_second_leader_killed_while_wait_primary() {
+    let run = second_leader_killed_in_wait_primary("fp-waitp", false);
+    assert!(
+        run.seen_wait_primary,
+        "the second leader was killed in wait_primary: {:?}",
+        run.at_kill
+    );
+    let [before, by_second, without_apply, after] = &run.lost;
+    assert!(
+        before.is_empty() && without_apply.is_empty() && after.is_empty(),
+        "acknowledged commits lost: before the first crash {before:?}, without apply \
+         {without_apply:?}, after apply {after:?}"
+    );
+    if run.promoted.is_some() {
+        assert!(
+            run.without_apply > 0,
+            "the promoted third node takes writes"
+        );
+    } else {
+        assert!(
+            by_second.is_empty(),
+            "commits the wait_primary leader acknowledged lost: {by_second:?}"
+        );
+        assert_eq!(run.without_apply, 0, "no write is acknowledged until apply");
+        assert!(
+            run.apply.contains(&format!(
+                "machine {}: the monitor's leader is stopped; starting it before",
+                run.second
+            )),
+            "apply brings back the dead leader first: {}",
+            run.apply
+        );
+    }
+}
+
+/// The same, the second leader killed once the third node reports
+/// `secondary` but before the monitor moves the leader on to `primary`
+/// (up to one keeper report, about 1 s). Ignored: a probe of that window.
+#[test]
+#[ignore = "probe: run with --run-ignored only"]
+fn a_second_leader_killed_while_wait_primary_with_a_follower() {
+    let run = second_leader_killed_in_wait_primary("fp-waitp2", true);
+    assert!(
+        run.lost.iter().all(Vec::is_empty),
+        "acknowledged commits lost (before the first crash, by the wait_primary leader, \
+         without apply, after apply): {:?}",
+        run.lost
+    );
 }
 
 /// The second dead leader comes back on a full disk: its keeper runs and
