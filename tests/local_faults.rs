@@ -474,21 +474,38 @@ fn monitor_psql(c: &Cluster, app: &str, args: &[&str], sql: &str) -> std::proces
         .expect("psql runs")
 }
 
-/// Each node of `app` as the monitor has it: name, reported state, goal.
-fn monitor_states(c: &Cluster, app: &str) -> Vec<[String; 3]> {
-    let o = monitor_psql(
-        c,
-        app,
-        &["-A", "-t", "-F", " "],
-        "select nodename, reportedstate, goalstate from pgautofailover.node order by nodeid",
-    );
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split(' ').map(str::to_string);
-            Some([w.next()?, w.next()?, w.next()?])
-        })
-        .collect()
+/// A connection to the monitor of an app (as the keepers' user, which it
+/// trusts on loopback), to follow its nodes' states closely.
+struct MonitorConn {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl MonitorConn {
+    fn open(c: &Cluster, app: &str) -> MonitorConn {
+        let dir = c.state.path().join("state/apps").join(app);
+        let ports: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("ports.json")).expect("ports.json"))
+                .expect("ports");
+        let port = ports["monitor"].as_u64().expect("monitor port") as u16;
+        let rt = current_thread();
+        let client = rt
+            .block_on(connect(port, "autoctl_node", "pg_auto_failover"))
+            .expect("the monitor answers");
+        MonitorConn { rt, client }
+    }
+
+    /// Each node: name, reported state, goal.
+    fn states(&self) -> Vec<[String; 3]> {
+        let sql = "select nodename, reportedstate::text, goalstate::text \
+                   from pgautofailover.node order by nodeid";
+        self.rt
+            .block_on(self.client.query(sql, &[]))
+            .expect("the monitor's nodes")
+            .iter()
+            .map(|r| [r.get(0), r.get(1), r.get(2)])
+            .collect()
+    }
 }
 
 /// Two leader crashes in a row on a running 3-node cluster with
@@ -663,12 +680,13 @@ fn second_leader_killed_in_wait_primary(app: &str, late: bool) -> WaitPrimaryRun
     let (status, endpoint, writer) = apply_and_write(&c, "w");
     let first = leader_of(&status);
     let first_name = node_name(first["address"].as_str().unwrap());
+    let monitor = MonitorConn::open(&c, app);
     let n1 = writer.acked();
     let killed = Instant::now();
     procs::kill_trees(&node_pids(&first));
     let mut seen_wait_primary = false;
     let (second, at_kill) = loop {
-        let states = monitor_states(&c, app);
+        let states = monitor.states();
         let leader = states
             .iter()
             .find(|[n, r, _]| *n != first_name && takes_writes(r));
@@ -690,7 +708,7 @@ fn second_leader_killed_in_wait_primary(app: &str, late: bool) -> WaitPrimaryRun
             killed.elapsed() < Duration::from_secs(60),
             "no new leader taking writes: {states:?}"
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     };
     procs::kill_trees(&node_pids(node_named(&status, &second)));
     let n2 = writer.acked();
@@ -703,7 +721,7 @@ fn second_leader_killed_in_wait_primary(app: &str, late: bool) -> WaitPrimaryRun
     let mut promoted = None;
     let mut third_states = Vec::new();
     while second_killed.elapsed() < Duration::from_secs(20) {
-        for [n, r, g] in monitor_states(&c, app) {
+        for [n, r, g] in monitor.states() {
             if n != third {
                 continue;
             }
