@@ -665,6 +665,9 @@ struct WaitPrimaryRun {
     lost: [Vec<i32>; 4],
     /// What the repairing apply said.
     apply: String,
+    /// Apply succeeded and the cluster was checked (otherwise `lost` is
+    /// empty: nothing was read back).
+    repaired: bool,
 }
 
 /// When the second leader is killed.
@@ -774,6 +777,20 @@ fn second_leader_killed_in_wait_primary(app: &str, at: KillAt) -> WaitPrimaryRun
         failover_story_of(&c, app, 60)
     );
     let (o, _) = bounded_apply(&c, app);
+    if !o.status.success() && at == KillAt::FollowedLagging {
+        eprintln!("wait_primary: apply failed\n{}", failover_story(&c, app));
+        return WaitPrimaryRun {
+            second,
+            at_kill,
+            seen_wait_primary,
+            promoted,
+            by_second: n2 - n1,
+            without_apply: n3 - n2,
+            lost: Default::default(),
+            apply: text(&o),
+            repaired: false,
+        };
+    }
     assert!(
         o.status.success(),
         "apply: {}\n{}",
@@ -804,6 +821,7 @@ fn second_leader_killed_in_wait_primary(app: &str, at: KillAt) -> WaitPrimaryRun
             lost(n3..acked.len()),
         ],
         apply: text(&o),
+        repaired: true,
     };
     eprintln!(
         "wait_primary: outcome ({at:?}): second leader {} seen in wait_primary: {}, \
@@ -1212,6 +1230,19 @@ impl Background for std::process::Command {
 #[ignore = "probe: run with --run-ignored only"]
 fn a_second_leader_killed_while_wait_primary_with_a_lagging_follower() {
     let run = second_leader_killed_in_wait_primary("fp-waitp3", KillAt::FollowedLagging);
+    if !run.repaired {
+        // The leader died on its way to `primary` (its goal), the third
+        // node in `report_lsn`: the election waits for the dead leader,
+        // which is not asked to report. Apply must end, not rebuild from
+        // the dead leader.
+        assert!(
+            run.apply
+                .contains("the formation has no leader to make it again from"),
+            "{}",
+            run.apply
+        );
+        return;
+    }
     let [before, by_second, without_apply, after] = &run.lost;
     assert!(
         before.is_empty() && without_apply.is_empty() && after.is_empty(),

@@ -92,8 +92,11 @@ fn stall_of(node: &str, nodes: &[MonitorNode]) -> Option<(Stall, String, String)
     Some((stall, me.reported.clone(), me.goal.clone()))
 }
 
-/// The node other than `node` that the monitor holds as the leader, when
-/// `stopped` says it is stopped: it is to be started first.
+/// The node other than `node` that the monitor holds as the leader, settled
+/// in its state, when `stopped` says it is stopped: it is to be started
+/// first. A leader that died on its way from `wait_primary` to `primary`
+/// is not: the monitor has already sent the standbys to elect another one,
+/// and started first it waits for ever for a standby to follow it.
 fn stopped_leader(
     node: &str,
     nodes: &[MonitorNode],
@@ -101,7 +104,7 @@ fn stopped_leader(
 ) -> Option<String> {
     nodes
         .iter()
-        .find(|n| n.name != node && n.is_leader() && stopped(&n.name))
+        .find(|n| n.name != node && n.is_leader() && n.settled() && stopped(&n.name))
         .map(|n| n.name.clone())
 }
 
@@ -151,7 +154,10 @@ impl AppCtx<'_> {
                 // made again: it is left running for the next apply.
                 Err(e) if !self.monitor_running() => return Err(e),
                 Err(e) => {
-                    if !self.monitor_nodes()?.iter().any(MonitorNode::is_leader) {
+                    // A leader the monitor marks unhealthy (dead, as
+                    // after two crashes in a row) has nothing to give.
+                    let live_leader = |n: &MonitorNode| n.is_leader() && n.health == 1;
+                    if !self.monitor_nodes()?.iter().any(live_leader) {
                         return Err(node_failed(
                             &rec.node,
                             format!(
@@ -302,6 +308,12 @@ mod tests {
         );
         assert_eq!(stopped_leader("iad-1", &nodes, stopped), None);
         assert_eq!(stopped_leader("iad-0", &nodes, |n| n == "iad-0"), None);
+        // Nor one that died on its way to `primary`.
+        let moving = [
+            node("iad-0", "primary", "report_lsn"),
+            node("iad-1", "wait_primary", "primary"),
+        ];
+        assert_eq!(stopped_leader("iad-0", &moving, |_| true), None);
         // A leader the monitor is demoting is not the leader any more.
         let demoting = [
             node("iad-0", "primary", "demoted"),
