@@ -12,7 +12,8 @@
 //! back before any other stopped node: the others cannot settle without it
 //! (they wait to follow it, or for a failover that needs one more quorum
 //! node), and when it died in `wait_primary` it holds commits it
-//! acknowledged alone, which no other node has.
+//! acknowledged alone, which no other node has. A node is never made
+//! again from a leader the monitor marks unhealthy: apply ends instead.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
