@@ -2,7 +2,8 @@
 //! records every acknowledged commit, checked against what the cluster
 //! holds afterwards: a frozen leader; a full disk on a standby's volume and
 //! every sync standby lost on one three-node cluster; two leader crashes in
-//! a row, also with the second leader back on a full disk; `flyplan watch`
+//! a row, also with the second leader back on a full disk or killed while
+//! still `wait_primary`; `flyplan watch`
 //! as the supervisor that brings back killed nodes, monitor and endpoint.
 //! docs/faults.md has the results.
 
