@@ -750,8 +750,12 @@ fn second_leader_killed_in_wait_primary(app: &str, at: KillAt) -> WaitPrimaryRun
     };
     procs::kill_trees(&node_pids(node_named(&status, &second)));
     procs::signal_all(&receiver, Signal::SIGCONT);
-    let n2 = writer.acked();
     let second_killed = Instant::now();
+    // An answer already on its way is read after the kill: still the dead
+    // leader's. No other node is promoted this soon (the monitor needs
+    // more than 1 s to notice the crash).
+    std::thread::sleep(Duration::from_millis(500));
+    let n2 = writer.acked();
     eprintln!("wait_primary: stopped WAL receiver of {third}: {receiver:?}");
     let mut promoted = None;
     let mut third_states = Vec::new();
