@@ -211,8 +211,16 @@ impl Writer {
 /// or a node's own port); the endpoint may still drop a session while its
 /// checks settle after a fault, so reads are tried for a minute.
 pub fn assert_none_lost(port: u16, table: &str, acked: &[i32]) {
+    let rows = rows_of(port, table);
+    let lost: Vec<_> = acked.iter().filter(|i| !rows.contains(i)).collect();
+    assert!(lost.is_empty(), "acknowledged commits lost: {lost:?}");
+}
+
+/// The ids in `table`, read through `port`, tried for a minute as in
+/// [`assert_none_lost`].
+pub fn rows_of(port: u16, table: &str) -> std::collections::BTreeSet<i32> {
     let rt = current_thread();
-    let rows: std::collections::BTreeSet<i32> = rt.block_on(async {
+    rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(db) = connect(port, "postgres", "postgres").await {
@@ -223,9 +231,7 @@ pub fn assert_none_lost(port: u16, table: &str, acked: &[i32]) {
             assert!(Instant::now() < deadline, "rows of {table} unreadable");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    });
-    let lost: Vec<_> = acked.iter().filter(|i| !rows.contains(i)).collect();
-    assert!(lost.is_empty(), "acknowledged commits lost: {lost:?}");
+    })
 }
 
 /// The app's processes whose command line mentions `path`.

@@ -7,6 +7,13 @@
 //! from the monitor and the others elect a leader; and a node that stays
 //! in `join_secondary` (it cannot follow the new leader, e.g. `pg_rewind`
 //! fails) is made again from the leader.
+//!
+//! A stopped node that the monitor still holds as the leader is brought
+//! back before any other stopped node: the others cannot settle without it
+//! (they wait to follow it, or for a failover that needs one more quorum
+//! node), and when it died in `wait_primary` it holds commits it
+//! acknowledged alone, which no other node has. A node is never made
+//! again from a leader the monitor marks unhealthy: apply ends instead.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -86,6 +93,22 @@ fn stall_of(node: &str, nodes: &[MonitorNode]) -> Option<(Stall, String, String)
     Some((stall, me.reported.clone(), me.goal.clone()))
 }
 
+/// The node other than `node` that the monitor holds as the leader, settled
+/// in its state, when `stopped` says it is stopped: it is to be started
+/// first. A leader that died on its way from `wait_primary` to `primary`
+/// is not: the monitor has already sent the standbys to elect another one,
+/// and started first it waits for ever for a standby to follow it.
+fn stopped_leader(
+    node: &str,
+    nodes: &[MonitorNode],
+    stopped: impl Fn(&str) -> bool,
+) -> Option<String> {
+    nodes
+        .iter()
+        .find(|n| n.name != node && n.is_leader() && n.settled() && stopped(&n.name))
+        .map(|n| n.name.clone())
+}
+
 /// The last error line of a keeper's log that says more than that a
 /// transition is retried, for the message of a stall.
 fn last_error(log: &std::path::Path) -> Option<String> {
@@ -105,6 +128,7 @@ impl AppCtx<'_> {
     /// bounded; a node that cannot rejoin while the formation has no leader
     /// to make it again from ends the apply with the monitor's states.
     pub(super) fn restart_or_rebuild(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
+        self.restart_stopped_leader(rec)?;
         self.stop_node(rec);
         let usable = rec.pgdata.join("PG_VERSION").exists()
             && rec.pgdata.join("global/pg_control").exists()
@@ -131,7 +155,10 @@ impl AppCtx<'_> {
                 // made again: it is left running for the next apply.
                 Err(e) if !self.monitor_running() => return Err(e),
                 Err(e) => {
-                    if !self.monitor_nodes()?.iter().any(MonitorNode::is_leader) {
+                    // A leader the monitor marks unhealthy (dead, as
+                    // after two crashes in a row) has nothing to give.
+                    let live_leader = |n: &MonitorNode| n.is_leader() && n.health == 1;
+                    if !self.monitor_nodes()?.iter().any(live_leader) {
                         return Err(node_failed(
                             &rec.node,
                             format!(
@@ -149,6 +176,33 @@ impl AppCtx<'_> {
         self.create_node(rec)?;
         // Dropping a node may have lowered the formation's sync standbys.
         self.formation_after_removal()
+    }
+
+    /// Bring back the stopped node the monitor holds as the leader, if
+    /// it is not `rec` (see the module doc).
+    fn restart_stopped_leader(&self, rec: &MachineRecord) -> Result<(), ProviderError> {
+        if !self.monitor_running() {
+            return Ok(());
+        }
+        let nodes = self.monitor_nodes()?;
+        let stopped = |name: &str| {
+            self.read_machine(name)
+                .ok()
+                .flatten()
+                .is_some_and(|r| !self.node_running(&r))
+        };
+        let Some(leader) = stopped_leader(&rec.node, &nodes, stopped) else {
+            return Ok(());
+        };
+        let Some(leader) = self.read_machine(&leader)? else {
+            return Ok(());
+        };
+        tracing::warn!(
+            "machine {}: the monitor's leader is stopped; starting it before machine {}",
+            leader.node,
+            rec.node
+        );
+        self.restart_or_rebuild(&leader)
     }
 
     /// Wait until `rec` settles (`None`), at most [`REJOIN`], or until it
@@ -239,5 +293,33 @@ mod tests {
             node("iad-2", "primary", "primary"),
         ];
         assert_eq!(of(&catching_up), None);
+    }
+
+    #[test]
+    fn a_stopped_leader_is_started_before_the_other_stopped_nodes() {
+        let nodes = [
+            node("iad-0", "primary", "demoted"),
+            node("iad-1", "wait_primary", "wait_primary"),
+            node("iad-2", "join_secondary", "secondary"),
+        ];
+        let stopped = |n: &str| n != "iad-2";
+        assert_eq!(
+            stopped_leader("iad-0", &nodes, stopped),
+            Some("iad-1".to_string())
+        );
+        assert_eq!(stopped_leader("iad-1", &nodes, stopped), None);
+        assert_eq!(stopped_leader("iad-0", &nodes, |n| n == "iad-0"), None);
+        // Nor one that died on its way to `primary`.
+        let moving = [
+            node("iad-0", "primary", "report_lsn"),
+            node("iad-1", "wait_primary", "primary"),
+        ];
+        assert_eq!(stopped_leader("iad-0", &moving, |_| true), None);
+        // A leader the monitor is demoting is not the leader any more.
+        let demoting = [
+            node("iad-0", "primary", "demoted"),
+            node("iad-1", "primary", "draining"),
+        ];
+        assert_eq!(stopped_leader("iad-0", &demoting, |_| true), None);
     }
 }
