@@ -38,7 +38,7 @@ impl Default for PlanNotes {
             leader_update: "current leader: updated last, after a switchover to a standby",
             switchover_pause: Some(
                 "writes through the leader endpoint pause during the switchover: \
-                 a median of 2 to 3 s with 3 nodes and 3.3 s with 2 measured on a local \
+                 a median of 1.8 s with 3 nodes and 0.7 s with 2 measured on a local \
                  machine, longer on a busy one",
             ),
             node_delete: "drained from the formation before it stops",

@@ -179,50 +179,58 @@ impl AppCtx<'_> {
 /// every node.
 ///
 /// The configuration is read at the keeper's next round, after the state
-/// change in progress. A node whose PostgreSQL is stopped by then (the old
-/// leader once it has drained) fails to read it, harmlessly but loudly in
-/// its log, so the old leader is nudged once in `primary`, when it most
-/// likely waits for a notification it missed, and again only once it is
-/// starting PostgreSQL for `report_lsn`. The others are nudged every 50 ms.
+/// change in progress, and that costs a little (it writes PostgreSQL's
+/// settings and reloads them). So a keeper that only waits for its
+/// notification is nudged once, and only when it has not moved on by
+/// itself within 150 ms; one in a state change with a poll in it
+/// (`report_lsn`'s restart, a promotion) every 50 ms. A node whose
+/// PostgreSQL is stopped by its next round (the old leader once it has
+/// drained) fails to read it, harmlessly but loudly in its log: the old
+/// leader is nudged once in `primary`, right after `perform_failover`
+/// (its keeper was held until then and may have missed the
+/// notification), and again only once it starts PostgreSQL for
+/// `report_lsn`.
 const NUDGED: &[Nudge] = &[
     // The old leader, to stop taking writes, then to report its LSN.
-    nudge("primary", "draining", 1, 0),
-    nudge("primary", "demote_timeout", 1, 0),
-    nudge("draining", "report_lsn", u32::MAX, 50),
+    nudge("primary", "draining", 0, 1),
+    nudge("primary", "demote_timeout", 0, 1),
+    nudge("draining", "report_lsn", 50, u32::MAX),
     // The standbys, to report their LSN. Safe in `secondary`: no node can
     // have been elected before this one reports, so the monitor still
     // names the old leader as its upstream and nothing changes.
-    nudge("secondary", "report_lsn", u32::MAX, 50),
+    nudge("secondary", "report_lsn", 50, u32::MAX),
     // The candidate, through its promotion.
-    nudge("report_lsn", "prepare_promotion", u32::MAX, 50),
-    nudge("prepare_promotion", "stop_replication", u32::MAX, 50),
-    nudge("prepare_promotion", "wait_primary", u32::MAX, 50),
-    nudge("stop_replication", "wait_primary", u32::MAX, 50),
+    nudge("report_lsn", "prepare_promotion", 150, 1),
+    nudge("prepare_promotion", "stop_replication", 50, u32::MAX),
+    nudge("prepare_promotion", "wait_primary", 50, u32::MAX),
+    nudge("stop_replication", "wait_primary", 150, 1),
 ];
 
-/// Which keeper to wake while a switchover runs, how often and how many
-/// times at most.
+/// Which keeper to wake while a switchover runs: `every` ms after the
+/// monitor showed the node in these states (first) and after the last
+/// nudge, `times` times at most.
 struct Nudge {
     reported: &'static str,
     goal: &'static str,
-    times: u32,
     every: Duration,
+    times: u32,
 }
 
-const fn nudge(reported: &'static str, goal: &'static str, times: u32, every_ms: u64) -> Nudge {
+const fn nudge(reported: &'static str, goal: &'static str, every_ms: u64, times: u32) -> Nudge {
     Nudge {
         reported,
         goal,
-        times,
         every: Duration::from_millis(every_ms),
+        times,
     }
 }
 
-/// The nudges sent to one node so far.
+/// The nudges sent to one node in its current states.
 struct Nudged {
     pid: i32,
+    states: (String, String),
+    since: Instant,
     times: u32,
-    last: Instant,
 }
 
 impl AppCtx<'_> {
@@ -279,25 +287,31 @@ impl AppCtx<'_> {
                     else {
                         continue;
                     };
-                    let sent = match nudged.get_mut(&n.name) {
-                        Some(s) if s.times >= rule.times || s.last.elapsed() < rule.every => {
-                            continue
-                        }
-                        Some(s) => s,
-                        None => {
-                            let Some(pid) = self.reporting_process(&n.name) else {
-                                continue;
-                            };
-                            nudged.entry(n.name.clone()).or_insert(Nudged {
+                    let states = (n.reported.clone(), n.goal.clone());
+                    if nudged.get(&n.name).is_none_or(|s| s.states != states) {
+                        let Some(pid) = self.reporting_process(&n.name) else {
+                            continue;
+                        };
+                        let since = Instant::now();
+                        let times = 0;
+                        nudged.insert(
+                            n.name.clone(),
+                            Nudged {
                                 pid,
-                                times: 0,
-                                last: Instant::now(),
-                            })
-                        }
+                                states,
+                                since,
+                                times,
+                            },
+                        );
+                    }
+                    let Some(s) = nudged.get_mut(&n.name) else {
+                        continue;
                     };
-                    process::hang_up(sent.pid);
-                    sent.times += 1;
-                    sent.last = Instant::now();
+                    if s.times < rule.times && s.since.elapsed() >= rule.every {
+                        process::hang_up(s.pid);
+                        s.times += 1;
+                        s.since = Instant::now();
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
