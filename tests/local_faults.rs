@@ -80,15 +80,15 @@ fn node_name(address: &str) -> String {
         .replace(':', "-")
 }
 
-/// The keeper and postmaster pids of node `n` of `status --json`.
+/// The keeper and postmaster pids of node `n` of `status --json`; the
+/// postmaster's only while it runs (the keeper's tree holds it anyway, as
+/// pg_autoctl starts PostgreSQL as its own child).
 fn node_pids(n: &Value) -> Vec<i32> {
-    ["pid", "postgres_pid"]
-        .iter()
-        .map(|k| {
-            n["checks"][k]
-                .as_i64()
-                .unwrap_or_else(|| panic!("{k} of {n}")) as i32
-        })
+    let keeper = n["checks"]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("pid of {n}")) as i32;
+    std::iter::once(keeper)
+        .chain(n["checks"]["postgres_pid"].as_i64().map(|p| p as i32))
         .collect()
 }
 
@@ -379,8 +379,15 @@ fn a_full_standby_disk_and_lost_sync_standbys_lose_no_commit() {
         c.status()
     );
 
-    // 2. Every sync standby lost.
-    let st = c.status();
+    // 2. Every sync standby lost, once both run as standbys again (the
+    // one that caught up may still be restarting PostgreSQL to follow the
+    // leader).
+    let st = wait_for_status(&c, Duration::from_secs(90), |st| {
+        standbys
+            .iter()
+            .all(|s| is_running_standby(node(st, s["address"].as_str().unwrap())))
+    })
+    .unwrap_or_else(|| panic!("both standbys run again: {}", c.status()));
     let killed = Instant::now();
     for s in &standbys {
         procs::kill_trees(&node_pids(node(&st, s["address"].as_str().unwrap())));
@@ -782,19 +789,20 @@ fn second_leader_killed_in_wait_primary(app: &str, at: KillAt) -> WaitPrimaryRun
         failover_story_of(&c, app, 60)
     );
     let (o, _) = bounded_apply(&c, app);
+    let mut run = WaitPrimaryRun {
+        second,
+        at_kill,
+        seen_wait_primary,
+        promoted,
+        by_second: n2 - n1,
+        without_apply: n3 - n2,
+        lost: Default::default(),
+        apply: text(&o),
+        repaired: false,
+    };
     if !o.status.success() && at == KillAt::FollowedLagging {
         eprintln!("wait_primary: apply failed\n{}", failover_story(&c, app));
-        return WaitPrimaryRun {
-            second,
-            at_kill,
-            seen_wait_primary,
-            promoted,
-            by_second: n2 - n1,
-            without_apply: n3 - n2,
-            lost: Default::default(),
-            apply: text(&o),
-            repaired: false,
-        };
+        return run;
     }
     assert!(
         o.status.success(),
@@ -812,22 +820,13 @@ fn second_leader_killed_in_wait_primary(app: &str, at: KillAt) -> WaitPrimaryRun
             .filter(|i| !rows.contains(i))
             .collect()
     };
-    let run = WaitPrimaryRun {
-        second,
-        at_kill,
-        seen_wait_primary,
-        promoted,
-        by_second: n2 - n1,
-        without_apply: n3 - n2,
-        lost: [
-            lost(0..n1),
-            lost(n1..n2),
-            lost(n2..n3),
-            lost(n3..acked.len()),
-        ],
-        apply: text(&o),
-        repaired: true,
-    };
+    run.lost = [
+        lost(0..n1),
+        lost(n1..n2),
+        lost(n2..n3),
+        lost(n3..acked.len()),
+    ];
+    run.repaired = true;
     eprintln!(
         "wait_primary: outcome ({at:?}): second leader {} seen in wait_primary: {}, \
          killed {:.1}s after the first; third node promoted without apply: {:?}; commits \

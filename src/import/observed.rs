@@ -282,6 +282,16 @@ impl Observed {
             let Spec::Parameter(p) = &r.spec else {
                 continue;
             };
+            // Settings flyplan or pg_auto_failover own, which fly.toml may
+            // not name: pg_auto_failover writes `synchronous_standby_names`
+            // with `ALTER SYSTEM` too, and every node has the same value
+            // while the leader is `wait_primary`.
+            let name = r.address.name();
+            if crate::pgsettings::lookup(name)
+                .is_some_and(|s| crate::pgsettings::owned(s).is_some())
+            {
+                continue;
+            }
             match p.value.one() {
                 Some(v) => parameters.push((r.address.name().to_string(), v.clone())),
                 None => mixed_parameters.push(r.address.name().to_string()),

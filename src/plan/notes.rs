@@ -52,7 +52,9 @@ impl Default for PlanNotes {
             sync_short: Some(
                 "while fewer standbys run than this, writes block until enough are back; with \
                  one failover candidate besides the leader (instances = 2) it is as 0: the \
-                 leader goes on alone while that standby is down",
+                 leader goes on alone while that standby is down; right after a failover or \
+                 a switchover the new leader acknowledges commits alone until a standby \
+                 follows it (about 1 to 2 s)",
             ),
             image_resets_backup: None,
         }
